@@ -1,0 +1,54 @@
+//! A small believable hospital, for trying Bleepless out.
+use crate::error::AppResult;
+use crate::store::{directory, DbConnection};
+use chrono::{DateTime, Utc};
+
+pub struct DemoLogin {
+    pub name: String,
+    pub roles: String,
+    pub token: String,
+}
+
+/// Fills an empty database with wards, staff and on-call roles. Returns None if staff already
+/// exist, so that demo data is never mixed into a real directory.
+pub fn fill(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Option<Vec<DemoLogin>>> {
+    if !directory::list_staff(conn)?.is_empty() {
+        return Ok(None);
+    }
+    for w in ["Ward 5 (Acute Medicine)", "Ward 6 (Respiratory)", "Ward 7 (Care of the Elderly)", "Ward 8 (Surgery)"] {
+        directory::add_ward(conn, w, now)?;
+    }
+    let people = [
+        ("Sister Grace Okafor", "grace.okafor@example.nhs.uk", "coordinator"),
+        ("Charge Nurse Tom Reilly", "tom.reilly@example.nhs.uk", "coordinator"),
+        ("Dr Amy Patel", "amy.patel@example.nhs.uk", "clinician"),
+        ("Dr Ben Hughes", "ben.hughes@example.nhs.uk", "clinician"),
+        ("Dr Chloe Evans", "chloe.evans@example.nhs.uk", "clinician"),
+        ("Dr Dan Wright", "dan.wright@example.nhs.uk", "clinician"),
+        ("Maria Santos", "maria.santos@example.nhs.uk", "bed_manager"),
+        ("Sam Admin", "sam.admin@example.nhs.uk", "admin"),
+    ];
+    let mut logins = Vec::new();
+    let mut ids = Vec::new();
+    for (name, email, roles) in people {
+        let (staff, token) = directory::add_staff(conn, name, Some(email), roles, now)?;
+        ids.push(staff);
+        logins.push(DemoLogin {
+            name: name.into(),
+            roles: roles.into(),
+            token,
+        });
+    }
+    let rota = [
+        ("Medicine FY1 night", 2),
+        ("Medicine FY1 day", 3),
+        ("Medicine SHO night", 4),
+        ("Medicine registrar night", 5),
+        ("Site manager", 6),
+    ];
+    for (role, holder) in rota {
+        let r = directory::add_role(conn, role, now)?;
+        directory::hand_over(conn, &r, &ids[holder], None, now)?;
+    }
+    Ok(Some(logins))
+}

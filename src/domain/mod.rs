@@ -1,0 +1,57 @@
+//! Pure logic: no I/O, no HTTP, no SQL. "Now" is always an argument.
+pub mod nhs_number;
+pub mod staff;
+pub mod task;
+
+pub use nhs_number::NhsNumber;
+pub use staff::Permission;
+pub use task::{Action, Category, OutcomeCode, Priority, Status};
+
+/// Makes an enum that is stored and sent as a fixed set of lowercase codes.
+macro_rules! coded_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($variant:ident => $code:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn code(self) -> &'static str {
+                match self { $($name::$variant => $code),+ }
+            }
+
+            pub fn parse(code: &str) -> Result<Self, String> {
+                match code {
+                    $($code => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown {} {:?}: expected one of {}",
+                        $what,
+                        other,
+                        [$($code),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.code())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.code())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let code = String::deserialize(d)?;
+                $name::parse(&code).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use coded_enum;

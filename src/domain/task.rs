@@ -1,0 +1,199 @@
+//! The clinical task and its lifecycle, which follows FHIR R4's Task state machine.
+use super::coded_enum;
+use chrono::{DateTime, Duration, Utc};
+
+coded_enum!(
+    /// FHIR request-priority codes, in order of urgency.
+    Priority, "priority" {
+        Stat => "stat",
+        Asap => "asap",
+        Urgent => "urgent",
+        Routine => "routine",
+    }
+);
+
+coded_enum!(
+    /// FHIR Task.status values that Bleepless uses.
+    Status, "status" {
+        Requested => "requested",
+        Accepted => "accepted",
+        InProgress => "in-progress",
+        Completed => "completed",
+        Cancelled => "cancelled",
+        Rejected => "rejected",
+    }
+);
+
+coded_enum!(
+    /// What kind of work is asked for.
+    Category, "category" {
+        Review => "review",
+        Cannula => "cannula",
+        Bloods => "bloods",
+        Fluids => "fluids",
+        Prescription => "prescription",
+        Other => "other",
+    }
+);
+
+coded_enum!(
+    /// How a task ended, coded so that the record and the statistics can count it.
+    OutcomeCode, "outcome" {
+        Done => "done",
+        DonePlanChanged => "done-plan-changed",
+        Referred => "referred",
+        NotNeeded => "not-needed",
+        Unable => "unable",
+    }
+);
+
+coded_enum!(
+    /// Something a person does to a task.
+    Action, "action" {
+        Acknowledge => "acknowledge",
+        Start => "start",
+        Complete => "complete",
+        Cancel => "cancel",
+        Decline => "decline",
+        Reassign => "reassign",
+    }
+);
+
+impl Priority {
+    pub fn label(self) -> &'static str {
+        match self {
+            Priority::Stat => "Stat (immediate)",
+            Priority::Asap => "ASAP",
+            Priority::Urgent => "Urgent",
+            Priority::Routine => "Routine",
+        }
+    }
+}
+
+impl OutcomeCode {
+    pub fn label(self) -> &'static str {
+        match self {
+            OutcomeCode::Done => "Done as requested",
+            OutcomeCode::DonePlanChanged => "Done, plan changed",
+            OutcomeCode::Referred => "Referred to another team",
+            OutcomeCode::NotNeeded => "Not needed on review",
+            OutcomeCode::Unable => "Could not be done",
+        }
+    }
+}
+
+impl Status {
+    /// Open tasks still need someone; the others are finished.
+    pub fn is_open(self) -> bool {
+        matches!(self, Status::Requested | Status::Accepted | Status::InProgress)
+    }
+}
+
+impl Action {
+    /// The status an action leads to from `from`, or `None` if the state machine forbids it.
+    pub fn next_status(self, from: Status) -> Option<Status> {
+        use Status::*;
+        match (self, from) {
+            (Action::Acknowledge, Requested) => Some(Accepted),
+            (Action::Start, Accepted) => Some(InProgress),
+            (Action::Complete, Accepted | InProgress) => Some(Completed),
+            (Action::Cancel, Requested | Accepted | InProgress | Rejected) => Some(Cancelled),
+            (Action::Decline, Requested | Accepted) => Some(Rejected),
+            (Action::Reassign, Requested | Accepted | Rejected) => Some(Requested),
+            _ => None,
+        }
+    }
+
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            Action::Acknowledge => "acknowledged",
+            Action::Start => "started",
+            Action::Complete => "completed",
+            Action::Cancel => "cancelled",
+            Action::Decline => "declined",
+            Action::Reassign => "reassigned",
+        }
+    }
+}
+
+/// Target times to acknowledge, per priority (the first escalation level's length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckTargets {
+    pub stat: u32,
+    pub asap: u32,
+    pub urgent: u32,
+    pub routine: u32,
+}
+
+impl Default for AckTargets {
+    fn default() -> Self {
+        Self {
+            stat: 120,
+            asap: 300,
+            urgent: 900,
+            routine: 3600,
+        }
+    }
+}
+
+impl AckTargets {
+    pub fn seconds(&self, p: Priority) -> u32 {
+        match p {
+            Priority::Stat => self.stat,
+            Priority::Asap => self.asap,
+            Priority::Urgent => self.urgent,
+            Priority::Routine => self.routine,
+        }
+    }
+
+    pub fn deadline(&self, p: Priority, from: DateTime<Utc>) -> DateTime<Utc> {
+        from + Duration::seconds(i64::from(self.seconds(p)))
+    }
+}
+
+pub const MAX_DESCRIPTION: usize = 2000;
+pub const MAX_TEXT: usize = 2000;
+pub const MAX_BED: usize = 20;
+
+/// Checks a required free-text field: present, not blank, not too long.
+pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(format!("{field} is required and may not be blank"));
+    }
+    if v.chars().count() > max {
+        return Err(format!(
+            "{field} is {} characters long; at most {max} are allowed",
+            v.chars().count()
+        ));
+    }
+    Ok(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_follows_fhir_task_state_machine() {
+        assert_eq!(Action::Acknowledge.next_status(Status::Requested), Some(Status::Accepted));
+        assert_eq!(Action::Start.next_status(Status::Accepted), Some(Status::InProgress));
+        assert_eq!(Action::Complete.next_status(Status::InProgress), Some(Status::Completed));
+        assert_eq!(Action::Acknowledge.next_status(Status::Accepted), None);
+        assert_eq!(Action::Complete.next_status(Status::Requested), None);
+        for a in Action::ALL {
+            assert_eq!(a.next_status(Status::Completed), None, "{a} after completed");
+            assert_eq!(a.next_status(Status::Cancelled), None, "{a} after cancelled");
+        }
+    }
+
+    #[test]
+    fn codes_round_trip_and_unknown_codes_name_the_choices() {
+        for p in Priority::ALL {
+            assert_eq!(Priority::parse(p.code()), Ok(*p));
+        }
+        let err = Priority::parse("soon").unwrap_err();
+        assert!(err.contains("stat, asap, urgent, routine"), "{err}");
+    }
+}

@@ -1,0 +1,273 @@
+use bleepless::clock::{Clock, SystemClock};
+use bleepless::config::{Config, Overrides};
+use bleepless::error::AppError;
+use bleepless::store::{directory, Store};
+use bleepless::{demo, Application};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Bleepless: clinical tasks instead of bleeps.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address and port to listen on (default 127.0.0.1:8080).
+    #[arg(long, global = true, value_name = "ADDR:PORT")]
+    bind: Option<String>,
+    /// sqlite://PATH, a file path, or postgres://... (default sqlite://bleepless.db).
+    #[arg(long, global = true, value_name = "URL")]
+    database: Option<String>,
+    /// Fill an empty database with a demo hospital before serving.
+    #[arg(long)]
+    demo: bool,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the service (the default).
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Fill an empty database with a demo hospital and print the demo tokens.
+    Demo,
+    /// Manage staff.
+    #[command(subcommand)]
+    Staff(StaffCmd),
+    /// Manage on-call roles ("bleeps") and who holds them.
+    #[command(subcommand)]
+    Role(RoleCmd),
+    /// Manage wards.
+    #[command(subcommand)]
+    Ward(WardCmd),
+}
+
+#[derive(Subcommand)]
+enum StaffCmd {
+    /// Add a member of staff; prints their API token alone on the last line.
+    Add {
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Comma-separated: coordinator, clinician, bed_manager, admin.
+        #[arg(long)]
+        roles: String,
+    },
+    /// List staff.
+    List,
+    /// Replace a member of staff's API token; prints the new one alone on the last line.
+    Token {
+        /// Staff id, email or exact name.
+        staff: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoleCmd {
+    /// Add an on-call role, e.g. "Medicine FY1 night".
+    Add { name: String },
+    /// List on-call roles and who holds them.
+    List,
+    /// Give the bleep to a member of staff (recorded in the rota).
+    HandOver {
+        /// Role id or exact name.
+        role: String,
+        /// Staff id, email or exact name.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum WardCmd {
+    /// Add a ward.
+    Add { name: String },
+    /// List wards.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let overrides = Overrides {
+        config_file: cli.config.clone(),
+        bind: cli.bind.clone(),
+        database_url: cli.database.clone(),
+    };
+    let config = match Config::load(&overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bleepless: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bleepless: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(config: &Config) -> Result<Store, String> {
+    Store::open(&config.database, config.pool_size)
+}
+
+fn fail(e: AppError) -> String {
+    e.public_message()
+}
+
+fn run(cli: Cli, config: Config) -> Result<(), String> {
+    let now = SystemClock.now();
+    match cli.command.unwrap_or(Cmd::Serve) {
+        Cmd::Serve => serve(config, cli.demo),
+        Cmd::Migrate => {
+            open(&config)?;
+            println!("database {} is up to date", config.database.redacted());
+            Ok(())
+        }
+        Cmd::Demo => {
+            let store = open(&config)?;
+            print_demo(store.write_now(|c| demo::fill(c, now)).map_err(fail)?);
+            Ok(())
+        }
+        Cmd::Staff(cmd) => {
+            let store = open(&config)?;
+            match cmd {
+                StaffCmd::Add { name, email, roles } => {
+                    let (s, token) = store
+                        .write_now(|c| directory::add_staff(c, &name, email.as_deref(), &roles, now))
+                        .map_err(fail)?;
+                    println!("added {} ({}) id {}", s.name, roles, s.id);
+                    println!("API token (shown once; keep it secret):");
+                    println!("{token}");
+                }
+                StaffCmd::List => {
+                    for s in store.write_now(directory::list_staff).map_err(fail)? {
+                        let roles: Vec<&str> = s.roles.iter().map(|r| r.code()).collect();
+                        println!(
+                            "{}\t{}\t{}\t{}{}",
+                            s.id,
+                            s.name,
+                            s.email.as_deref().unwrap_or("-"),
+                            roles.join(","),
+                            if s.active { "" } else { "\tinactive" }
+                        );
+                    }
+                }
+                StaffCmd::Token { staff } => {
+                    let (s, token) = store
+                        .write_now(|c| {
+                            let s = directory::find_staff(c, &staff)?;
+                            let t = directory::reissue_token(c, &s.id)?;
+                            Ok((s, t))
+                        })
+                        .map_err(fail)?;
+                    println!("new API token for {} (the old one no longer works):", s.name);
+                    println!("{token}");
+                }
+            }
+            Ok(())
+        }
+        Cmd::Role(cmd) => {
+            let store = open(&config)?;
+            match cmd {
+                RoleCmd::Add { name } => {
+                    let r = store.write_now(|c| directory::add_role(c, &name, now)).map_err(fail)?;
+                    println!("added on-call role {} id {}", r.name, r.id);
+                }
+                RoleCmd::List => {
+                    let rows = store
+                        .write_now(|c| {
+                            let mut rows = Vec::new();
+                            for r in directory::list_roles(c)? {
+                                let holders = directory::current_holders(c, &r.id)?;
+                                let refs: Vec<&str> = holders.iter().map(String::as_str).collect();
+                                let names = directory::staff_names(c, &refs)?;
+                                let held: Vec<String> = holders.iter().filter_map(|h| names.get(h).cloned()).collect();
+                                rows.push((r, held));
+                            }
+                            Ok(rows)
+                        })
+                        .map_err(fail)?;
+                    for (r, held) in rows {
+                        let held = if held.is_empty() { "(no one holds this bleep)".to_string() } else { held.join(", ") };
+                        println!("{}\t{}\t{}", r.id, r.name, held);
+                    }
+                }
+                RoleCmd::HandOver { role, to } => {
+                    let (r, s) = store
+                        .write_now(|c| {
+                            let r = directory::find_role(c, &role)?.ok_or_else(|| {
+                                AppError::NotFound(format!("no on-call role has the id or name {role:?}"))
+                            })?;
+                            let s = directory::find_staff(c, &to)?;
+                            directory::hand_over(c, &r, &s, None, now)?;
+                            Ok((r, s))
+                        })
+                        .map_err(fail)?;
+                    println!("{} now holds {}", s.name, r.name);
+                }
+            }
+            Ok(())
+        }
+        Cmd::Ward(cmd) => {
+            let store = open(&config)?;
+            match cmd {
+                WardCmd::Add { name } => {
+                    let w = store.write_now(|c| directory::add_ward(c, &name, now)).map_err(fail)?;
+                    println!("added ward {w}");
+                }
+                WardCmd::List => {
+                    for w in store.write_now(directory::list_wards).map_err(fail)? {
+                        println!("{w}");
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_demo(logins: Option<Vec<demo::DemoLogin>>) {
+    match logins {
+        None => println!("the database already has staff; demo data was not added"),
+        Some(logins) => {
+            println!("demo hospital added; API tokens (for Authorization: Bearer ...):");
+            for l in logins {
+                println!("{:<26} {:<12} {}", l.name, l.roles, l.token);
+            }
+        }
+    }
+}
+
+fn serve(config: Config, demo_data: bool) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(async move {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let db = config.database.redacted();
+        let store = open(&config)?;
+        if demo_data {
+            let now = clock.now();
+            print_demo(store.write_now(|c| demo::fill(c, now)).map_err(fail)?);
+        }
+        let app = Application::build_with_store(config, clock, store)?;
+        tracing::info!(addr = %app.addr, database = %db, "Bleepless is listening");
+        app.run().await.map_err(|e| format!("server stopped: {e}"))
+    })
+}

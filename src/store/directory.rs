@@ -1,0 +1,403 @@
+//! Staff, wards, on-call roles ("bleeps") and who holds them.
+use super::schema::{oncall_roles, role_holdings, staff, wards};
+use super::{from_db, new_id, to_db, DbConnection};
+use crate::domain::staff::{format_permissions, parse_permissions};
+use crate::domain::task::required_text;
+use crate::domain::Permission;
+use crate::error::{AppError, AppResult};
+use base64::Engine;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Staff {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub roles: Vec<Permission>,
+    pub active: bool,
+}
+
+impl Staff {
+    pub fn can(&self, p: Permission) -> bool {
+        self.active && self.roles.contains(&p)
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = staff)]
+struct StaffRow {
+    id: String,
+    name: String,
+    email: Option<String>,
+    permissions: String,
+    active: bool,
+}
+
+impl From<StaffRow> for Staff {
+    fn from(r: StaffRow) -> Self {
+        Staff {
+            id: r.id,
+            name: r.name,
+            email: r.email,
+            // Stored by us, so valid; an unreadable list grants nothing rather than failing.
+            roles: parse_permissions(&r.permissions).unwrap_or_default(),
+            active: r.active,
+        }
+    }
+}
+
+pub fn hash_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!(
+        "blp_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+fn check_email(email: &str) -> AppResult<String> {
+    let e = email.trim();
+    let ok = e.len() <= 254
+        && !e.chars().any(char::is_whitespace)
+        && matches!(e.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'));
+    if ok {
+        Ok(e.to_string())
+    } else {
+        Err(AppError::Unprocessable(format!(
+            "email {e:?} is not an email address"
+        )))
+    }
+}
+
+/// Adds a member of staff and returns them with their new API token (shown once, stored hashed).
+pub fn add_staff(
+    conn: &mut DbConnection,
+    name: &str,
+    email: Option<&str>,
+    roles: &str,
+    now: DateTime<Utc>,
+) -> AppResult<(Staff, String)> {
+    let name = required_text("name", name, 200).map_err(AppError::Unprocessable)?;
+    let email = email.map(check_email).transpose()?;
+    let roles = parse_permissions(roles).map_err(AppError::Unprocessable)?;
+    if let Some(e) = &email {
+        let taken: i64 = staff::table
+            .filter(staff::email.eq(e))
+            .count()
+            .get_result(conn)?;
+        if taken > 0 {
+            return Err(AppError::conflict(
+                format!("a member of staff with email {e} already exists"),
+                serde_json::Value::Null,
+            ));
+        }
+    }
+    let token = new_token();
+    let id = new_id();
+    diesel::insert_into(staff::table)
+        .values((
+            staff::id.eq(&id),
+            staff::name.eq(&name),
+            staff::email.eq(&email),
+            staff::permissions.eq(format_permissions(&roles)),
+            staff::token_hash.eq(hash_token(&token)),
+            staff::active.eq(true),
+            staff::created_at.eq(to_db(now)),
+        ))
+        .execute(conn)?;
+    Ok((
+        Staff {
+            id,
+            name,
+            email,
+            roles,
+            active: true,
+        },
+        token,
+    ))
+}
+
+/// Replaces a member of staff's API token; the old one stops working at once.
+pub fn reissue_token(conn: &mut DbConnection, staff_id: &str) -> AppResult<String> {
+    let token = new_token();
+    let n = diesel::update(staff::table.find(staff_id))
+        .set(staff::token_hash.eq(hash_token(&token)))
+        .execute(conn)?;
+    if n == 0 {
+        return Err(AppError::NotFound(format!("no member of staff {staff_id}")));
+    }
+    Ok(token)
+}
+
+pub fn staff_by_token(conn: &mut DbConnection, token: &str) -> AppResult<Option<Staff>> {
+    Ok(staff::table
+        .filter(staff::token_hash.eq(hash_token(token)))
+        .filter(staff::active.eq(true))
+        .select(StaffRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Staff::from))
+}
+
+pub fn staff_by_id(conn: &mut DbConnection, id: &str) -> AppResult<Option<Staff>> {
+    Ok(staff::table
+        .find(id)
+        .select(StaffRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Staff::from))
+}
+
+/// Finds a member of staff by id, email or exact name (for the command line).
+pub fn find_staff(conn: &mut DbConnection, key: &str) -> AppResult<Staff> {
+    if let Some(s) = staff_by_id(conn, key)? {
+        return Ok(s);
+    }
+    let found: Vec<StaffRow> = staff::table
+        .filter(staff::email.eq(key).or(staff::name.eq(key)))
+        .select(StaffRow::as_select())
+        .load(conn)?;
+    match found.len() {
+        0 => Err(AppError::NotFound(format!(
+            "no member of staff has the id, email or name {key:?}"
+        ))),
+        1 => Ok(found.into_iter().next().map(Staff::from).expect("one row")),
+        n => Err(AppError::Unprocessable(format!(
+            "{n} members of staff are called {key:?}: use the id or email"
+        ))),
+    }
+}
+
+pub fn list_staff(conn: &mut DbConnection) -> AppResult<Vec<Staff>> {
+    Ok(staff::table
+        .order(staff::name.asc())
+        .select(StaffRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(Staff::from)
+        .collect())
+}
+
+/// Names of the given staff, for showing who did what.
+pub fn staff_names(conn: &mut DbConnection, ids: &[&str]) -> AppResult<HashMap<String, String>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(staff::table
+        .filter(staff::id.eq_any(ids))
+        .select((staff::id, staff::name))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect())
+}
+
+pub fn add_ward(conn: &mut DbConnection, name: &str, now: DateTime<Utc>) -> AppResult<String> {
+    let name = required_text("ward name", name, 100).map_err(AppError::Unprocessable)?;
+    if ward_exists(conn, &name)? {
+        return Err(AppError::conflict(
+            format!("ward {name:?} already exists"),
+            serde_json::Value::Null,
+        ));
+    }
+    diesel::insert_into(wards::table)
+        .values((wards::name.eq(&name), wards::created_at.eq(to_db(now))))
+        .execute(conn)?;
+    Ok(name)
+}
+
+pub fn ward_exists(conn: &mut DbConnection, name: &str) -> AppResult<bool> {
+    let n: i64 = wards::table
+        .filter(wards::name.eq(name))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+pub fn list_wards(conn: &mut DbConnection) -> AppResult<Vec<String>> {
+    Ok(wards::table
+        .order(wards::name.asc())
+        .select(wards::name)
+        .load(conn)?)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Role {
+    pub id: String,
+    pub name: String,
+    pub escalates_to: Option<String>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = oncall_roles)]
+struct RoleRow {
+    id: String,
+    name: String,
+    escalates_to: Option<String>,
+}
+
+impl From<RoleRow> for Role {
+    fn from(r: RoleRow) -> Self {
+        Role {
+            id: r.id,
+            name: r.name,
+            escalates_to: r.escalates_to,
+        }
+    }
+}
+
+pub fn add_role(conn: &mut DbConnection, name: &str, now: DateTime<Utc>) -> AppResult<Role> {
+    let name = required_text("role name", name, 200).map_err(AppError::Unprocessable)?;
+    let taken: i64 = oncall_roles::table
+        .filter(oncall_roles::name.eq(&name))
+        .count()
+        .get_result(conn)?;
+    if taken > 0 {
+        return Err(AppError::conflict(
+            format!("an on-call role called {name:?} already exists"),
+            serde_json::Value::Null,
+        ));
+    }
+    let id = new_id();
+    diesel::insert_into(oncall_roles::table)
+        .values((
+            oncall_roles::id.eq(&id),
+            oncall_roles::name.eq(&name),
+            oncall_roles::created_at.eq(to_db(now)),
+        ))
+        .execute(conn)?;
+    Ok(Role {
+        id,
+        name,
+        escalates_to: None,
+    })
+}
+
+/// Finds an on-call role by id or exact name.
+pub fn find_role(conn: &mut DbConnection, key: &str) -> AppResult<Option<Role>> {
+    Ok(oncall_roles::table
+        .filter(oncall_roles::id.eq(key).or(oncall_roles::name.eq(key)))
+        .select(RoleRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Role::from))
+}
+
+pub fn role_by_id(conn: &mut DbConnection, id: &str) -> AppResult<Role> {
+    oncall_roles::table
+        .find(id)
+        .select(RoleRow::as_select())
+        .first(conn)
+        .map(Role::from)
+        .map_err(|_| AppError::NotFound(format!("no on-call role {id}")))
+}
+
+pub fn list_roles(conn: &mut DbConnection) -> AppResult<Vec<Role>> {
+    Ok(oncall_roles::table
+        .order(oncall_roles::name.asc())
+        .select(RoleRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(Role::from)
+        .collect())
+}
+
+pub fn role_names(conn: &mut DbConnection, ids: &[&str]) -> AppResult<HashMap<String, String>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(oncall_roles::table
+        .filter(oncall_roles::id.eq_any(ids))
+        .select((oncall_roles::id, oncall_roles::name))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect())
+}
+
+/// Staff ids of whoever holds the role now.
+pub fn current_holders(conn: &mut DbConnection, role_id: &str) -> AppResult<Vec<String>> {
+    Ok(role_holdings::table
+        .filter(role_holdings::role_id.eq(role_id))
+        .filter(role_holdings::held_until.is_null())
+        .select(role_holdings::staff_id)
+        .load(conn)?)
+}
+
+/// Ids of the roles a member of staff holds now.
+pub fn roles_held_by(conn: &mut DbConnection, staff_id: &str) -> AppResult<Vec<String>> {
+    Ok(role_holdings::table
+        .filter(role_holdings::staff_id.eq(staff_id))
+        .filter(role_holdings::held_until.is_null())
+        .select(role_holdings::role_id)
+        .load(conn)?)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Holding {
+    pub staff_id: String,
+    pub held_from: DateTime<Utc>,
+    pub held_until: Option<DateTime<Utc>>,
+}
+
+/// The rota of one role, newest first.
+pub fn holdings(conn: &mut DbConnection, role_id: &str) -> AppResult<Vec<Holding>> {
+    Ok(role_holdings::table
+        .filter(role_holdings::role_id.eq(role_id))
+        .order((role_holdings::held_from.desc(), role_holdings::id.desc()))
+        .select((
+            role_holdings::staff_id,
+            role_holdings::held_from,
+            role_holdings::held_until,
+        ))
+        .load::<(String, NaiveDateTime, Option<NaiveDateTime>)>(conn)?
+        .into_iter()
+        .map(|(staff_id, from, until)| Holding {
+            staff_id,
+            held_from: from_db(from),
+            held_until: until.map(from_db),
+        })
+        .collect())
+}
+
+/// Hands the bleep over: whoever held it stops, `to` holds it from now. Recorded in the rota.
+pub fn hand_over(
+    conn: &mut DbConnection,
+    role: &Role,
+    to: &Staff,
+    by: Option<&str>,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    if !to.active {
+        return Err(AppError::Unprocessable(format!(
+            "{} is no longer active and cannot hold a bleep",
+            to.name
+        )));
+    }
+    diesel::update(
+        role_holdings::table
+            .filter(role_holdings::role_id.eq(&role.id))
+            .filter(role_holdings::held_until.is_null()),
+    )
+    .set(role_holdings::held_until.eq(Some(to_db(now))))
+    .execute(conn)?;
+    diesel::insert_into(role_holdings::table)
+        .values((
+            role_holdings::id.eq(new_id()),
+            role_holdings::role_id.eq(&role.id),
+            role_holdings::staff_id.eq(&to.id),
+            role_holdings::handed_over_by.eq(by),
+            role_holdings::held_from.eq(to_db(now)),
+        ))
+        .execute(conn)?;
+    tracing::info!(role = %role.name, staff_id = %to.id, "bleep handed over");
+    Ok(())
+}

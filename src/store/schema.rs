@@ -1,0 +1,95 @@
+// Written by hand to match migrations/: one schema for SQLite and PostgreSQL.
+diesel::table! {
+    staff (id) {
+        id -> Text,
+        name -> Text,
+        email -> Nullable<Text>,
+        permissions -> Text,
+        token_hash -> Text,
+        password_hash -> Nullable<Text>,
+        active -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    wards (name) {
+        name -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    oncall_roles (id) {
+        id -> Text,
+        name -> Text,
+        escalates_to -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    role_holdings (id) {
+        id -> Text,
+        role_id -> Text,
+        staff_id -> Text,
+        handed_over_by -> Nullable<Text>,
+        held_from -> Timestamp,
+        held_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Text,
+        nhs_number -> Text,
+        ward -> Text,
+        bed -> Text,
+        category -> Text,
+        description -> Text,
+        priority -> Text,
+        news2 -> Nullable<Integer>,
+        status -> Text,
+        assignee_role_id -> Nullable<Text>,
+        assignee_staff_id -> Nullable<Text>,
+        raised_by -> Text,
+        raised_at -> Timestamp,
+        ack_deadline -> Timestamp,
+        acknowledged_by -> Nullable<Text>,
+        acknowledged_at -> Nullable<Timestamp>,
+        started_at -> Nullable<Timestamp>,
+        ended_at -> Nullable<Timestamp>,
+        outcome_code -> Nullable<Text>,
+        outcome_text -> Nullable<Text>,
+        status_reason -> Nullable<Text>,
+        escalation_level -> Integer,
+        next_escalation_at -> Nullable<Timestamp>,
+        version -> BigInt,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    task_events (task_id, seq) {
+        task_id -> Text,
+        seq -> Integer,
+        at -> Timestamp,
+        actor_id -> Nullable<Text>,
+        kind -> Text,
+        from_status -> Nullable<Text>,
+        to_status -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(role_holdings -> oncall_roles (role_id));
+diesel::joinable!(task_events -> tasks (task_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    staff,
+    wards,
+    oncall_roles,
+    role_holdings,
+    tasks,
+    task_events,
+);

@@ -1,0 +1,698 @@
+//! Clinical tasks: raising, every status change and comment, each one transaction that
+//! changes the task and appends its events together.
+use super::directory::{self, Staff};
+use super::schema::{task_events, tasks};
+use super::{from_db, new_id, to_db, DbConnection};
+use crate::domain::task::{required_text, AckTargets, MAX_TEXT};
+use crate::domain::{Action, Category, NhsNumber, OutcomeCode, Permission, Priority, Status};
+use crate::error::{AppError, AppResult};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignee {
+    Role(String),
+    Staff(String),
+}
+
+/// A task as stored, with its codes parsed.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub nhs_number: String,
+    pub ward: String,
+    pub bed: String,
+    pub category: Category,
+    pub description: String,
+    pub priority: Priority,
+    pub news2: Option<i32>,
+    pub status: Status,
+    pub assignee: Assignee,
+    pub raised_by: String,
+    pub raised_at: DateTime<Utc>,
+    pub ack_deadline: DateTime<Utc>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: Option<(OutcomeCode, String)>,
+    pub status_reason: Option<String>,
+    pub escalation_level: i32,
+    pub next_escalation_at: Option<DateTime<Utc>>,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = tasks)]
+struct TaskRow {
+    id: String,
+    nhs_number: String,
+    ward: String,
+    bed: String,
+    category: String,
+    description: String,
+    priority: String,
+    news2: Option<i32>,
+    status: String,
+    assignee_role_id: Option<String>,
+    assignee_staff_id: Option<String>,
+    raised_by: String,
+    raised_at: NaiveDateTime,
+    ack_deadline: NaiveDateTime,
+    acknowledged_by: Option<String>,
+    acknowledged_at: Option<NaiveDateTime>,
+    started_at: Option<NaiveDateTime>,
+    ended_at: Option<NaiveDateTime>,
+    outcome_code: Option<String>,
+    outcome_text: Option<String>,
+    status_reason: Option<String>,
+    escalation_level: i32,
+    next_escalation_at: Option<NaiveDateTime>,
+    version: i64,
+    updated_at: NaiveDateTime,
+}
+
+fn corrupt(id: &str, what: String) -> AppError {
+    AppError::Internal(format!("task {id} holds an unreadable value: {what}"))
+}
+
+impl TryFrom<TaskRow> for Task {
+    type Error = AppError;
+
+    fn try_from(r: TaskRow) -> AppResult<Task> {
+        let id = r.id;
+        let assignee = match (r.assignee_role_id, r.assignee_staff_id) {
+            (Some(role), _) => Assignee::Role(role),
+            (None, Some(s)) => Assignee::Staff(s),
+            (None, None) => return Err(corrupt(&id, "no assignee".into())),
+        };
+        let outcome = match (r.outcome_code, r.outcome_text) {
+            (Some(c), t) => Some((
+                OutcomeCode::parse(&c).map_err(|e| corrupt(&id, e))?,
+                t.unwrap_or_default(),
+            )),
+            _ => None,
+        };
+        Ok(Task {
+            category: Category::parse(&r.category).map_err(|e| corrupt(&id, e))?,
+            priority: Priority::parse(&r.priority).map_err(|e| corrupt(&id, e))?,
+            status: Status::parse(&r.status).map_err(|e| corrupt(&id, e))?,
+            id,
+            nhs_number: r.nhs_number,
+            ward: r.ward,
+            bed: r.bed,
+            description: r.description,
+            news2: r.news2,
+            assignee,
+            raised_by: r.raised_by,
+            raised_at: from_db(r.raised_at),
+            ack_deadline: from_db(r.ack_deadline),
+            acknowledged_by: r.acknowledged_by,
+            acknowledged_at: r.acknowledged_at.map(from_db),
+            started_at: r.started_at.map(from_db),
+            ended_at: r.ended_at.map(from_db),
+            outcome,
+            status_reason: r.status_reason,
+            escalation_level: r.escalation_level,
+            next_escalation_at: r.next_escalation_at.map(from_db),
+            version: r.version,
+            updated_at: from_db(r.updated_at),
+        })
+    }
+}
+
+impl Task {
+    pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
+        self.status == Status::Requested && self.ack_deadline < now
+    }
+}
+
+/// A validated request to raise a task.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub nhs_number: NhsNumber,
+    pub ward: String,
+    pub bed: String,
+    pub category: Category,
+    pub description: String,
+    pub priority: Priority,
+    pub news2: Option<i32>,
+    /// A staff id, or an on-call role's id or name.
+    pub assignee: String,
+}
+
+/// A status change asked for by a person.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Acknowledge,
+    Start,
+    Complete { code: OutcomeCode, text: String },
+    Cancel { reason: String },
+    Decline { reason: String },
+    Reassign { assignee: String, reason: Option<String> },
+}
+
+impl Command {
+    pub fn action(&self) -> Action {
+        match self {
+            Command::Acknowledge => Action::Acknowledge,
+            Command::Start => Action::Start,
+            Command::Complete { .. } => Action::Complete,
+            Command::Cancel { .. } => Action::Cancel,
+            Command::Decline { .. } => Action::Decline,
+            Command::Reassign { .. } => Action::Reassign,
+        }
+    }
+}
+
+fn resolve_assignee(conn: &mut DbConnection, key: &str) -> AppResult<Assignee> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(AppError::Unprocessable(
+            "assignee is required: an on-call role (id or name) or a staff id".into(),
+        ));
+    }
+    if let Some(s) = directory::staff_by_id(conn, key)? {
+        if !s.active {
+            return Err(AppError::Unprocessable(format!(
+                "assignee {} is no longer active",
+                s.name
+            )));
+        }
+        if !s.can(Permission::Clinician) {
+            return Err(AppError::Unprocessable(format!(
+                "assignee {} is not a clinician; assign the task to a clinician or an on-call role",
+                s.name
+            )));
+        }
+        return Ok(Assignee::Staff(s.id));
+    }
+    if let Some(r) = directory::find_role(conn, key)? {
+        return Ok(Assignee::Role(r.id));
+    }
+    Err(AppError::Unprocessable(format!(
+        "assignee {key:?} is neither a member of staff nor an on-call role"
+    )))
+}
+
+fn load(conn: &mut DbConnection, id: &str) -> AppResult<Task> {
+    tasks::table
+        .find(id)
+        .select(TaskRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| AppError::NotFound(format!("no task with id {id}")))?
+        .try_into()
+}
+
+pub fn get(conn: &mut DbConnection, id: &str) -> AppResult<Task> {
+    load(conn, id)
+}
+
+/// Appends one event to a task's timeline. The task row must already have been updated in
+/// this transaction: its row lock orders concurrent writers, so the sequence number is free.
+fn append_event(
+    conn: &mut DbConnection,
+    task_id: &str,
+    at: DateTime<Utc>,
+    actor: Option<&str>,
+    kind: &str,
+    from: Option<Status>,
+    to: Option<Status>,
+    detail: Option<Value>,
+) -> AppResult<i32> {
+    let last: Option<i32> = task_events::table
+        .filter(task_events::task_id.eq(task_id))
+        .select(diesel::dsl::max(task_events::seq))
+        .first(conn)?;
+    let seq = last.unwrap_or(0) + 1;
+    diesel::insert_into(task_events::table)
+        .values((
+            task_events::task_id.eq(task_id),
+            task_events::seq.eq(seq),
+            task_events::at.eq(to_db(at)),
+            task_events::actor_id.eq(actor),
+            task_events::kind.eq(kind),
+            task_events::from_status.eq(from.map(|s| s.code())),
+            task_events::to_status.eq(to.map(|s| s.code())),
+            task_events::detail.eq(detail.map(|d| d.to_string())),
+        ))
+        .execute(conn)?;
+    Ok(seq)
+}
+
+fn assignee_json(a: &Assignee) -> Value {
+    match a {
+        Assignee::Role(id) => json!({ "role": id }),
+        Assignee::Staff(id) => json!({ "staff": id }),
+    }
+}
+
+/// Raises a task: one transaction writes the task and its `raised` event.
+pub fn raise(
+    conn: &mut DbConnection,
+    by: &Staff,
+    new: NewTask,
+    now: DateTime<Utc>,
+    targets: &AckTargets,
+) -> AppResult<Task> {
+    if !by.can(Permission::Coordinator) {
+        return Err(AppError::Forbidden(
+            "only coordinators may raise tasks".into(),
+        ));
+    }
+    if !directory::ward_exists(conn, &new.ward)? {
+        let known = directory::list_wards(conn)?;
+        return Err(AppError::Unprocessable(format!(
+            "ward {:?} is not a ward of this hospital; known wards: {}",
+            new.ward,
+            if known.is_empty() { "none yet".to_string() } else { known.join(", ") }
+        )));
+    }
+    let assignee = resolve_assignee(conn, &new.assignee)?;
+    let id = new_id();
+    let deadline = targets.deadline(new.priority, now);
+    let (role_id, staff_id) = match &assignee {
+        Assignee::Role(r) => (Some(r.as_str()), None),
+        Assignee::Staff(s) => (None, Some(s.as_str())),
+    };
+    diesel::insert_into(tasks::table)
+        .values((
+            tasks::id.eq(&id),
+            tasks::nhs_number.eq(new.nhs_number.as_str()),
+            tasks::ward.eq(&new.ward),
+            tasks::bed.eq(&new.bed),
+            tasks::category.eq(new.category.code()),
+            tasks::description.eq(&new.description),
+            tasks::priority.eq(new.priority.code()),
+            tasks::news2.eq(new.news2),
+            tasks::status.eq(Status::Requested.code()),
+            tasks::assignee_role_id.eq(role_id),
+            tasks::assignee_staff_id.eq(staff_id),
+            tasks::raised_by.eq(&by.id),
+            tasks::raised_at.eq(to_db(now)),
+            tasks::ack_deadline.eq(to_db(deadline)),
+            tasks::escalation_level.eq(0),
+            tasks::next_escalation_at.eq(Some(to_db(deadline))),
+            tasks::version.eq(1i64),
+            tasks::updated_at.eq(to_db(now)),
+        ))
+        .execute(conn)?;
+    append_event(
+        conn,
+        &id,
+        now,
+        Some(&by.id),
+        "raised",
+        None,
+        Some(Status::Requested),
+        Some(json!({ "assignee": assignee_json(&assignee), "priority": new.priority })),
+    )?;
+    tracing::info!(task_id = %id, priority = %new.priority, ward = %new.ward, "task raised");
+    load(conn, &id)
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = tasks, treat_none_as_null = true)]
+struct TaskChanges<'a> {
+    status: &'a str,
+    assignee_role_id: Option<&'a str>,
+    assignee_staff_id: Option<&'a str>,
+    ack_deadline: NaiveDateTime,
+    acknowledged_by: Option<&'a str>,
+    acknowledged_at: Option<NaiveDateTime>,
+    started_at: Option<NaiveDateTime>,
+    ended_at: Option<NaiveDateTime>,
+    outcome_code: Option<&'a str>,
+    outcome_text: Option<&'a str>,
+    status_reason: Option<&'a str>,
+    escalation_level: i32,
+    next_escalation_at: Option<NaiveDateTime>,
+    version: i64,
+    updated_at: NaiveDateTime,
+}
+
+/// Writes `next` over the stored task if nobody changed it since `expected_version`.
+fn save_if_unchanged(conn: &mut DbConnection, next: &Task, expected_version: i64) -> AppResult<bool> {
+    let (role_id, staff_id) = match &next.assignee {
+        Assignee::Role(r) => (Some(r.as_str()), None),
+        Assignee::Staff(s) => (None, Some(s.as_str())),
+    };
+    let changes = TaskChanges {
+        status: next.status.code(),
+        assignee_role_id: role_id,
+        assignee_staff_id: staff_id,
+        ack_deadline: to_db(next.ack_deadline),
+        acknowledged_by: next.acknowledged_by.as_deref(),
+        acknowledged_at: next.acknowledged_at.map(to_db),
+        started_at: next.started_at.map(to_db),
+        ended_at: next.ended_at.map(to_db),
+        outcome_code: next.outcome.as_ref().map(|(c, _)| c.code()),
+        outcome_text: next.outcome.as_ref().map(|(_, t)| t.as_str()),
+        status_reason: next.status_reason.as_deref(),
+        escalation_level: next.escalation_level,
+        next_escalation_at: next.next_escalation_at.map(to_db),
+        version: next.version,
+        updated_at: to_db(next.updated_at),
+    };
+    let n = diesel::update(
+        tasks::table
+            .filter(tasks::id.eq(&next.id))
+            .filter(tasks::version.eq(expected_version)),
+    )
+    .set(&changes)
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Is this person the task's assignee, or do they hold the role it is assigned to?
+fn is_assignee(conn: &mut DbConnection, task: &Task, who: &Staff) -> AppResult<bool> {
+    Ok(match &task.assignee {
+        Assignee::Staff(s) => s == &who.id,
+        Assignee::Role(r) => {
+            who.active && directory::current_holders(conn, r)?.iter().any(|h| h == &who.id)
+        }
+    })
+}
+
+fn assignee_label(conn: &mut DbConnection, a: &Assignee) -> AppResult<String> {
+    Ok(match a {
+        Assignee::Role(r) => format!("a holder of {}", directory::role_by_id(conn, r)?.name),
+        Assignee::Staff(s) => directory::staff_by_id(conn, s)?
+            .map(|s| s.name)
+            .unwrap_or_else(|| s.clone()),
+    })
+}
+
+fn authorise(conn: &mut DbConnection, task: &Task, who: &Staff, action: Action) -> AppResult<()> {
+    let allowed = match action {
+        Action::Acknowledge => is_assignee(conn, task, who)?,
+        Action::Start | Action::Complete | Action::Decline => {
+            task.acknowledged_by.as_deref() == Some(who.id.as_str()) || is_assignee(conn, task, who)?
+        }
+        Action::Cancel | Action::Reassign => {
+            who.can(Permission::Coordinator) || who.can(Permission::Admin)
+        }
+    };
+    if allowed {
+        return Ok(());
+    }
+    let who_may = match action {
+        Action::Cancel | Action::Reassign => "a coordinator or an admin".to_string(),
+        _ => assignee_label(conn, &task.assignee)?,
+    };
+    Err(AppError::Forbidden(format!(
+        "only {who_may} may {action} this task"
+    )))
+}
+
+fn not_allowed(conn: &mut DbConnection, task: &Task, action: Action) -> AppResult<AppError> {
+    if action == Action::Acknowledge && task.status != Status::Requested {
+        if let (Some(by), Some(at)) = (&task.acknowledged_by, task.acknowledged_at) {
+            let name = directory::staff_by_id(conn, by)?
+                .map(|s| s.name)
+                .unwrap_or_else(|| by.clone());
+            return Ok(AppError::conflict(
+                format!(
+                    "task already acknowledged by {name} at {}; it is now {}",
+                    at.format("%H:%M:%S UTC"),
+                    task.status
+                ),
+                json!({
+                    "current_status": task.status,
+                    "acknowledged_by": { "id": by, "name": name },
+                    "acknowledged_at": at,
+                }),
+            ));
+        }
+    }
+    Ok(AppError::conflict(
+        format!("cannot {action} a task that is {}", task.status),
+        json!({ "current_status": task.status }),
+    ))
+}
+
+/// Applies one status change. Competing writers are settled by the version column: the
+/// loser re-reads and is judged again against what the winner did.
+pub fn act(
+    conn: &mut DbConnection,
+    id: &str,
+    who: &Staff,
+    command: Command,
+    now: DateTime<Utc>,
+    targets: &AckTargets,
+) -> AppResult<Task> {
+    let action = command.action();
+    for _attempt in 0..5 {
+        let task = load(conn, id)?;
+        authorise(conn, &task, who, action)?;
+        let Some(to) = action.next_status(task.status) else {
+            return Err(not_allowed(conn, &task, action)?);
+        };
+        let mut next = task.clone();
+        next.status = to;
+        next.version = task.version + 1;
+        next.updated_at = now;
+        let mut detail = None;
+        match &command {
+            Command::Acknowledge => {
+                next.acknowledged_by = Some(who.id.clone());
+                next.acknowledged_at = Some(now);
+                next.next_escalation_at = None;
+            }
+            Command::Start => next.started_at = Some(now),
+            Command::Complete { code, text } => {
+                next.outcome = Some((*code, text.clone()));
+                next.ended_at = Some(now);
+                next.next_escalation_at = None;
+                detail = Some(json!({ "outcome": { "code": code, "text": text } }));
+            }
+            Command::Cancel { reason } | Command::Decline { reason } => {
+                next.status_reason = Some(reason.clone());
+                next.ended_at = Some(now);
+                next.next_escalation_at = None;
+                detail = Some(json!({ "reason": reason }));
+            }
+            Command::Reassign { assignee, reason } => {
+                next.assignee = resolve_assignee(conn, assignee)?;
+                next.acknowledged_by = None;
+                next.acknowledged_at = None;
+                next.started_at = None;
+                next.ended_at = None;
+                next.status_reason = reason.clone();
+                next.escalation_level = 0;
+                next.ack_deadline = targets.deadline(task.priority, now);
+                next.next_escalation_at = Some(next.ack_deadline);
+                detail = Some(json!({
+                    "from": assignee_json(&task.assignee),
+                    "to": assignee_json(&next.assignee),
+                    "reason": reason,
+                }));
+            }
+        }
+        if !save_if_unchanged(conn, &next, task.version)? {
+            continue;
+        }
+        append_event(
+            conn,
+            id,
+            now,
+            Some(&who.id),
+            action.past_tense(),
+            Some(task.status),
+            Some(to),
+            detail,
+        )?;
+        tracing::info!(task_id = %id, from = %task.status, to = %to, staff_id = %who.id, "task {}", action.past_tense());
+        return Ok(next);
+    }
+    Err(AppError::conflict(
+        "the task is changing too quickly; try again",
+        json!({}),
+    ))
+}
+
+/// Adds a comment to the task's thread.
+pub fn comment(
+    conn: &mut DbConnection,
+    id: &str,
+    who: &Staff,
+    text: &str,
+    now: DateTime<Utc>,
+) -> AppResult<Event> {
+    if !(who.can(Permission::Coordinator) || who.can(Permission::Clinician) || who.can(Permission::Admin)) {
+        return Err(AppError::Forbidden(
+            "bed managers can read tasks but not comment on them".into(),
+        ));
+    }
+    let text = required_text("text", text, MAX_TEXT).map_err(AppError::Unprocessable)?;
+    let n = diesel::update(tasks::table.find(id))
+        .set((
+            tasks::version.eq(tasks::version + 1),
+            tasks::updated_at.eq(to_db(now)),
+        ))
+        .execute(conn)?;
+    if n == 0 {
+        return Err(AppError::NotFound(format!("no task with id {id}")));
+    }
+    let seq = append_event(conn, id, now, Some(&who.id), "commented", None, None, Some(json!({ "text": text })))?;
+    tracing::info!(task_id = %id, staff_id = %who.id, "comment added");
+    Ok(Event {
+        seq,
+        at: now,
+        actor: Some(Person { id: who.id.clone(), name: who.name.clone() }),
+        kind: "commented".into(),
+        from_status: None,
+        to_status: None,
+        detail: Some(json!({ "text": text })),
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub seq: i32,
+    pub at: DateTime<Utc>,
+    pub actor: Option<Person>,
+    pub kind: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub detail: Option<Value>,
+}
+
+/// The task's whole story, oldest first.
+pub fn timeline(conn: &mut DbConnection, id: &str) -> AppResult<Vec<Event>> {
+    type Row = (i32, NaiveDateTime, Option<String>, String, Option<String>, Option<String>, Option<String>);
+    let rows: Vec<Row> = task_events::table
+        .filter(task_events::task_id.eq(id))
+        .order(task_events::seq.asc())
+        .select((
+            task_events::seq,
+            task_events::at,
+            task_events::actor_id,
+            task_events::kind,
+            task_events::from_status,
+            task_events::to_status,
+            task_events::detail,
+        ))
+        .load(conn)?;
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r.2.as_deref()).collect();
+    let names = directory::staff_names(conn, &ids)?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, at, actor, kind, from_status, to_status, detail)| Event {
+            seq,
+            at: from_db(at),
+            actor: actor.map(|id| Person {
+                name: names.get(&id).cloned().unwrap_or_default(),
+                id,
+            }),
+            kind,
+            from_status,
+            to_status,
+            detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+        })
+        .collect())
+}
+
+/// Filters for listing tasks.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub statuses: Vec<Status>,
+    pub ward: Option<String>,
+    pub priorities: Vec<Priority>,
+    /// Role ids and staff ids, any of which may be the assignee.
+    pub assignees: Option<Vec<String>>,
+    pub overdue: Option<bool>,
+    pub after: Option<Cursor>,
+    pub limit: i64,
+}
+
+/// Keyset position: newest first, by time raised and then id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub raised_at: DateTime<Utc>,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!("{}_{}", self.raised_at.timestamp_micros(), self.id)
+    }
+
+    pub fn decode(s: &str) -> Option<Cursor> {
+        let (micros, id) = s.split_once('_')?;
+        let raised_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        if id.is_empty() || id.len() > 64 {
+            return None;
+        }
+        Some(Cursor { raised_at, id: id.to_string() })
+    }
+}
+
+/// Lists tasks, newest first, with the cursor of the next page if there is one.
+pub fn list(conn: &mut DbConnection, f: &Filter, now: DateTime<Utc>) -> AppResult<(Vec<Task>, Option<Cursor>)> {
+    let mut q = tasks::table.select(TaskRow::as_select()).into_boxed();
+    if !f.statuses.is_empty() {
+        q = q.filter(tasks::status.eq_any(f.statuses.iter().map(|s| s.code())));
+    }
+    if !f.priorities.is_empty() {
+        q = q.filter(tasks::priority.eq_any(f.priorities.iter().map(|p| p.code())));
+    }
+    if let Some(w) = &f.ward {
+        q = q.filter(tasks::ward.eq(w.clone()));
+    }
+    if let Some(ids) = &f.assignees {
+        q = q.filter(
+            tasks::assignee_role_id
+                .eq_any(ids.clone())
+                .or(tasks::assignee_staff_id.eq_any(ids.clone())),
+        );
+    }
+    match f.overdue {
+        Some(true) => {
+            q = q
+                .filter(tasks::status.eq(Status::Requested.code()))
+                .filter(tasks::ack_deadline.lt(to_db(now)))
+        }
+        Some(false) => {
+            q = q.filter(
+                tasks::status
+                    .ne(Status::Requested.code())
+                    .or(tasks::ack_deadline.ge(to_db(now))),
+            )
+        }
+        None => {}
+    }
+    if let Some(c) = &f.after {
+        let at = to_db(c.raised_at);
+        q = q.filter(
+            tasks::raised_at
+                .lt(at)
+                .or(tasks::raised_at.eq(at).and(tasks::id.lt(c.id.clone()))),
+        );
+    }
+    let rows: Vec<TaskRow> = q
+        .order((tasks::raised_at.desc(), tasks::id.desc()))
+        .limit(f.limit + 1)
+        .load(conn)?;
+    let mut out = rows
+        .into_iter()
+        .map(Task::try_from)
+        .collect::<AppResult<Vec<_>>>()?;
+    let next = if out.len() as i64 > f.limit {
+        out.truncate(f.limit as usize);
+        out.last().map(|t| Cursor { raised_at: t.raised_at, id: t.id.clone() })
+    } else {
+        None
+    };
+    Ok((out, next))
+}

@@ -1,0 +1,566 @@
+//! The JSON API under /api/v1, for systems and for the pages' scripts.
+use super::auth::Caller;
+use super::errors::json_error;
+use super::AppState;
+use crate::domain::task::{required_text, MAX_BED, MAX_DESCRIPTION, MAX_TEXT};
+use crate::domain::{Category, NhsNumber, OutcomeCode, Permission, Priority, Status};
+use crate::error::{AppError, AppResult};
+use crate::store::directory::{self, Staff};
+use crate::store::tasks::{self, Assignee, Command, Cursor, Event, Filter, NewTask, Person, Task};
+use crate::store::DbConnection;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/me", web::get().to(me))
+        .route("/tasks", web::get().to(list_tasks))
+        .route("/tasks", web::post().to(raise_task))
+        .route("/tasks/{id}", web::get().to(get_task))
+        .route("/tasks/{id}/comments", web::get().to(list_comments))
+        .route("/tasks/{id}/comments", web::post().to(add_comment))
+        .route("/tasks/{id}/{action}", web::post().to(act_on_task))
+        .route("/wards", web::get().to(list_wards))
+        .route("/roles", web::get().to(list_roles))
+        .route("/roles/{id}/hand-over", web::post().to(hand_over))
+        .route("/staff", web::get().to(list_staff));
+}
+
+pub async fn health(state: web::Data<AppState>) -> AppResult<HttpResponse> {
+    state
+        .store
+        .read(|c| directory::list_wards(c).map(|_| ()))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
+}
+
+#[derive(Serialize)]
+pub struct AssigneeView {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Serialize)]
+pub struct OutcomeView {
+    pub code: OutcomeCode,
+    pub label: &'static str,
+    pub text: String,
+}
+
+/// A task as the API shows it, with names beside ids.
+#[derive(Serialize)]
+pub struct TaskView {
+    pub id: String,
+    pub nhs_number: String,
+    pub ward: String,
+    pub bed: String,
+    pub category: Category,
+    pub description: String,
+    pub priority: Priority,
+    pub news2: Option<i32>,
+    pub status: Status,
+    pub assignee: AssigneeView,
+    pub raised_by: Person,
+    pub raised_at: DateTime<Utc>,
+    pub ack_deadline: DateTime<Utc>,
+    pub overdue: bool,
+    pub acknowledged_by: Option<Person>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: Option<OutcomeView>,
+    pub status_reason: Option<String>,
+    pub escalation_level: i32,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<Event>>,
+}
+
+/// Puts names beside the ids of many tasks with two queries.
+pub fn views(conn: &mut DbConnection, list: Vec<Task>, now: DateTime<Utc>) -> AppResult<Vec<TaskView>> {
+    let mut staff_ids: Vec<&str> = Vec::new();
+    let mut role_ids: Vec<&str> = Vec::new();
+    for t in &list {
+        staff_ids.push(&t.raised_by);
+        if let Some(a) = &t.acknowledged_by {
+            staff_ids.push(a);
+        }
+        match &t.assignee {
+            Assignee::Role(r) => role_ids.push(r),
+            Assignee::Staff(s) => staff_ids.push(s),
+        }
+    }
+    let staff = directory::staff_names(conn, &staff_ids)?;
+    let roles = directory::role_names(conn, &role_ids)?;
+    let person = |id: &str, names: &HashMap<String, String>| Person {
+        id: id.to_string(),
+        name: names.get(id).cloned().unwrap_or_default(),
+    };
+    Ok(list
+        .into_iter()
+        .map(|t| TaskView {
+            overdue: t.is_overdue(now),
+            assignee: match &t.assignee {
+                Assignee::Role(r) => AssigneeView {
+                    kind: "role",
+                    id: r.clone(),
+                    name: roles.get(r).cloned().unwrap_or_default(),
+                },
+                Assignee::Staff(s) => AssigneeView {
+                    kind: "staff",
+                    id: s.clone(),
+                    name: staff.get(s).cloned().unwrap_or_default(),
+                },
+            },
+            raised_by: person(&t.raised_by, &staff),
+            acknowledged_by: t.acknowledged_by.as_deref().map(|a| person(a, &staff)),
+            outcome: t.outcome.map(|(code, text)| OutcomeView {
+                code,
+                label: code.label(),
+                text,
+            }),
+            id: t.id,
+            nhs_number: t.nhs_number,
+            ward: t.ward,
+            bed: t.bed,
+            category: t.category,
+            description: t.description,
+            priority: t.priority,
+            news2: t.news2,
+            status: t.status,
+            raised_at: t.raised_at,
+            ack_deadline: t.ack_deadline,
+            acknowledged_at: t.acknowledged_at,
+            started_at: t.started_at,
+            ended_at: t.ended_at,
+            status_reason: t.status_reason,
+            escalation_level: t.escalation_level,
+            version: t.version,
+            updated_at: t.updated_at,
+            timeline: None,
+        })
+        .collect())
+}
+
+fn one_view(conn: &mut DbConnection, task: Task, now: DateTime<Utc>) -> AppResult<TaskView> {
+    let id = task.id.clone();
+    let mut v = views(conn, vec![task], now)?
+        .pop()
+        .ok_or_else(|| AppError::Internal("view of one task is empty".into()))?;
+    v.timeline = Some(tasks::timeline(conn, &id)?);
+    Ok(v)
+}
+
+async fn me(state: web::Data<AppState>, Caller(staff): Caller) -> AppResult<HttpResponse> {
+    let id = staff.id.clone();
+    let roles = state
+        .store
+        .read(move |c| {
+            let held = directory::roles_held_by(c, &id)?;
+            let refs: Vec<&str> = held.iter().map(String::as_str).collect();
+            let names = directory::role_names(c, &refs)?;
+            Ok(held
+                .into_iter()
+                .map(|r| json!({ "id": r, "name": names.get(&r).cloned().unwrap_or_default() }))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "staff": staff, "holds": roles })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RaiseBody {
+    nhs_number: String,
+    ward: String,
+    bed: String,
+    category: Category,
+    description: String,
+    priority: Priority,
+    #[serde(default)]
+    news2: Option<i32>,
+    assignee: String,
+}
+
+fn unprocessable(e: impl ToString) -> AppError {
+    AppError::Unprocessable(e.to_string())
+}
+
+impl RaiseBody {
+    fn validate(self) -> AppResult<NewTask> {
+        let nhs_number = NhsNumber::parse(&self.nhs_number)
+            .map_err(|e| unprocessable(format!("nhs_number: {e}")))?;
+        if let Some(n) = self.news2 {
+            if !(0..=20).contains(&n) {
+                return Err(unprocessable(format!(
+                    "news2 is {n}; a NEWS2 score is between 0 and 20"
+                )));
+            }
+        }
+        Ok(NewTask {
+            nhs_number,
+            ward: required_text("ward", &self.ward, 100).map_err(unprocessable)?,
+            bed: required_text("bed", &self.bed, MAX_BED).map_err(unprocessable)?,
+            category: self.category,
+            description: required_text("description", &self.description, MAX_DESCRIPTION)
+                .map_err(unprocessable)?,
+            priority: self.priority,
+            news2: self.news2,
+            assignee: self.assignee,
+        })
+    }
+}
+
+async fn raise_task(
+    state: web::Data<AppState>,
+    Caller(staff): Caller,
+    body: web::Json<RaiseBody>,
+) -> AppResult<HttpResponse> {
+    let new = body.into_inner().validate()?;
+    let now = state.clock.now();
+    let targets = state.config.ack_seconds;
+    let view = state
+        .store
+        .write(move |c| {
+            let task = tasks::raise(c, &staff, new, now, &targets)?;
+            one_view(c, task, now)
+        })
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/tasks/{}", view.id)))
+        .json(view))
+}
+
+async fn get_task(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let now = state.clock.now();
+    let view = state
+        .store
+        .read(move |c| {
+            let task = tasks::get(c, &id)?;
+            one_view(c, task, now)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    status: Option<String>,
+    ward: Option<String>,
+    priority: Option<String>,
+    assignee: Option<String>,
+    overdue: Option<bool>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+fn parse_list<T>(field: &str, value: &Option<String>, parse: fn(&str) -> Result<T, String>) -> AppResult<Vec<T>> {
+    value
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| parse(s).map_err(|e| AppError::BadRequest(format!("{field}: {e}"))))
+        .collect()
+}
+
+/// Role and staff ids a list filter `assignee=` stands for; `me` means me and my bleeps.
+fn assignee_ids(conn: &mut DbConnection, key: &str, caller: &Staff) -> AppResult<Vec<String>> {
+    if key == "me" {
+        let mut ids = directory::roles_held_by(conn, &caller.id)?;
+        ids.push(caller.id.clone());
+        return Ok(ids);
+    }
+    if let Some(s) = directory::staff_by_id(conn, key)? {
+        return Ok(vec![s.id]);
+    }
+    if let Some(r) = directory::find_role(conn, key)? {
+        return Ok(vec![r.id]);
+    }
+    Err(AppError::BadRequest(format!(
+        "assignee: {key:?} is neither \"me\", a staff id, nor an on-call role"
+    )))
+}
+
+async fn list_tasks(
+    state: web::Data<AppState>,
+    Caller(staff): Caller,
+    params: web::Query<ListParams>,
+) -> AppResult<HttpResponse> {
+    let p = params.into_inner();
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(AppError::BadRequest(format!(
+            "limit is {limit}; give 1 to 200"
+        )));
+    }
+    let after = match &p.after {
+        Some(a) => Some(Cursor::decode(a).ok_or_else(|| {
+            AppError::BadRequest("after: not a cursor given by this API (use the `next` value)".into())
+        })?),
+        None => None,
+    };
+    let mut filter = Filter {
+        statuses: parse_list("status", &p.status, Status::parse)?,
+        priorities: parse_list("priority", &p.priority, Priority::parse)?,
+        ward: p.ward.clone(),
+        assignees: None,
+        overdue: p.overdue,
+        after,
+        limit,
+    };
+    let now = state.clock.now();
+    let assignee = p.assignee.clone();
+    let (list, next) = state
+        .store
+        .read(move |c| {
+            if let Some(a) = assignee {
+                filter.assignees = Some(assignee_ids(c, a.trim(), &staff)?);
+            }
+            let (list, next) = tasks::list(c, &filter, now)?;
+            Ok((views(c, list, now)?, next))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "tasks": list,
+        "next": next.map(|c| c.encode()),
+    })))
+}
+
+/// An optional JSON body: empty means "no details"; anything else must be valid JSON.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(req: &HttpRequest, body: &[u8]) -> AppResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let ct = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/json") {
+        return Err(json_error(actix_web::error::JsonPayloadError::ContentType));
+    }
+    serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    outcome: Option<OutcomeBody>,
+    reason: Option<String>,
+    assignee: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutcomeBody {
+    code: OutcomeCode,
+    text: String,
+}
+
+fn command(action: &str, body: ActionBody) -> AppResult<Command> {
+    let reason = |why: &str| -> AppResult<String> {
+        let r = body.reason.clone().unwrap_or_default();
+        required_text("reason", &r, MAX_TEXT)
+            .map_err(|_| unprocessable(format!("a reason is required to {why}")))
+    };
+    let no_extras = |allowed: &[&str]| -> AppResult<()> {
+        let given = [
+            ("outcome", body.outcome.is_some()),
+            ("reason", body.reason.is_some()),
+            ("assignee", body.assignee.is_some()),
+        ];
+        for (name, present) in given {
+            if present && !allowed.contains(&name) {
+                return Err(AppError::BadRequest(format!(
+                    "{action} takes no field {name:?}"
+                )));
+            }
+        }
+        Ok(())
+    };
+    Ok(match action {
+        "acknowledge" => {
+            no_extras(&[])?;
+            Command::Acknowledge
+        }
+        "start" => {
+            no_extras(&[])?;
+            Command::Start
+        }
+        "complete" => {
+            no_extras(&["outcome"])?;
+            let o = body.outcome.ok_or_else(|| {
+                unprocessable("an outcome is required to complete: {\"outcome\": {\"code\": ..., \"text\": ...}}")
+            })?;
+            let text = required_text("outcome.text", &o.text, MAX_TEXT).map_err(unprocessable)?;
+            Command::Complete { code: o.code, text }
+        }
+        "cancel" => {
+            no_extras(&["reason"])?;
+            Command::Cancel { reason: reason("cancel")? }
+        }
+        "decline" => {
+            no_extras(&["reason"])?;
+            Command::Decline { reason: reason("decline")? }
+        }
+        "reassign" => {
+            no_extras(&["assignee", "reason"])?;
+            let assignee = body
+                .assignee
+                .clone()
+                .ok_or_else(|| unprocessable("assignee is required to reassign"))?;
+            let reason = match &body.reason {
+                Some(r) => Some(required_text("reason", r, MAX_TEXT).map_err(unprocessable)?),
+                None => None,
+            };
+            Command::Reassign { assignee, reason }
+        }
+        other => {
+            return Err(AppError::NotFound(format!(
+                "no action {other:?}: use acknowledge, start, complete, cancel, decline or reassign"
+            )))
+        }
+    })
+}
+
+async fn act_on_task(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Caller(staff): Caller,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> AppResult<HttpResponse> {
+    let (id, action) = path.into_inner();
+    let cmd = command(&action, optional_body(&req, &body)?)?;
+    let now = state.clock.now();
+    let targets = state.config.ack_seconds;
+    let view = state
+        .store
+        .write(move |c| {
+            let task = tasks::act(c, &id, &staff, cmd, now, &targets)?;
+            one_view(c, task, now)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommentBody {
+    text: String,
+}
+
+async fn add_comment(
+    state: web::Data<AppState>,
+    Caller(staff): Caller,
+    id: web::Path<String>,
+    body: web::Json<CommentBody>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let now = state.clock.now();
+    let event = state
+        .store
+        .write(move |c| tasks::comment(c, &id, &staff, &body.text, now))
+        .await?;
+    Ok(HttpResponse::Created().json(event))
+}
+
+async fn list_comments(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let thread = state
+        .store
+        .read(move |c| {
+            tasks::get(c, &id)?;
+            Ok(tasks::timeline(c, &id)?
+                .into_iter()
+                .filter(|e| e.kind == "commented")
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "comments": thread })))
+}
+
+async fn list_wards(state: web::Data<AppState>, _caller: Caller) -> AppResult<HttpResponse> {
+    let wards = state.store.read(directory::list_wards).await?;
+    Ok(HttpResponse::Ok().json(json!({ "wards": wards })))
+}
+
+async fn list_roles(state: web::Data<AppState>, _caller: Caller) -> AppResult<HttpResponse> {
+    let roles = state
+        .store
+        .read(|c| {
+            let roles = directory::list_roles(c)?;
+            let mut out = Vec::new();
+            for r in roles {
+                let holders = directory::current_holders(c, &r.id)?;
+                let refs: Vec<&str> = holders.iter().map(String::as_str).collect();
+                let names = directory::staff_names(c, &refs)?;
+                let held_by: Vec<Person> = holders
+                    .iter()
+                    .map(|h| Person { id: h.clone(), name: names.get(h).cloned().unwrap_or_default() })
+                    .collect();
+                out.push(json!({ "id": r.id, "name": r.name, "escalates_to": r.escalates_to, "held_by": held_by }));
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "roles": roles })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HandOverBody {
+    to: String,
+}
+
+async fn hand_over(
+    state: web::Data<AppState>,
+    Caller(staff): Caller,
+    id: web::Path<String>,
+    body: web::Json<HandOverBody>,
+) -> AppResult<HttpResponse> {
+    let role_key = id.into_inner();
+    let to_key = body.into_inner().to;
+    let holder = staff.clone();
+    let now = state.clock.now();
+    let result = state
+        .store
+        .write(move |c| {
+            let role = directory::find_role(c, &role_key)?
+                .ok_or_else(|| AppError::NotFound(format!("no on-call role {role_key:?}")))?;
+            let holds_it = directory::current_holders(c, &role.id)?.contains(&holder.id);
+            if !(holder.can(Permission::Admin) || holds_it) {
+                return Err(AppError::Forbidden(
+                    "only an admin or the current holder may hand over a bleep".into(),
+                ));
+            }
+            let to = directory::staff_by_id(c, &to_key)?.ok_or_else(|| {
+                AppError::Unprocessable(format!("to: no member of staff with id {to_key:?}"))
+            })?;
+            directory::hand_over(c, &role, &to, Some(&holder.id), now)?;
+            Ok(json!({ "role": role, "held_by": Person { id: to.id, name: to.name } }))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+async fn list_staff(state: web::Data<AppState>, _caller: Caller) -> AppResult<HttpResponse> {
+    let staff = state.store.read(directory::list_staff).await?;
+    Ok(HttpResponse::Ok().json(json!({ "staff": staff })))
+}

@@ -1,0 +1,30 @@
+//! actix-web: routes, extractors, and errors rendered as JSON.
+pub mod api;
+pub mod auth;
+pub mod errors;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::store::Store;
+use actix_web::web;
+use std::sync::Arc;
+
+/// Everything a handler may need, shared by all workers.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub config: Arc<Config>,
+}
+
+/// Largest request body accepted: a task is a few kilobytes at most.
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(errors::json_config())
+        .app_data(errors::query_config())
+        .app_data(errors::path_config())
+        .app_data(web::PayloadConfig::new(MAX_BODY))
+        .service(web::scope("/api/v1").configure(api::routes))
+        .route("/healthz", web::get().to(api::health));
+}
