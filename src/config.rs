@@ -32,7 +32,10 @@ impl DatabaseUrl {
             url
         };
         if path.is_empty() || path == ":memory:" {
-            return Err("give a SQLite file path (an in-memory database would lose everything on restart)".into());
+            return Err(
+                "give a SQLite file path (an in-memory database would lose everything on restart)"
+                    .into(),
+            );
         }
         Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
     }
@@ -133,10 +136,13 @@ impl Config {
         } else if let Some(d) = file.database_url {
             (d, src("database_url"))
         } else {
-            ("sqlite://bleepless.db".to_string(), "the default database".to_string())
+            (
+                "sqlite://bleepless.db".to_string(),
+                "the default database".to_string(),
+            )
         };
-        let database = DatabaseUrl::parse(&db)
-            .map_err(|why| ConfigError(format!("{db_from}: {why}")))?;
+        let database =
+            DatabaseUrl::parse(&db).map_err(|why| ConfigError(format!("{db_from}: {why}")))?;
 
         let public_url = env("BLEEPLESS_PUBLIC_URL")
             .or(file.public_url)
@@ -192,7 +198,10 @@ impl Config {
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError(format!("config file {}: cannot be read: {e}", path.display()))
+        ConfigError(format!(
+            "config file {}: cannot be read: {e}",
+            path.display()
+        ))
     })?;
     toml::from_str(&text).map_err(|e| {
         let msg = e.message().to_string();
@@ -218,7 +227,9 @@ mod tests {
             DatabaseUrl::parse("postgres://u@h/db"),
             Ok(DatabaseUrl::Postgres(_))
         ));
-        assert!(DatabaseUrl::parse("mysql://h/db").unwrap_err().contains("mysql"));
+        assert!(DatabaseUrl::parse("mysql://h/db")
+            .unwrap_err()
+            .contains("mysql"));
         assert!(DatabaseUrl::parse(":memory:").is_err());
     }
 

@@ -15,12 +15,25 @@ pub fn fill(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Option<Vec
     if !directory::list_staff(conn)?.is_empty() {
         return Ok(None);
     }
-    for w in ["Ward 5 (Acute Medicine)", "Ward 6 (Respiratory)", "Ward 7 (Care of the Elderly)", "Ward 8 (Surgery)"] {
+    for w in [
+        "Ward 5 (Acute Medicine)",
+        "Ward 6 (Respiratory)",
+        "Ward 7 (Care of the Elderly)",
+        "Ward 8 (Surgery)",
+    ] {
         directory::add_ward(conn, w, now)?;
     }
     let people = [
-        ("Sister Grace Okafor", "grace.okafor@example.nhs.uk", "coordinator"),
-        ("Charge Nurse Tom Reilly", "tom.reilly@example.nhs.uk", "coordinator"),
+        (
+            "Sister Grace Okafor",
+            "grace.okafor@example.nhs.uk",
+            "coordinator",
+        ),
+        (
+            "Charge Nurse Tom Reilly",
+            "tom.reilly@example.nhs.uk",
+            "coordinator",
+        ),
         ("Dr Amy Patel", "amy.patel@example.nhs.uk", "clinician"),
         ("Dr Ben Hughes", "ben.hughes@example.nhs.uk", "clinician"),
         ("Dr Chloe Evans", "chloe.evans@example.nhs.uk", "clinician"),
@@ -48,7 +61,7 @@ pub fn fill(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Option<Vec
     ];
     for (role, holder) in rota {
         let r = directory::add_role(conn, role, now)?;
-        directory::hand_over(conn, &r, &ids[holder], None, now)?;
+        directory::hand_over(conn, &r, &ids[holder], false, None, now)?;
     }
     Ok(Some(logins))
 }

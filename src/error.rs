@@ -55,7 +55,9 @@ impl AppError {
     /// The message a caller may see: internal causes stay in the log.
     pub fn public_message(&self) -> String {
         match self {
-            AppError::Internal(_) => "something went wrong inside Bleepless; it has been logged".into(),
+            AppError::Internal(_) => {
+                "something went wrong inside Bleepless; it has been logged".into()
+            }
             AppError::Unavailable(_) => "the database is unavailable; try again shortly".into(),
             other => other.to_string(),
         }
@@ -84,7 +86,8 @@ impl ResponseError for AppError {
             AppError::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
             _ => {}
         }
-        let mut body = json!({ "error": { "code": self.code(), "message": self.public_message() } });
+        let mut body =
+            json!({ "error": { "code": self.code(), "message": self.public_message() } });
         if let AppError::Conflict { detail, .. } = self {
             if let (Some(err), Value::Object(extra)) = (body["error"].as_object_mut(), detail) {
                 for (k, v) in extra {
@@ -107,7 +110,9 @@ impl From<diesel::result::Error> for AppError {
             diesel::result::Error::DatabaseError(kind, info) => {
                 let msg = info.message().to_string();
                 match kind {
-                    diesel::result::DatabaseErrorKind::ClosedConnection => AppError::Unavailable(msg),
+                    diesel::result::DatabaseErrorKind::ClosedConnection => {
+                        AppError::Unavailable(msg)
+                    }
                     _ => AppError::Internal(format!("database error {kind:?}: {msg}")),
                 }
             }

@@ -80,6 +80,9 @@ enum RoleCmd {
         /// Staff id, email or exact name.
         #[arg(long)]
         to: String,
+        /// Keep the current holders: the role is then held by several people at once.
+        #[arg(long)]
+        share: bool,
     },
 }
 
@@ -95,8 +98,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -115,7 +117,9 @@ fn main() -> ExitCode {
     match run(cli, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bleepless: {e}");
+            // One line, even when a driver's message spans several.
+            let line: Vec<&str> = e.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            eprintln!("bleepless: {}", line.join(" "));
             ExitCode::FAILURE
         }
     }
@@ -148,7 +152,9 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
             match cmd {
                 StaffCmd::Add { name, email, roles } => {
                     let (s, token) = store
-                        .write_now(|c| directory::add_staff(c, &name, email.as_deref(), &roles, now))
+                        .write_now(|c| {
+                            directory::add_staff(c, &name, email.as_deref(), &roles, now)
+                        })
                         .map_err(fail)?;
                     println!("added {} ({}) id {}", s.name, roles, s.id);
                     println!("API token (shown once; keep it secret):");
@@ -175,7 +181,10 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                             Ok((s, t))
                         })
                         .map_err(fail)?;
-                    println!("new API token for {} (the old one no longer works):", s.name);
+                    println!(
+                        "new API token for {} (the old one no longer works):",
+                        s.name
+                    );
                     println!("{token}");
                 }
             }
@@ -185,7 +194,9 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
             let store = open(&config)?;
             match cmd {
                 RoleCmd::Add { name } => {
-                    let r = store.write_now(|c| directory::add_role(c, &name, now)).map_err(fail)?;
+                    let r = store
+                        .write_now(|c| directory::add_role(c, &name, now))
+                        .map_err(fail)?;
                     println!("added on-call role {} id {}", r.name, r.id);
                 }
                 RoleCmd::List => {
@@ -196,29 +207,39 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                                 let holders = directory::current_holders(c, &r.id)?;
                                 let refs: Vec<&str> = holders.iter().map(String::as_str).collect();
                                 let names = directory::staff_names(c, &refs)?;
-                                let held: Vec<String> = holders.iter().filter_map(|h| names.get(h).cloned()).collect();
+                                let held: Vec<String> = holders
+                                    .iter()
+                                    .filter_map(|h| names.get(h).cloned())
+                                    .collect();
                                 rows.push((r, held));
                             }
                             Ok(rows)
                         })
                         .map_err(fail)?;
                     for (r, held) in rows {
-                        let held = if held.is_empty() { "(no one holds this bleep)".to_string() } else { held.join(", ") };
+                        let held = if held.is_empty() {
+                            "(no one holds this bleep)".to_string()
+                        } else {
+                            held.join(", ")
+                        };
                         println!("{}\t{}\t{}", r.id, r.name, held);
                     }
                 }
-                RoleCmd::HandOver { role, to } => {
+                RoleCmd::HandOver { role, to, share } => {
                     let (r, s) = store
                         .write_now(|c| {
                             let r = directory::find_role(c, &role)?.ok_or_else(|| {
-                                AppError::NotFound(format!("no on-call role has the id or name {role:?}"))
+                                AppError::NotFound(format!(
+                                    "no on-call role has the id or name {role:?}"
+                                ))
                             })?;
                             let s = directory::find_staff(c, &to)?;
-                            directory::hand_over(c, &r, &s, None, now)?;
+                            directory::hand_over(c, &r, &s, share, None, now)?;
                             Ok((r, s))
                         })
                         .map_err(fail)?;
-                    println!("{} now holds {}", s.name, r.name);
+                    let how = if share { "also holds" } else { "now holds" };
+                    println!("{} {how} {}", s.name, r.name);
                 }
             }
             Ok(())
@@ -227,7 +248,9 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
             let store = open(&config)?;
             match cmd {
                 WardCmd::Add { name } => {
-                    let w = store.write_now(|c| directory::add_ward(c, &name, now)).map_err(fail)?;
+                    let w = store
+                        .write_now(|c| directory::add_ward(c, &name, now))
+                        .map_err(fail)?;
                     println!("added ward {w}");
                 }
                 WardCmd::List => {

@@ -57,14 +57,29 @@ mod tests {
 
     #[test]
     fn accepts_test_range_numbers_with_valid_check_digit() {
-        assert_eq!(NhsNumber::parse("9990000018").unwrap().as_str(), "9990000018");
-        assert_eq!(NhsNumber::parse("999 000 0026").unwrap().as_str(), "9990000026");
+        assert_eq!(
+            NhsNumber::parse("9990000018").unwrap().as_str(),
+            "9990000018"
+        );
+        assert_eq!(
+            NhsNumber::parse("999 000 0026").unwrap().as_str(),
+            "9990000026"
+        );
     }
 
     #[test]
     fn rejects_wrong_check_digit_length_and_letters() {
-        assert_eq!(NhsNumber::parse("9990000019"), Err(NhsNumberError::BadCheckDigit));
-        assert_eq!(NhsNumber::parse("999000001"), Err(NhsNumberError::WrongLength(9)));
-        assert_eq!(NhsNumber::parse("99900000A8"), Err(NhsNumberError::NotDigits));
+        assert_eq!(
+            NhsNumber::parse("9990000019"),
+            Err(NhsNumberError::BadCheckDigit)
+        );
+        assert_eq!(
+            NhsNumber::parse("999000001"),
+            Err(NhsNumberError::WrongLength(9))
+        );
+        assert_eq!(
+            NhsNumber::parse("99900000A8"),
+            Err(NhsNumberError::NotDigits)
+        );
     }
 }

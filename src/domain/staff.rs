@@ -22,7 +22,11 @@ pub fn parse_permissions(list: &str) -> Result<Vec<Permission>, String> {
     if out.is_empty() {
         return Err(format!(
             "give at least one staff role: {}",
-            Permission::ALL.iter().map(|p| p.code()).collect::<Vec<_>>().join(", ")
+            Permission::ALL
+                .iter()
+                .map(|p| p.code())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     out.sort();

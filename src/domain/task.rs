@@ -85,7 +85,10 @@ impl OutcomeCode {
 impl Status {
     /// Open tasks still need someone; the others are finished.
     pub fn is_open(self) -> bool {
-        matches!(self, Status::Requested | Status::Accepted | Status::InProgress)
+        matches!(
+            self,
+            Status::Requested | Status::Accepted | Status::InProgress
+        )
     }
 }
 
@@ -177,14 +180,31 @@ mod tests {
 
     #[test]
     fn lifecycle_follows_fhir_task_state_machine() {
-        assert_eq!(Action::Acknowledge.next_status(Status::Requested), Some(Status::Accepted));
-        assert_eq!(Action::Start.next_status(Status::Accepted), Some(Status::InProgress));
-        assert_eq!(Action::Complete.next_status(Status::InProgress), Some(Status::Completed));
+        assert_eq!(
+            Action::Acknowledge.next_status(Status::Requested),
+            Some(Status::Accepted)
+        );
+        assert_eq!(
+            Action::Start.next_status(Status::Accepted),
+            Some(Status::InProgress)
+        );
+        assert_eq!(
+            Action::Complete.next_status(Status::InProgress),
+            Some(Status::Completed)
+        );
         assert_eq!(Action::Acknowledge.next_status(Status::Accepted), None);
         assert_eq!(Action::Complete.next_status(Status::Requested), None);
         for a in Action::ALL {
-            assert_eq!(a.next_status(Status::Completed), None, "{a} after completed");
-            assert_eq!(a.next_status(Status::Cancelled), None, "{a} after cancelled");
+            assert_eq!(
+                a.next_status(Status::Completed),
+                None,
+                "{a} after completed"
+            );
+            assert_eq!(
+                a.next_status(Status::Cancelled),
+                None,
+                "{a} after cancelled"
+            );
         }
     }
 

@@ -368,11 +368,13 @@ pub fn holdings(conn: &mut DbConnection, role_id: &str) -> AppResult<Vec<Holding
         .collect())
 }
 
-/// Hands the bleep over: whoever held it stops, `to` holds it from now. Recorded in the rota.
+/// Hands the bleep over: whoever held it stops (unless `share`, when `to` joins them), and
+/// `to` holds it from now. Recorded in the rota.
 pub fn hand_over(
     conn: &mut DbConnection,
     role: &Role,
     to: &Staff,
+    share: bool,
     by: Option<&str>,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
@@ -382,13 +384,22 @@ pub fn hand_over(
             to.name
         )));
     }
-    diesel::update(
-        role_holdings::table
-            .filter(role_holdings::role_id.eq(&role.id))
-            .filter(role_holdings::held_until.is_null()),
-    )
-    .set(role_holdings::held_until.eq(Some(to_db(now))))
-    .execute(conn)?;
+    let current = role_holdings::table
+        .filter(role_holdings::role_id.eq(&role.id))
+        .filter(role_holdings::held_until.is_null());
+    if share {
+        let already: i64 = current
+            .filter(role_holdings::staff_id.eq(&to.id))
+            .count()
+            .get_result(conn)?;
+        if already > 0 {
+            return Ok(());
+        }
+    } else {
+        diesel::update(current)
+            .set(role_holdings::held_until.eq(Some(to_db(now))))
+            .execute(conn)?;
+    }
     diesel::insert_into(role_holdings::table)
         .values((
             role_holdings::id.eq(new_id()),
@@ -398,6 +409,6 @@ pub fn hand_over(
             role_holdings::held_from.eq(to_db(now)),
         ))
         .execute(conn)?;
-    tracing::info!(role = %role.name, staff_id = %to.id, "bleep handed over");
+    tracing::info!(role = %role.name, staff_id = %to.id, share, "bleep handed over");
     Ok(())
 }

@@ -149,10 +149,20 @@ pub struct NewTask {
 pub enum Command {
     Acknowledge,
     Start,
-    Complete { code: OutcomeCode, text: String },
-    Cancel { reason: String },
-    Decline { reason: String },
-    Reassign { assignee: String, reason: Option<String> },
+    Complete {
+        code: OutcomeCode,
+        text: String,
+    },
+    Cancel {
+        reason: String,
+    },
+    Decline {
+        reason: String,
+    },
+    Reassign {
+        assignee: String,
+        reason: Option<String>,
+    },
 }
 
 impl Command {
@@ -269,7 +279,11 @@ pub fn raise(
         return Err(AppError::Unprocessable(format!(
             "ward {:?} is not a ward of this hospital; known wards: {}",
             new.ward,
-            if known.is_empty() { "none yet".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "none yet".to_string()
+            } else {
+                known.join(", ")
+            }
         )));
     }
     let assignee = resolve_assignee(conn, &new.assignee)?;
@@ -336,7 +350,11 @@ struct TaskChanges<'a> {
 }
 
 /// Writes `next` over the stored task if nobody changed it since `expected_version`.
-fn save_if_unchanged(conn: &mut DbConnection, next: &Task, expected_version: i64) -> AppResult<bool> {
+fn save_if_unchanged(
+    conn: &mut DbConnection,
+    next: &Task,
+    expected_version: i64,
+) -> AppResult<bool> {
     let (role_id, staff_id) = match &next.assignee {
         Assignee::Role(r) => (Some(r.as_str()), None),
         Assignee::Staff(s) => (None, Some(s.as_str())),
@@ -373,7 +391,10 @@ fn is_assignee(conn: &mut DbConnection, task: &Task, who: &Staff) -> AppResult<b
     Ok(match &task.assignee {
         Assignee::Staff(s) => s == &who.id,
         Assignee::Role(r) => {
-            who.active && directory::current_holders(conn, r)?.iter().any(|h| h == &who.id)
+            who.active
+                && directory::current_holders(conn, r)?
+                    .iter()
+                    .any(|h| h == &who.id)
         }
     })
 }
@@ -391,7 +412,8 @@ fn authorise(conn: &mut DbConnection, task: &Task, who: &Staff, action: Action) 
     let allowed = match action {
         Action::Acknowledge => is_assignee(conn, task, who)?,
         Action::Start | Action::Complete | Action::Decline => {
-            task.acknowledged_by.as_deref() == Some(who.id.as_str()) || is_assignee(conn, task, who)?
+            task.acknowledged_by.as_deref() == Some(who.id.as_str())
+                || is_assignee(conn, task, who)?
         }
         Action::Cancel | Action::Reassign => {
             who.can(Permission::Coordinator) || who.can(Permission::Admin)
@@ -523,7 +545,10 @@ pub fn comment(
     text: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Event> {
-    if !(who.can(Permission::Coordinator) || who.can(Permission::Clinician) || who.can(Permission::Admin)) {
+    if !(who.can(Permission::Coordinator)
+        || who.can(Permission::Clinician)
+        || who.can(Permission::Admin))
+    {
         return Err(AppError::Forbidden(
             "bed managers can read tasks but not comment on them".into(),
         ));
@@ -538,12 +563,24 @@ pub fn comment(
     if n == 0 {
         return Err(AppError::NotFound(format!("no task with id {id}")));
     }
-    let seq = append_event(conn, id, now, Some(&who.id), "commented", None, None, Some(json!({ "text": text })))?;
+    let seq = append_event(
+        conn,
+        id,
+        now,
+        Some(&who.id),
+        "commented",
+        None,
+        None,
+        Some(json!({ "text": text })),
+    )?;
     tracing::info!(task_id = %id, staff_id = %who.id, "comment added");
     Ok(Event {
         seq,
         at: now,
-        actor: Some(Person { id: who.id.clone(), name: who.name.clone() }),
+        actor: Some(Person {
+            id: who.id.clone(),
+            name: who.name.clone(),
+        }),
         kind: "commented".into(),
         from_status: None,
         to_status: None,
@@ -570,7 +607,15 @@ pub struct Event {
 
 /// The task's whole story, oldest first.
 pub fn timeline(conn: &mut DbConnection, id: &str) -> AppResult<Vec<Event>> {
-    type Row = (i32, NaiveDateTime, Option<String>, String, Option<String>, Option<String>, Option<String>);
+    type Row = (
+        i32,
+        NaiveDateTime,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     let rows: Vec<Row> = task_events::table
         .filter(task_events::task_id.eq(id))
         .order(task_events::seq.asc())
@@ -588,18 +633,20 @@ pub fn timeline(conn: &mut DbConnection, id: &str) -> AppResult<Vec<Event>> {
     let names = directory::staff_names(conn, &ids)?;
     Ok(rows
         .into_iter()
-        .map(|(seq, at, actor, kind, from_status, to_status, detail)| Event {
-            seq,
-            at: from_db(at),
-            actor: actor.map(|id| Person {
-                name: names.get(&id).cloned().unwrap_or_default(),
-                id,
-            }),
-            kind,
-            from_status,
-            to_status,
-            detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
-        })
+        .map(
+            |(seq, at, actor, kind, from_status, to_status, detail)| Event {
+                seq,
+                at: from_db(at),
+                actor: actor.map(|id| Person {
+                    name: names.get(&id).cloned().unwrap_or_default(),
+                    id,
+                }),
+                kind,
+                from_status,
+                to_status,
+                detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+            },
+        )
         .collect())
 }
 
@@ -634,12 +681,19 @@ impl Cursor {
         if id.is_empty() || id.len() > 64 {
             return None;
         }
-        Some(Cursor { raised_at, id: id.to_string() })
+        Some(Cursor {
+            raised_at,
+            id: id.to_string(),
+        })
     }
 }
 
 /// Lists tasks, newest first, with the cursor of the next page if there is one.
-pub fn list(conn: &mut DbConnection, f: &Filter, now: DateTime<Utc>) -> AppResult<(Vec<Task>, Option<Cursor>)> {
+pub fn list(
+    conn: &mut DbConnection,
+    f: &Filter,
+    now: DateTime<Utc>,
+) -> AppResult<(Vec<Task>, Option<Cursor>)> {
     let mut q = tasks::table.select(TaskRow::as_select()).into_boxed();
     if !f.statuses.is_empty() {
         q = q.filter(tasks::status.eq_any(f.statuses.iter().map(|s| s.code())));
@@ -690,7 +744,10 @@ pub fn list(conn: &mut DbConnection, f: &Filter, now: DateTime<Utc>) -> AppResul
         .collect::<AppResult<Vec<_>>>()?;
     let next = if out.len() as i64 > f.limit {
         out.truncate(f.limit as usize);
-        out.last().map(|t| Cursor { raised_at: t.raised_at, id: t.id.clone() })
+        out.last().map(|t| Cursor {
+            raised_at: t.raised_at,
+            id: t.id.clone(),
+        })
     } else {
         None
     };

@@ -82,7 +82,11 @@ pub struct TaskView {
 }
 
 /// Puts names beside the ids of many tasks with two queries.
-pub fn views(conn: &mut DbConnection, list: Vec<Task>, now: DateTime<Utc>) -> AppResult<Vec<TaskView>> {
+pub fn views(
+    conn: &mut DbConnection,
+    list: Vec<Task>,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<TaskView>> {
     let mut staff_ids: Vec<&str> = Vec::new();
     let mut role_ids: Vec<&str> = Vec::new();
     for t in &list {
@@ -265,7 +269,11 @@ struct ListParams {
     limit: Option<i64>,
 }
 
-fn parse_list<T>(field: &str, value: &Option<String>, parse: fn(&str) -> Result<T, String>) -> AppResult<Vec<T>> {
+fn parse_list<T>(
+    field: &str,
+    value: &Option<String>,
+    parse: fn(&str) -> Result<T, String>,
+) -> AppResult<Vec<T>> {
     value
         .iter()
         .flat_map(|v| v.split(','))
@@ -307,7 +315,9 @@ async fn list_tasks(
     }
     let after = match &p.after {
         Some(a) => Some(Cursor::decode(a).ok_or_else(|| {
-            AppError::BadRequest("after: not a cursor given by this API (use the `next` value)".into())
+            AppError::BadRequest(
+                "after: not a cursor given by this API (use the `next` value)".into(),
+            )
         })?),
         None => None,
     };
@@ -339,7 +349,10 @@ async fn list_tasks(
 }
 
 /// An optional JSON body: empty means "no details"; anything else must be valid JSON.
-fn optional_body<T: serde::de::DeserializeOwned + Default>(req: &HttpRequest, body: &[u8]) -> AppResult<T> {
+fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> AppResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -351,7 +364,8 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(req: &HttpRequest, bo
     if !ct.starts_with("application/json") {
         return Err(json_error(actix_web::error::JsonPayloadError::ContentType));
     }
-    serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 #[derive(Deserialize, Default)]
@@ -409,11 +423,15 @@ fn command(action: &str, body: ActionBody) -> AppResult<Command> {
         }
         "cancel" => {
             no_extras(&["reason"])?;
-            Command::Cancel { reason: reason("cancel")? }
+            Command::Cancel {
+                reason: reason("cancel")?,
+            }
         }
         "decline" => {
             no_extras(&["reason"])?;
-            Command::Decline { reason: reason("decline")? }
+            Command::Decline {
+                reason: reason("decline")?,
+            }
         }
         "reassign" => {
             no_extras(&["assignee", "reason"])?;
@@ -527,6 +545,8 @@ async fn list_roles(state: web::Data<AppState>, _caller: Caller) -> AppResult<Ht
 #[serde(deny_unknown_fields)]
 struct HandOverBody {
     to: String,
+    #[serde(default)]
+    share: bool,
 }
 
 async fn hand_over(
@@ -536,7 +556,7 @@ async fn hand_over(
     body: web::Json<HandOverBody>,
 ) -> AppResult<HttpResponse> {
     let role_key = id.into_inner();
-    let to_key = body.into_inner().to;
+    let HandOverBody { to: to_key, share } = body.into_inner();
     let holder = staff.clone();
     let now = state.clock.now();
     let result = state
@@ -553,7 +573,7 @@ async fn hand_over(
             let to = directory::staff_by_id(c, &to_key)?.ok_or_else(|| {
                 AppError::Unprocessable(format!("to: no member of staff with id {to_key:?}"))
             })?;
-            directory::hand_over(c, &role, &to, Some(&holder.id), now)?;
+            directory::hand_over(c, &role, &to, share, Some(&holder.id), now)?;
             Ok(json!({ "role": role, "held_by": Person { id: to.id, name: to.name } }))
         })
         .await?;

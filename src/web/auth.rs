@@ -33,7 +33,9 @@ impl FromRequest for Caller {
                     ))
                 }
                 Some(Ok(h)) => match h.split_once(' ') {
-                    Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
+                    Some((scheme, t))
+                        if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() =>
+                    {
                         t.trim().to_string()
                     }
                     _ => {
@@ -48,7 +50,9 @@ impl FromRequest for Caller {
                 .read(move |c| directory::staff_by_token(c, &token))
                 .await?;
             staff.map(Caller).ok_or_else(|| {
-                AppError::Unauthorized("the token is not valid (mistyped, replaced or the account is inactive)".into())
+                AppError::Unauthorized(
+                    "the token is not valid (mistyped, replaced or the account is inactive)".into(),
+                )
             })
         })
     }

@@ -51,7 +51,11 @@ pub fn path_config() -> web::PathConfig {
 
 /// The JSON 404 for paths that name nothing.
 pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    Err(AppError::NotFound(format!("no such endpoint: {} {}", req.method(), req.path())))
+    Err(AppError::NotFound(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.path()
+    )))
 }
 
 /// Middleware body: an error response that is not JSON already (a 405, a payload error from

@@ -1,0 +1,287 @@
+//! Test harness: the real service on a random port, over a fresh database per test — a
+//! SQLite file by default, a new PostgreSQL database when TEST_DATABASE_URL is set.
+use bleepless::clock::{Clock, ManualClock};
+use bleepless::config::{Config, DatabaseUrl};
+use bleepless::store::{directory, Store};
+use bleepless::Application;
+use chrono::{Duration, TimeZone, Utc};
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Valid check-digit NHS numbers from the 999 test range.
+pub const NHS_1: &str = "9990000018";
+pub const WARD: &str = "Ward 5";
+
+pub enum TestDb {
+    Sqlite { _dir: tempfile::TempDir },
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDb {
+    pub fn create() -> (TestDb, DatabaseUrl) {
+        match std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            Some(admin_url) => {
+                let name = format!("bleepless_t_{}", uuid::Uuid::new_v4().simple());
+                let mut c = PgConnection::establish(&admin_url)
+                    .unwrap_or_else(|e| panic!("TEST_DATABASE_URL: cannot connect: {e}"));
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut c)
+                    .expect("create test database");
+                let base = admin_url.rsplit_once('/').expect("url has a database").0;
+                let url = format!("{base}/{name}");
+                (
+                    TestDb::Postgres { admin_url, name },
+                    DatabaseUrl::Postgres(url),
+                )
+            }
+            None => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("bleepless.db");
+                (TestDb::Sqlite { _dir: dir }, DatabaseUrl::Sqlite(path))
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { admin_url, name } = self {
+            if let Ok(mut c) = PgConnection::establish(admin_url) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut c);
+            }
+        }
+    }
+}
+
+pub struct Person {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: ManualClock,
+    pub store: Store,
+    pub db_url: DatabaseUrl,
+    handle: actix_web::dev::ServerHandle,
+    _db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let (db, url) = TestDb::create();
+        let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap());
+        let config = Config::for_tests(url.clone());
+        let app = tokio::task::spawn_blocking({
+            let clock = clock.clone();
+            move || {
+                let shared: Arc<dyn Clock> = Arc::new(clock);
+                Application::build(config, shared)
+            }
+        })
+        .await
+        .unwrap()
+        .expect("app builds");
+        let base = format!("http://{}", app.addr);
+        let store = app.state.store.clone();
+        let handle = app.handle();
+        tokio::spawn(app.run());
+        let t = TestApp {
+            base,
+            client: reqwest::Client::new(),
+            clock,
+            store,
+            db_url: url,
+            handle,
+            _db: db,
+        };
+        t.write(|c, now| directory::add_ward(c, WARD, now).map(|_| ()))
+            .await;
+        t.write(|c, now| directory::add_ward(c, "Ward 6", now).map(|_| ()))
+            .await;
+        t
+    }
+
+    /// Runs a store call directly, as the operator's CLI would.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(
+                &mut bleepless::store::DbConnection,
+                chrono::DateTime<Utc>,
+            ) -> Result<T, bleepless::error::AppError>
+            + Send
+            + 'static,
+    ) -> T {
+        let store = self.store.clone();
+        let now = self.clock.now();
+        tokio::task::spawn_blocking(move || store.write_now(|c| f(c, now)))
+            .await
+            .unwrap()
+            .expect("store call")
+    }
+
+    pub async fn staff(&self, name: &str, roles: &str) -> Person {
+        let (name, roles) = (name.to_string(), roles.to_string());
+        let email = format!(
+            "{}@example.nhs.uk",
+            name.to_lowercase().replace([' ', '.'], "")
+        );
+        let (s, token) = self
+            .write(move |c, now| directory::add_staff(c, &name, Some(&email), &roles, now))
+            .await;
+        Person {
+            id: s.id,
+            name: s.name,
+            token,
+        }
+    }
+
+    /// An on-call role held by the given people.
+    pub async fn role(&self, name: &str, holders: &[&Person]) -> String {
+        let name = name.to_string();
+        let ids: Vec<String> = holders.iter().map(|p| p.id.clone()).collect();
+        self.write(move |c, now| {
+            let r = directory::add_role(c, &name, now)?;
+            for id in ids {
+                let s = directory::staff_by_id(c, &id)?.expect("staff");
+                directory::hand_over(c, &r, &s, true, None, now)?;
+            }
+            Ok(r.id)
+        })
+        .await
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.clock.advance(Duration::seconds(secs));
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        read(res).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        read(res).await
+    }
+
+    /// Raises a task for the assignee, with any fields of `over` replacing the defaults.
+    pub async fn raise(&self, token: &str, assignee: &str, over: Value) -> (u16, Value) {
+        let mut body = json!({
+            "nhs_number": NHS_1,
+            "ward": WARD,
+            "bed": "12",
+            "category": "cannula",
+            "description": "Cannula tissued; IV antibiotics due at 22:00",
+            "priority": "urgent",
+            "assignee": assignee,
+        });
+        if let (Some(b), Some(o)) = (body.as_object_mut(), over.as_object()) {
+            for (k, v) in o {
+                if v.is_null() {
+                    b.remove(k);
+                } else {
+                    b.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        self.post("/api/v1/tasks", token, body).await
+    }
+
+    /// Raises a task that must succeed, and returns its id.
+    pub async fn raised(&self, token: &str, assignee: &str, over: Value) -> String {
+        let (status, body) = self.raise(token, assignee, over).await;
+        assert_eq!(status, 201, "raise failed: {body}");
+        body["id"].as_str().expect("id").to_string()
+    }
+
+    pub async fn act(&self, id: &str, action: &str, token: &str, body: Value) -> (u16, Value) {
+        self.post(&format!("/api/v1/tasks/{id}/{action}"), token, body)
+            .await
+    }
+
+    /// How many tasks exist, read straight from the database.
+    pub async fn task_count(&self) -> i64 {
+        use bleepless::store::schema::tasks;
+        use diesel::QueryDsl;
+        self.write(|c, _| Ok(tasks::table.count().get_result::<i64>(c)?))
+            .await
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        use bleepless::store::schema::task_events;
+        use diesel::QueryDsl;
+        self.write(|c, _| Ok(task_events::table.count().get_result::<i64>(c)?))
+            .await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+pub async fn read(res: reqwest::Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = res.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| {
+        panic!("status {status} content-type {ct:?}: body is not JSON: {text}")
+    });
+    (status, body)
+}
+
+/// A standard cast: a coordinator, two FY1s sharing the night bleep, a bed manager.
+pub struct Ward {
+    pub app: TestApp,
+    pub nurse: Person,
+    pub amy: Person,
+    pub ben: Person,
+    pub manager: Person,
+    pub fy1: String,
+}
+
+impl Ward {
+    pub async fn new() -> Ward {
+        let app = TestApp::spawn().await;
+        let nurse = app.staff("Sister Grace Okafor", "coordinator").await;
+        let amy = app.staff("Dr Amy Patel", "clinician").await;
+        let ben = app.staff("Dr Ben Hughes", "clinician").await;
+        let manager = app.staff("Maria Santos", "bed_manager").await;
+        let fy1 = app.role("Medicine FY1 night", &[&amy]).await;
+        Ward {
+            app,
+            nurse,
+            amy,
+            ben,
+            manager,
+            fy1,
+        }
+    }
+}
