@@ -31,7 +31,11 @@ impl Application {
         Self::build_with_store(config, clock, store)
     }
 
-    pub fn build_with_store(config: Config, clock: SharedClock, store: Store) -> Result<Application, String> {
+    pub fn build_with_store(
+        config: Config,
+        clock: SharedClock,
+        store: Store,
+    ) -> Result<Application, String> {
         let state = web::AppState {
             store,
             clock,
@@ -43,10 +47,10 @@ impl Application {
                 .app_data(data.clone())
                 .wrap(middleware::from_fn(web::errors::ensure_json_errors))
                 // The path only: query strings may carry patient identifiers.
-                .wrap(middleware::Logger::new("%s %{METHOD}xi %U %Dms").custom_request_replace(
-                    "METHOD",
-                    |req| req.method().to_string(),
-                ))
+                .wrap(
+                    middleware::Logger::new("%s %{METHOD}xi %U %Dms")
+                        .custom_request_replace("METHOD", |req| req.method().to_string()),
+                )
                 .configure(web::configure)
                 .default_service(aweb::to(web::errors::no_route))
         })
