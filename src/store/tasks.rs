@@ -222,17 +222,22 @@ pub fn get(conn: &mut DbConnection, id: &str) -> AppResult<Task> {
     load(conn, id)
 }
 
+/// One entry for a task's timeline.
+pub struct NewEvent<'a> {
+    pub actor: Option<&'a str>,
+    pub kind: &'a str,
+    pub from: Option<Status>,
+    pub to: Option<Status>,
+    pub detail: Option<Value>,
+}
+
 /// Appends one event to a task's timeline. The task row must already have been updated in
 /// this transaction: its row lock orders concurrent writers, so the sequence number is free.
-fn append_event(
+pub fn append_event(
     conn: &mut DbConnection,
     task_id: &str,
     at: DateTime<Utc>,
-    actor: Option<&str>,
-    kind: &str,
-    from: Option<Status>,
-    to: Option<Status>,
-    detail: Option<Value>,
+    e: NewEvent,
 ) -> AppResult<i32> {
     let last: Option<i32> = task_events::table
         .filter(task_events::task_id.eq(task_id))
@@ -244,11 +249,11 @@ fn append_event(
             task_events::task_id.eq(task_id),
             task_events::seq.eq(seq),
             task_events::at.eq(to_db(at)),
-            task_events::actor_id.eq(actor),
-            task_events::kind.eq(kind),
-            task_events::from_status.eq(from.map(|s| s.code())),
-            task_events::to_status.eq(to.map(|s| s.code())),
-            task_events::detail.eq(detail.map(|d| d.to_string())),
+            task_events::actor_id.eq(e.actor),
+            task_events::kind.eq(e.kind),
+            task_events::from_status.eq(e.from.map(|s| s.code())),
+            task_events::to_status.eq(e.to.map(|s| s.code())),
+            task_events::detail.eq(e.detail.map(|d| d.to_string())),
         ))
         .execute(conn)?;
     Ok(seq)
@@ -319,11 +324,13 @@ pub fn raise(
         conn,
         &id,
         now,
-        Some(&by.id),
-        "raised",
-        None,
-        Some(Status::Requested),
-        Some(json!({ "assignee": assignee_json(&assignee), "priority": new.priority })),
+        NewEvent {
+            actor: Some(&by.id),
+            kind: "raised",
+            from: None,
+            to: Some(Status::Requested),
+            detail: Some(json!({ "assignee": assignee_json(&assignee), "priority": new.priority })),
+        },
     )?;
     tracing::info!(task_id = %id, priority = %new.priority, ward = %new.ward, "task raised");
     load(conn, &id)
@@ -522,11 +529,13 @@ pub fn act(
             conn,
             id,
             now,
-            Some(&who.id),
-            action.past_tense(),
-            Some(task.status),
-            Some(to),
-            detail,
+            NewEvent {
+                actor: Some(&who.id),
+                kind: action.past_tense(),
+                from: Some(task.status),
+                to: Some(to),
+                detail,
+            },
         )?;
         tracing::info!(task_id = %id, from = %task.status, to = %to, staff_id = %who.id, "task {}", action.past_tense());
         return Ok(next);
