@@ -576,11 +576,13 @@ pub fn comment(
         conn,
         id,
         now,
-        Some(&who.id),
-        "commented",
-        None,
-        None,
-        Some(json!({ "text": text })),
+        NewEvent {
+            actor: Some(&who.id),
+            kind: "commented",
+            from: None,
+            to: None,
+            detail: Some(json!({ "text": text })),
+        },
     )?;
     tracing::info!(task_id = %id, staff_id = %who.id, "comment added");
     Ok(Event {
