@@ -1,9 +1,11 @@
 //! One typed configuration, from a TOML file, the environment and the command line (in
 //! rising order of precedence), validated before anything starts.
-use crate::domain::task::AckTargets;
+use crate::domain::task::{AckTargets, Policy};
+use crate::notify::email::{SmtpSecurity, SmtpSettings};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
@@ -63,8 +65,48 @@ pub struct Config {
     /// Where people reach the service, for links in email and notifications.
     pub public_url: String,
     pub pool_size: u32,
-    pub ack_seconds: AckTargets,
+    pub policy: Policy,
+    /// When the escalation tick runs (cron with a seconds field).
+    pub schedule: cron::Schedule,
+    pub push: PushConfig,
+    /// No email is sent when absent.
+    pub email: Option<SmtpSettings>,
+    pub dispatch: DispatchConfig,
 }
+
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// VAPID `sub`: a mailto: or https: URL push services can reach the operator at.
+    pub subject: String,
+    /// Given keys; when absent they are generated on first start and kept in the database.
+    pub vapid: Option<(String, String)>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// Rows sent at once by one instance.
+    pub batch: i64,
+    pub max_attempts: i32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How long a claimed row is ours before another instance may take it over.
+    pub lease: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            batch: 50,
+            max_attempts: 8,
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+pub const DEFAULT_SCHEDULE: &str = "*/5 * * * * *";
 
 /// What the command line may override.
 #[derive(Debug, Default, Clone)]
@@ -82,12 +124,48 @@ struct FileConfig {
     public_url: Option<String>,
     pool_size: Option<u32>,
     escalation: Option<FileEscalation>,
+    push: Option<FilePush>,
+    email: Option<FileEmail>,
+    dispatch: Option<FileDispatch>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileEscalation {
+    schedule: Option<String>,
+    fallback_role: Option<String>,
     ack_seconds: Option<AckTargets>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePush {
+    subject: Option<String>,
+    vapid_private_key: Option<String>,
+    vapid_public_key: Option<String>,
+    timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEmail {
+    host: String,
+    port: Option<u16>,
+    security: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    from: String,
+    timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDispatch {
+    batch: Option<i64>,
+    max_attempts: Option<i32>,
+    backoff_base_seconds: Option<u64>,
+    backoff_max_seconds: Option<u64>,
+    lease_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,10 +240,8 @@ impl Config {
             )));
         }
 
-        let ack_seconds = file
-            .escalation
-            .and_then(|e| e.ack_seconds)
-            .unwrap_or_default();
+        let escalation = file.escalation.unwrap_or_default();
+        let ack_seconds = escalation.ack_seconds.unwrap_or_default();
         for p in crate::domain::Priority::ALL {
             if ack_seconds.seconds(*p) == 0 {
                 return Err(ConfigError(format!(
@@ -175,12 +251,111 @@ impl Config {
             }
         }
 
+        let schedule_text = escalation
+            .schedule
+            .unwrap_or_else(|| DEFAULT_SCHEDULE.to_string());
+        let schedule = parse_schedule(&schedule_text)
+            .map_err(|why| ConfigError(format!("{}: {why}", src("escalation.schedule"))))?;
+
+        let push = file.push.unwrap_or_default();
+        let vapid = match (push.vapid_private_key, push.vapid_public_key) {
+            (Some(private), Some(public)) => Some((private, public)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(format!(
+                    "{}: give both vapid_private_key and vapid_public_key, or neither",
+                    src("push")
+                )))
+            }
+        };
+        let push = PushConfig {
+            subject: push
+                .subject
+                .unwrap_or_else(|| "mailto:bleepless-admin@localhost".to_string()),
+            vapid,
+            timeout: Duration::from_secs(push.timeout_seconds.unwrap_or(10).max(1)),
+        };
+        if !(push.subject.starts_with("mailto:") || push.subject.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "{}: {:?} must be a mailto: or https: URL (push services refuse others)",
+                src("push.subject"),
+                push.subject
+            )));
+        }
+
+        let email = match file.email {
+            None => None,
+            Some(e) => {
+                let security = match e.security.as_deref().unwrap_or("starttls") {
+                    "starttls" => SmtpSecurity::StartTls,
+                    "tls" => SmtpSecurity::Tls,
+                    "plain" => SmtpSecurity::Plain,
+                    other => {
+                        return Err(ConfigError(format!(
+                            "{}: {other:?} is not one of starttls, tls, plain",
+                            src("email.security")
+                        )))
+                    }
+                };
+                let port = e.port.unwrap_or(match security {
+                    SmtpSecurity::Tls => 465,
+                    SmtpSecurity::StartTls => 587,
+                    SmtpSecurity::Plain => 25,
+                });
+                Some(SmtpSettings {
+                    host: e.host,
+                    port,
+                    security,
+                    username: e.username,
+                    password: env("BLEEPLESS_SMTP_PASSWORD").or(e.password),
+                    from: e.from,
+                    timeout: Duration::from_secs(e.timeout_seconds.unwrap_or(10).max(1)),
+                })
+            }
+        };
+
+        let d = file.dispatch.unwrap_or_default();
+        let defaults = DispatchConfig::default();
+        let dispatch = DispatchConfig {
+            batch: d.batch.unwrap_or(defaults.batch),
+            max_attempts: d.max_attempts.unwrap_or(defaults.max_attempts),
+            backoff_base: d
+                .backoff_base_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.backoff_base),
+            backoff_max: d
+                .backoff_max_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.backoff_max),
+            lease: d
+                .lease_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.lease),
+        };
+        if !(1..=1000).contains(&dispatch.batch)
+            || dispatch.max_attempts < 1
+            || dispatch.lease.is_zero()
+        {
+            return Err(ConfigError(format!(
+                "{}: batch must be 1 to 1000, max_attempts at least 1, lease_seconds at least 1",
+                src("dispatch")
+            )));
+        }
+
         Ok(Config {
             bind,
             database,
             public_url,
             pool_size,
-            ack_seconds,
+            policy: Policy {
+                ack_seconds,
+                fallback_role: escalation.fallback_role,
+                email: email.is_some(),
+            },
+            schedule,
+            push,
+            email,
+            dispatch,
         })
     }
 
@@ -191,9 +366,39 @@ impl Config {
             database,
             public_url: "http://127.0.0.1".into(),
             pool_size: 8,
-            ack_seconds: AckTargets::default(),
+            policy: Policy::default(),
+            schedule: parse_schedule(DEFAULT_SCHEDULE).expect("default schedule parses"),
+            push: PushConfig {
+                subject: "mailto:bleepless-tests@example.nhs.uk".into(),
+                vapid: None,
+                timeout: Duration::from_secs(2),
+            },
+            email: None,
+            dispatch: DispatchConfig {
+                backoff_base: Duration::from_secs(2),
+                ..DispatchConfig::default()
+            },
         }
     }
+}
+
+impl Config {
+    /// Turns on email through the given server.
+    pub fn email_settings(&mut self, settings: SmtpSettings) {
+        self.email = Some(settings);
+        self.policy.email = true;
+    }
+}
+
+/// A cron expression with a seconds field, e.g. `*/5 * * * * *`.
+pub fn parse_schedule(text: &str) -> Result<cron::Schedule, String> {
+    use std::str::FromStr;
+    if text.split_whitespace().count() < 6 {
+        return Err(format!(
+            "{text:?} needs six fields, seconds first (e.g. \"*/5 * * * * *\" for every 5 seconds)"
+        ));
+    }
+    cron::Schedule::from_str(text).map_err(|e| format!("{text:?} is not a cron schedule: {e}"))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -59,9 +59,15 @@ pub fn fill(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Option<Vec
         ("Medicine registrar night", 5),
         ("Site manager", 6),
     ];
+    let mut roles = Vec::new();
     for (role, holder) in rota {
         let r = directory::add_role(conn, role, now)?;
         directory::hand_over(conn, &r, &ids[holder], false, None, now)?;
+        roles.push(r);
+    }
+    // FY1 → SHO → registrar → site manager, day and night.
+    for (from, to) in [(0, 2), (1, 2), (2, 3), (3, 4)] {
+        directory::set_escalation(conn, &roles[from], Some(&roles[to]))?;
     }
     Ok(Some(logins))
 }

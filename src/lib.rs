@@ -6,6 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod escalation;
 pub mod notify;
 pub mod store;
 pub mod web;
@@ -22,6 +23,53 @@ pub struct Application {
     pub addr: SocketAddr,
     pub state: web::AppState,
     server: actix_web::dev::Server,
+    dispatcher: notify::dispatch::Dispatcher,
+}
+
+/// Keys and secrets the service makes on first start and keeps in the database, so that
+/// every instance (and every restart) signs with the same ones.
+fn load_or_make_secrets(
+    store: &Store,
+    config: &Config,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(notify::push::VapidKeys, Vec<u8>), String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let attempt = || {
+        store.write_now(|c| {
+            let vapid = match &config.push.vapid {
+                Some((private, public)) => format!("{private}.{public}"),
+                None => store::settings::get_or_create(c, "vapid_keys", now, || {
+                    let k = notify::push::generate_vapid_keys();
+                    format!("{}.{}", k.private_key, k.public_key)
+                })?,
+            };
+            let secret = store::settings::get_or_create(c, "link_secret", now, || {
+                use rand::RngCore;
+                let mut key = [0u8; 32];
+                rand::thread_rng().fill_bytes(&mut key);
+                b64.encode(key)
+            })?;
+            Ok((vapid, secret))
+        })
+    };
+    // Two instances starting together race to create them; the loser reads the winner's.
+    let (vapid, secret) = attempt()
+        .or_else(|_| attempt())
+        .map_err(|e| e.public_message())?;
+    let (private_key, public_key) = vapid
+        .split_once('.')
+        .ok_or("stored VAPID keys are unreadable")?;
+    let secret = b64
+        .decode(secret)
+        .map_err(|_| "stored link secret is unreadable")?;
+    Ok((
+        notify::push::VapidKeys {
+            private_key: private_key.to_string(),
+            public_key: public_key.to_string(),
+        },
+        secret,
+    ))
 }
 
 impl Application {
@@ -37,10 +85,34 @@ impl Application {
         clock: SharedClock,
         store: Store,
     ) -> Result<Application, String> {
+        let (vapid, secret) = load_or_make_secrets(&store, &config, clock.now())?;
+        let push = notify::push::PushSender::new(&vapid, &config.push.subject, config.push.timeout)
+            .map_err(|e| format!("push: {e}"))?;
+        let email = match &config.email {
+            Some(settings) => {
+                Some(notify::email::EmailSender::new(settings).map_err(|e| format!("email: {e}"))?)
+            }
+            None => None,
+        };
+        let links = notify::links::LinkSigner::new(&secret);
         let state = web::AppState {
+            store: store.clone(),
+            clock: clock.clone(),
+            config: Arc::new(config.clone()),
+            outbox: Arc::new(tokio::sync::Notify::new()),
+            links: links.clone(),
+            vapid_public_key: vapid.public_key.clone(),
+        };
+        let dispatcher = notify::dispatch::Dispatcher {
             store,
             clock,
-            config: Arc::new(config.clone()),
+            push,
+            email,
+            config: config.dispatch.clone(),
+            links,
+            public_url: config.public_url.clone(),
+            ack_seconds: config.policy.ack_seconds,
+            owner: uuid::Uuid::new_v4().to_string(),
         };
         let data = aweb::Data::new(state.clone());
         let server = HttpServer::new(move || {
@@ -67,6 +139,7 @@ impl Application {
             addr,
             state,
             server: server.run(),
+            dispatcher,
         })
     }
 
@@ -74,7 +147,21 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves requests, runs the escalation scheduler and the outbox dispatcher, until the
+    /// server stops.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let st = &self.state;
+        let scheduler = tokio::spawn(escalation::run_scheduler(
+            st.store.clone(),
+            st.clock.clone(),
+            st.config.schedule.clone(),
+            st.config.policy.clone(),
+            st.outbox.clone(),
+        ));
+        let dispatcher = tokio::spawn(self.dispatcher.run(st.outbox.clone()));
+        let result = self.server.await;
+        scheduler.abort();
+        dispatcher.abort();
+        result
     }
 }

@@ -73,6 +73,18 @@ enum RoleCmd {
     Add { name: String },
     /// List on-call roles and who holds them.
     List,
+    /// Set the role a role escalates to when nobody acknowledges (the chain ends at the
+    /// site/bed manager role).
+    Escalate {
+        /// Role id or exact name.
+        role: String,
+        /// The next role, id or exact name.
+        #[arg(long, conflicts_with = "none")]
+        to: Option<String>,
+        /// End the chain at this role.
+        #[arg(long)]
+        none: bool,
+    },
     /// Give the bleep to a member of staff (recorded in the rota).
     HandOver {
         /// Role id or exact name.
@@ -216,13 +228,50 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                             Ok(rows)
                         })
                         .map_err(fail)?;
-                    for (r, held) in rows {
+                    let names: std::collections::HashMap<String, String> = rows
+                        .iter()
+                        .map(|(r, _)| (r.id.clone(), r.name.clone()))
+                        .collect();
+                    for (r, held) in &rows {
                         let held = if held.is_empty() {
                             "(no one holds this bleep)".to_string()
                         } else {
                             held.join(", ")
                         };
-                        println!("{}\t{}\t{}", r.id, r.name, held);
+                        let next = r
+                            .escalates_to
+                            .as_ref()
+                            .and_then(|n| names.get(n))
+                            .map(|n| format!("\tescalates to {n}"))
+                            .unwrap_or_default();
+                        println!("{}\t{}\t{}{}", r.id, r.name, held, next);
+                    }
+                }
+                RoleCmd::Escalate { role, to, none } => {
+                    if to.is_none() && !none {
+                        return Err("give --to NEXT_ROLE, or --none to end the chain".into());
+                    }
+                    let (r, next) = store
+                        .write_now(|c| {
+                            let find = |c: &mut _, key: &str| {
+                                directory::find_role(c, key)?.ok_or_else(|| {
+                                    AppError::NotFound(format!(
+                                        "no on-call role has the id or name {key:?}"
+                                    ))
+                                })
+                            };
+                            let r = find(c, &role)?;
+                            let next = match &to {
+                                Some(n) => Some(find(c, n)?),
+                                None => None,
+                            };
+                            directory::set_escalation(c, &r, next.as_ref())?;
+                            Ok((r, next))
+                        })
+                        .map_err(fail)?;
+                    match next {
+                        Some(n) => println!("{} now escalates to {}", r.name, n.name),
+                        None => println!("{} now ends its escalation chain", r.name),
                     }
                 }
                 RoleCmd::HandOver { role, to, share } => {

@@ -1,5 +1,6 @@
 //! Pure logic: no I/O, no HTTP, no SQL. "Now" is always an argument.
 pub mod nhs_number;
+pub mod notification;
 pub mod staff;
 pub mod task;
 

@@ -155,6 +155,16 @@ impl AckTargets {
     }
 }
 
+/// How tasks escalate: each level lasts the priority's time to acknowledge; tasks assigned to
+/// a person (not a role) escalate along the fallback role's chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub ack_seconds: AckTargets,
+    pub fallback_role: Option<String>,
+    /// Whether email goes out as a second channel (an SMTP server is configured).
+    pub email: bool,
+}
+
 pub const MAX_DESCRIPTION: usize = 2000;
 pub const MAX_TEXT: usize = 2000;
 pub const MAX_BED: usize = 20;

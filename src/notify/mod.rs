@@ -1,6 +1,8 @@
-//! Delivery of notifications: web push and email senders (the outbox dispatcher comes later).
+//! Delivery of notifications: the outbox dispatcher, and the web push and email senders.
 //!
 //! Each sender does one delivery attempt and classifies the outcome so that the caller can
 //! decide: delivered, retry later, or give up (and, for push, forget the subscription).
+pub mod dispatch;
 pub mod email;
+pub mod links;
 pub mod push;

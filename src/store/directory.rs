@@ -412,3 +412,31 @@ pub fn hand_over(
     tracing::info!(role = %role.name, staff_id = %to.id, share, "bleep handed over");
     Ok(())
 }
+
+/// Sets (or with None clears) the role a role escalates to. Refuses a loop.
+pub fn set_escalation(conn: &mut DbConnection, role: &Role, next: Option<&Role>) -> AppResult<()> {
+    if let Some(next) = next {
+        let mut at = Some(next.clone());
+        let mut steps = 0;
+        while let Some(r) = at {
+            if r.id == role.id {
+                return Err(AppError::Unprocessable(format!(
+                    "{} already escalates (through its chain) to {}: that would make a loop",
+                    next.name, role.name
+                )));
+            }
+            steps += 1;
+            if steps > 32 {
+                break;
+            }
+            at = match r.escalates_to {
+                Some(id) => Some(role_by_id(conn, &id)?),
+                None => None,
+            };
+        }
+    }
+    diesel::update(oncall_roles::table.find(&role.id))
+        .set(oncall_roles::escalates_to.eq(next.map(|n| n.id.clone())))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,7 +1,9 @@
 //! Storage through diesel: one schema and one query layer for SQLite and PostgreSQL.
 //! Every command is one transaction (DESIGN.md decisions 2–4).
 pub mod directory;
+pub mod notifications;
 pub mod schema;
+pub mod settings;
 pub mod tasks;
 
 use crate::config::DatabaseUrl;
@@ -35,6 +37,10 @@ pub enum ConnectError {
     #[error("{0}")]
     Query(#[from] diesel::result::Error),
 }
+
+/// A write that changes nothing, to take the write lock at the start of a transaction.
+const SQLITE_TAKE_WRITE_LOCK: &str =
+    "UPDATE settings SET value = value WHERE name = 'bleepless.write-lock'";
 
 const SQLITE_PRAGMAS: &str =
     "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;";
@@ -123,6 +129,16 @@ impl Store {
         run_blocking(move || store.write_now(f)).await
     }
 
+    /// Runs several transactions on one blocking thread.
+    pub async fn run<T, F>(&self, f: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> AppResult<T> + Send + 'static,
+    {
+        let store = self.clone();
+        run_blocking(move || f(&store)).await
+    }
+
     /// The same as [`Store::write`], for callers already off the async runtime (the CLI).
     pub fn write_now<T, F>(&self, f: F) -> AppResult<T>
     where
@@ -134,7 +150,16 @@ impl Store {
             .as_ref()
             .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
         let conn: &mut DbConnection = &mut conn;
-        conn.transaction(f)
+        let sqlite = self.is_sqlite();
+        conn.transaction(|c| {
+            if sqlite {
+                // Take SQLite's write lock first (BEGIN IMMEDIATE, in effect): a transaction
+                // that read first and then tried to write could fail at once with
+                // SQLITE_BUSY when another process wrote in between.
+                c.batch_execute(SQLITE_TAKE_WRITE_LOCK)?;
+            }
+            f(c)
+        })
     }
 
     pub fn is_sqlite(&self) -> bool {

@@ -92,4 +92,56 @@ diesel::allow_tables_to_appear_in_same_query!(
     role_holdings,
     tasks,
     task_events,
+    settings,
+    push_subscriptions,
+    notifications,
+    used_ack_links,
 );
+
+diesel::table! {
+    settings (name) {
+        name -> Text,
+        value -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    push_subscriptions (id) {
+        id -> Text,
+        staff_id -> Text,
+        endpoint -> Text,
+        p256dh -> Text,
+        auth -> Text,
+        user_agent -> Nullable<Text>,
+        created_at -> Timestamp,
+        last_success_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Text,
+        dedupe_key -> Text,
+        task_id -> Text,
+        level -> Integer,
+        recipient_id -> Text,
+        channel -> Text,
+        status -> Text,
+        attempts -> Integer,
+        due_at -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    used_ack_links (notification_id) {
+        notification_id -> Text,
+        used_at -> Timestamp,
+    }
+}

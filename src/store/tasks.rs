@@ -1,9 +1,10 @@
 //! Clinical tasks: raising, every status change and comment, each one transaction that
 //! changes the task and appends its events together.
 use super::directory::{self, Staff};
+use super::notifications;
 use super::schema::{task_events, tasks};
 use super::{from_db, new_id, to_db, DbConnection};
-use crate::domain::task::{required_text, AckTargets, MAX_TEXT};
+use crate::domain::task::{required_text, Policy, MAX_TEXT};
 use crate::domain::{Action, Category, NhsNumber, OutcomeCode, Permission, Priority, Status};
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -272,7 +273,7 @@ pub fn raise(
     by: &Staff,
     new: NewTask,
     now: DateTime<Utc>,
-    targets: &AckTargets,
+    policy: &Policy,
 ) -> AppResult<Task> {
     if !by.can(Permission::Coordinator) {
         return Err(AppError::Forbidden(
@@ -293,7 +294,7 @@ pub fn raise(
     }
     let assignee = resolve_assignee(conn, &new.assignee)?;
     let id = new_id();
-    let deadline = targets.deadline(new.priority, now);
+    let deadline = policy.ack_seconds.deadline(new.priority, now);
     let (role_id, staff_id) = match &assignee {
         Assignee::Role(r) => (Some(r.as_str()), None),
         Assignee::Staff(s) => (None, Some(s.as_str())),
@@ -332,8 +333,14 @@ pub fn raise(
             detail: Some(json!({ "assignee": assignee_json(&assignee), "priority": new.priority })),
         },
     )?;
-    tracing::info!(task_id = %id, priority = %new.priority, ward = %new.ward, "task raised");
-    load(conn, &id)
+    let task = load(conn, &id)?;
+    let recipients = notifications::first_recipients(conn, &task)?;
+    let queued = notifications::enqueue(conn, &task, &recipients, policy.email, now)?;
+    if recipients.is_empty() {
+        tracing::warn!(task_id = %id, "no one holds the bleep this task is for");
+    }
+    tracing::info!(task_id = %id, priority = %new.priority, notifications = queued, "task raised");
+    Ok(task)
 }
 
 #[derive(AsChangeset)]
@@ -357,7 +364,7 @@ struct TaskChanges<'a> {
 }
 
 /// Writes `next` over the stored task if nobody changed it since `expected_version`.
-fn save_if_unchanged(
+pub(crate) fn save_if_unchanged(
     conn: &mut DbConnection,
     next: &Task,
     expected_version: i64,
@@ -406,6 +413,24 @@ fn is_assignee(conn: &mut DbConnection, task: &Task, who: &Staff) -> AppResult<b
     })
 }
 
+/// Has the task escalated to a role this person holds? Then they may acknowledge it too.
+fn is_escalation_holder(
+    conn: &mut DbConnection,
+    task: &Task,
+    who: &Staff,
+    policy: &Policy,
+) -> AppResult<bool> {
+    if task.escalation_level == 0 || !who.active {
+        return Ok(false);
+    }
+    let chain = notifications::escalation_roles(conn, task, policy.fallback_role.as_deref())?;
+    let held = directory::roles_held_by(conn, &who.id)?;
+    Ok(chain
+        .iter()
+        .take(task.escalation_level as usize)
+        .any(|r| held.contains(&r.id)))
+}
+
 fn assignee_label(conn: &mut DbConnection, a: &Assignee) -> AppResult<String> {
     Ok(match a {
         Assignee::Role(r) => format!("a holder of {}", directory::role_by_id(conn, r)?.name),
@@ -415,9 +440,17 @@ fn assignee_label(conn: &mut DbConnection, a: &Assignee) -> AppResult<String> {
     })
 }
 
-fn authorise(conn: &mut DbConnection, task: &Task, who: &Staff, action: Action) -> AppResult<()> {
+fn authorise(
+    conn: &mut DbConnection,
+    task: &Task,
+    who: &Staff,
+    action: Action,
+    policy: &Policy,
+) -> AppResult<()> {
     let allowed = match action {
-        Action::Acknowledge => is_assignee(conn, task, who)?,
+        Action::Acknowledge => {
+            is_assignee(conn, task, who)? || is_escalation_holder(conn, task, who, policy)?
+        }
         Action::Start | Action::Complete | Action::Decline => {
             task.acknowledged_by.as_deref() == Some(who.id.as_str())
                 || is_assignee(conn, task, who)?
@@ -472,12 +505,12 @@ pub fn act(
     who: &Staff,
     command: Command,
     now: DateTime<Utc>,
-    targets: &AckTargets,
+    policy: &Policy,
 ) -> AppResult<Task> {
     let action = command.action();
     for _attempt in 0..5 {
         let task = load(conn, id)?;
-        authorise(conn, &task, who, action)?;
+        authorise(conn, &task, who, action, policy)?;
         let Some(to) = action.next_status(task.status) else {
             return Err(not_allowed(conn, &task, action)?);
         };
@@ -513,7 +546,7 @@ pub fn act(
                 next.ended_at = None;
                 next.status_reason = reason.clone();
                 next.escalation_level = 0;
-                next.ack_deadline = targets.deadline(task.priority, now);
+                next.ack_deadline = policy.ack_seconds.deadline(task.priority, now);
                 next.next_escalation_at = Some(next.ack_deadline);
                 detail = Some(json!({
                     "from": assignee_json(&task.assignee),
@@ -537,7 +570,13 @@ pub fn act(
                 detail,
             },
         )?;
-        tracing::info!(task_id = %id, from = %task.status, to = %to, staff_id = %who.id, "task {}", action.past_tense());
+        // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
+        let cancelled = notifications::cancel_pending(conn, id)?;
+        if action == Action::Reassign {
+            let recipients = notifications::first_recipients(conn, &next)?;
+            notifications::enqueue(conn, &next, &recipients, policy.email, now)?;
+        }
+        tracing::info!(task_id = %id, from = %task.status, to = %to, staff_id = %who.id, cancelled, "task {}", action.past_tense());
         return Ok(next);
     }
     Err(AppError::conflict(

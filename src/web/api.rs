@@ -2,12 +2,13 @@
 use super::auth::Caller;
 use super::errors::json_error;
 use super::AppState;
+use crate::domain::notification::Delivery;
 use crate::domain::task::{required_text, MAX_BED, MAX_DESCRIPTION, MAX_TEXT};
 use crate::domain::{Category, NhsNumber, OutcomeCode, Permission, Priority, Status};
 use crate::error::{AppError, AppResult};
 use crate::store::directory::{self, Staff};
 use crate::store::tasks::{self, Assignee, Command, Cursor, Event, Filter, NewTask, Person, Task};
-use crate::store::DbConnection;
+use crate::store::{notifications, DbConnection};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -21,11 +22,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/tasks/{id}", web::get().to(get_task))
         .route("/tasks/{id}/comments", web::get().to(list_comments))
         .route("/tasks/{id}/comments", web::post().to(add_comment))
+        .route(
+            "/tasks/{id}/notifications",
+            web::get().to(task_notifications),
+        )
         .route("/tasks/{id}/{action}", web::post().to(act_on_task))
         .route("/wards", web::get().to(list_wards))
         .route("/roles", web::get().to(list_roles))
         .route("/roles/{id}/hand-over", web::post().to(hand_over))
-        .route("/staff", web::get().to(list_staff));
+        .route("/roles/{id}/escalate", web::post().to(set_escalation))
+        .route("/staff", web::get().to(list_staff))
+        .route("/push/vapid-public-key", web::get().to(vapid_public_key))
+        .route("/push-subscriptions", web::post().to(subscribe))
+        .route("/push-subscriptions", web::get().to(my_devices))
+        .route("/push-subscriptions/{id}", web::delete().to(unsubscribe))
+        .route("/notifications", web::get().to(list_notifications));
 }
 
 pub async fn health(state: web::Data<AppState>) -> AppResult<HttpResponse> {
@@ -151,7 +162,7 @@ pub fn views(
         .collect())
 }
 
-fn one_view(conn: &mut DbConnection, task: Task, now: DateTime<Utc>) -> AppResult<TaskView> {
+pub fn one_view(conn: &mut DbConnection, task: Task, now: DateTime<Utc>) -> AppResult<TaskView> {
     let id = task.id.clone();
     let mut v = views(conn, vec![task], now)?
         .pop()
@@ -227,14 +238,15 @@ async fn raise_task(
 ) -> AppResult<HttpResponse> {
     let new = body.into_inner().validate()?;
     let now = state.clock.now();
-    let targets = state.config.ack_seconds;
+    let policy = state.config.policy.clone();
     let view = state
         .store
         .write(move |c| {
-            let task = tasks::raise(c, &staff, new, now, &targets)?;
+            let task = tasks::raise(c, &staff, new, now, &policy)?;
             one_view(c, task, now)
         })
         .await?;
+    state.outbox.notify_one();
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/tasks/{}", view.id)))
         .json(view))
@@ -463,14 +475,15 @@ async fn act_on_task(
     let (id, action) = path.into_inner();
     let cmd = command(&action, optional_body(&req, &body)?)?;
     let now = state.clock.now();
-    let targets = state.config.ack_seconds;
+    let policy = state.config.policy.clone();
     let view = state
         .store
         .write(move |c| {
-            let task = tasks::act(c, &id, &staff, cmd, now, &targets)?;
+            let task = tasks::act(c, &id, &staff, cmd, now, &policy)?;
             one_view(c, task, now)
         })
         .await?;
+    state.outbox.notify_one();
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -583,4 +596,208 @@ async fn hand_over(
 async fn list_staff(state: web::Data<AppState>, _caller: Caller) -> AppResult<HttpResponse> {
     let staff = state.store.read(directory::list_staff).await?;
     Ok(HttpResponse::Ok().json(json!({ "staff": staff })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EscalateBody {
+    /// The next role (id or name), or null to end the chain here.
+    to: Option<String>,
+}
+
+async fn set_escalation(
+    state: web::Data<AppState>,
+    Caller(staff): Caller,
+    id: web::Path<String>,
+    body: web::Json<EscalateBody>,
+) -> AppResult<HttpResponse> {
+    if !staff.can(Permission::Admin) {
+        return Err(AppError::Forbidden(
+            "only an admin may change escalation chains".into(),
+        ));
+    }
+    let key = id.into_inner();
+    let to = body.into_inner().to;
+    let role = state
+        .store
+        .write(move |c| {
+            let role = directory::find_role(c, &key)?
+                .ok_or_else(|| AppError::NotFound(format!("no on-call role {key:?}")))?;
+            let next = match &to {
+                Some(n) => Some(directory::find_role(c, n)?.ok_or_else(|| {
+                    AppError::Unprocessable(format!("to: no on-call role {n:?}"))
+                })?),
+                None => None,
+            };
+            directory::set_escalation(c, &role, next.as_ref())?;
+            directory::role_by_id(c, &role.id)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(role))
+}
+
+async fn vapid_public_key(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "public_key": state.vapid_public_key }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscriptionKeys {
+    p256dh: String,
+    auth: String,
+}
+
+/// The browser's `PushSubscription.toJSON()`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SubscriptionBody {
+    endpoint: String,
+    keys: SubscriptionKeys,
+    #[serde(default)]
+    expiration_time: Option<serde_json::Value>,
+}
+
+fn check_key(field: &str, value: &str, len: usize) -> AppResult<()> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(value.trim_end_matches('='))
+        .map_err(|_| unprocessable(format!("keys.{field} is not base64url")))?;
+    if bytes.len() != len {
+        return Err(unprocessable(format!(
+            "keys.{field} is {} bytes; a browser gives {len}",
+            bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+async fn subscribe(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Caller(staff): Caller,
+    body: web::Json<SubscriptionBody>,
+) -> AppResult<HttpResponse> {
+    let b = body.into_inner();
+    let _ = b.expiration_time;
+    let endpoint = b.endpoint.trim().to_string();
+    let local =
+        endpoint.starts_with("http://127.0.0.1") || endpoint.starts_with("http://localhost");
+    if !(endpoint.starts_with("https://") || local) || endpoint.len() > 2000 {
+        return Err(unprocessable(
+            "endpoint must be the https:// URL the browser's push service gave",
+        ));
+    }
+    check_key("p256dh", &b.keys.p256dh, 65)?;
+    check_key("auth", &b.keys.auth, 16)?;
+    let ua = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(200).collect::<String>());
+    let now = state.clock.now();
+    let id = state
+        .store
+        .write(move |c| {
+            notifications::subscribe(
+                c,
+                &staff.id,
+                &endpoint,
+                &b.keys.p256dh,
+                &b.keys.auth,
+                ua.as_deref(),
+                now,
+            )
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(json!({ "id": id })))
+}
+
+async fn my_devices(state: web::Data<AppState>, Caller(staff): Caller) -> AppResult<HttpResponse> {
+    let devices = state
+        .store
+        .read(move |c| notifications::devices(c, &staff.id))
+        .await?;
+    let list: Vec<_> = devices
+        .into_iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "endpoint_host": d.endpoint.split('/').nth(2).unwrap_or(""),
+                "user_agent": d.user_agent,
+                "registered_at": crate::store::from_db(d.created_at),
+                "last_success_at": d.last_success_at.map(crate::store::from_db),
+                "last_error": d.last_error,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "devices": list })))
+}
+
+async fn unsubscribe(
+    state: web::Data<AppState>,
+    Caller(staff): Caller,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    state
+        .store
+        .write(move |c| notifications::unsubscribe(c, &staff.id, &id))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationParams {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Deliveries across tasks, e.g. `?status=failed`: for those who watch the wards.
+async fn list_notifications(
+    state: web::Data<AppState>,
+    Caller(staff): Caller,
+    params: web::Query<NotificationParams>,
+) -> AppResult<HttpResponse> {
+    if !(staff.can(Permission::BedManager)
+        || staff.can(Permission::Admin)
+        || staff.can(Permission::Coordinator))
+    {
+        return Err(AppError::Forbidden(
+            "delivery reports are for bed managers, coordinators and admins".into(),
+        ));
+    }
+    let status = match &params.status {
+        Some(s) => {
+            Some(Delivery::parse(s).map_err(|e| AppError::BadRequest(format!("status: {e}")))?)
+        }
+        None => None,
+    };
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::BadRequest(format!(
+            "limit is {limit}; give 1 to 500"
+        )));
+    }
+    let list = state
+        .store
+        .read(move |c| notifications::list(c, None, status, limit))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "notifications": list })))
+}
+
+async fn task_notifications(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let list = state
+        .store
+        .read(move |c| {
+            tasks::get(c, &id)?;
+            notifications::list(c, Some(&id), None, 500)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "notifications": list })))
 }

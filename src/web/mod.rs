@@ -1,4 +1,5 @@
 //! actix-web: routes, extractors, and errors rendered as JSON.
+pub mod ack;
 pub mod api;
 pub mod auth;
 pub mod errors;
@@ -15,6 +16,10 @@ pub struct AppState {
     pub store: Store,
     pub clock: SharedClock,
     pub config: Arc<Config>,
+    /// Wakes this instance's dispatcher when a command has enqueued notifications.
+    pub outbox: Arc<tokio::sync::Notify>,
+    pub links: crate::notify::links::LinkSigner,
+    pub vapid_public_key: String,
 }
 
 /// Largest request body accepted: a task is a few kilobytes at most.
@@ -26,5 +31,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(errors::path_config())
         .app_data(web::PayloadConfig::new(MAX_BODY))
         .service(web::scope("/api/v1").configure(api::routes))
+        .configure(ack::routes)
         .route("/healthz", web::get().to(api::health));
 }

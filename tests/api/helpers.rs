@@ -70,25 +70,35 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub store: Store,
     pub db_url: DatabaseUrl,
+    pub config: Config,
     handle: actix_web::dev::ServerHandle,
+    others: Vec<actix_web::dev::ServerHandle>,
     _db: TestDb,
+}
+
+/// Starts one more instance of the service on the given database and clock.
+async fn start(config: Config, clock: ManualClock) -> Application {
+    tokio::task::spawn_blocking(move || {
+        let shared: Arc<dyn Clock> = Arc::new(clock);
+        Application::build(config, shared)
+    })
+    .await
+    .unwrap()
+    .expect("app builds")
 }
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts the service with a test configuration that `adjust` may change.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let (db, url) = TestDb::create();
         let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap());
-        let config = Config::for_tests(url.clone());
-        let app = tokio::task::spawn_blocking({
-            let clock = clock.clone();
-            move || {
-                let shared: Arc<dyn Clock> = Arc::new(clock);
-                Application::build(config, shared)
-            }
-        })
-        .await
-        .unwrap()
-        .expect("app builds");
+        let mut config = Config::for_tests(url.clone());
+        adjust(&mut config);
+        let app = start(config.clone(), clock.clone()).await;
         let base = format!("http://{}", app.addr);
         let store = app.state.store.clone();
         let handle = app.handle();
@@ -99,7 +109,9 @@ impl TestApp {
             clock,
             store,
             db_url: url,
+            config,
             handle,
+            others: Vec::new(),
             _db: db,
         };
         t.write(|c, now| directory::add_ward(c, WARD, now).map(|_| ()))
@@ -107,6 +119,31 @@ impl TestApp {
         t.write(|c, now| directory::add_ward(c, "Ward 6", now).map(|_| ()))
             .await;
         t
+    }
+
+    /// Another instance sharing this one's database and clock (as behind a load balancer).
+    pub async fn another_instance(&mut self) -> String {
+        let app = start(self.config.clone(), self.clock.clone()).await;
+        let base = format!("http://{}", app.addr);
+        self.others.push(app.handle());
+        tokio::spawn(app.run());
+        base
+    }
+
+    /// Waits (in real time, briefly) until `check` holds: the background loops act on
+    /// their own after the clock moves.
+    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..200 {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("timed out waiting until {what}");
     }
 
     /// Runs a store call directly, as the operator's CLI would.
@@ -239,6 +276,9 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         drop(self.handle.stop(false));
+        for h in &self.others {
+            drop(h.stop(false));
+        }
     }
 }
 
@@ -269,7 +309,10 @@ pub struct Ward {
 
 impl Ward {
     pub async fn new() -> Ward {
-        let app = TestApp::spawn().await;
+        Self::with(TestApp::spawn().await).await
+    }
+
+    pub async fn with(app: TestApp) -> Ward {
         let nurse = app.staff("Sister Grace Okafor", "coordinator").await;
         let amy = app.staff("Dr Amy Patel", "clinician").await;
         let ben = app.staff("Dr Ben Hughes", "clinician").await;

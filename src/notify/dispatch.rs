@@ -1,0 +1,342 @@
+//! The outbox dispatcher: claims due rows with a lease, sends them, records what happened,
+//! and retries failures with exponential back-off and jitter. It holds no state between
+//! rounds, so several instances can share one database.
+use super::email::{EmailError, EmailSender, TaskEmail};
+use super::links::{AckClaim, LinkSigner};
+use super::push::{PushError, PushSender, Subscription, Urgency};
+use crate::clock::SharedClock;
+use crate::config::DispatchConfig;
+use crate::domain::notification::{backoff, Channel};
+use crate::domain::task::AckTargets;
+use crate::domain::{Priority, Status};
+use crate::error::AppResult;
+use crate::store::directory::{self, Staff};
+use crate::store::notifications::{self, Device, NotificationRow, Outcome};
+use crate::store::tasks::{self, Task};
+use crate::store::Store;
+use chrono::{DateTime, Duration, Utc};
+use futures_util::future::join_all;
+use rand::Rng;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::{Notify, Semaphore};
+
+/// How long a one-click acknowledge link works.
+pub const LINK_LIFETIME_HOURS: i64 = 12;
+
+pub struct Dispatcher {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub push: PushSender,
+    pub email: Option<EmailSender>,
+    pub config: DispatchConfig,
+    pub links: LinkSigner,
+    pub public_url: String,
+    pub ack_seconds: AckTargets,
+    /// Names this instance in leases.
+    pub owner: String,
+}
+
+struct Job {
+    row: NotificationRow,
+    task: Task,
+    recipient: Option<Staff>,
+    devices: Vec<Device>,
+}
+
+enum DeviceResult {
+    Delivered,
+    Gone,
+    Failed(String),
+}
+
+struct Done {
+    id: String,
+    task_id: String,
+    outcome: Outcome,
+    devices: Vec<(String, DeviceResult)>,
+}
+
+fn urgency(p: Priority) -> Urgency {
+    match p {
+        Priority::Stat | Priority::Asap => Urgency::High,
+        Priority::Urgent => Urgency::Normal,
+        Priority::Routine => Urgency::Low,
+    }
+}
+
+/// Sends in flight at once, per instance.
+const MAX_IN_FLIGHT: usize = 256;
+
+impl Dispatcher {
+    /// Sends whatever is due, round after round; wakes early when `wake` is notified. Each
+    /// send runs on its own and records its own outcome, so a hanging endpoint holds up
+    /// nothing but itself (and only until its timeout).
+    pub async fn run(self, wake: Arc<Notify>) {
+        let me = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        loop {
+            let free = permits.available_permits().min(me.config.batch as usize);
+            if free == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+            match me.claim(free as i64).await {
+                Ok(jobs) if jobs.is_empty() => {
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                    }
+                }
+                Ok(jobs) => {
+                    for job in jobs {
+                        let Ok(permit) = permits.clone().acquire_owned().await else {
+                            return;
+                        };
+                        let me = me.clone();
+                        tokio::spawn(async move {
+                            me.deliver_and_record(job).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming notifications failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// One round, waiting for every send it started: for tests and benchmarks.
+    pub async fn dispatch_once(&self) -> AppResult<usize> {
+        let jobs = self.claim(self.config.batch).await?;
+        let n = jobs.len();
+        join_all(jobs.into_iter().map(|j| self.deliver_and_record(j))).await;
+        Ok(n)
+    }
+
+    /// Claims up to `limit` due rows with a lease: of several instances, each row goes to one.
+    async fn claim(&self, limit: i64) -> AppResult<Vec<Job>> {
+        let now = self.clock.now();
+        let lease_until =
+            now + Duration::from_std(self.config.lease).unwrap_or(Duration::seconds(60));
+        let owner = self.owner.clone();
+        self.store
+            .write(move |c| {
+                let mut jobs = Vec::new();
+                for id in notifications::due_ids(c, now, limit)? {
+                    let Some(row) = notifications::claim(c, &id, &owner, now, lease_until)? else {
+                        continue;
+                    };
+                    let task = tasks::get(c, &row.task_id)?;
+                    let recipient = directory::staff_by_id(c, &row.recipient_id)?;
+                    let devices = if row.channel == Channel::Push.code() {
+                        notifications::devices(c, &row.recipient_id)?
+                    } else {
+                        Vec::new()
+                    };
+                    jobs.push(Job {
+                        row,
+                        task,
+                        recipient,
+                        devices,
+                    });
+                }
+                Ok(jobs)
+            })
+            .await
+    }
+
+    async fn deliver_and_record(&self, job: Job) {
+        let done = self.deliver(&job, self.clock.now()).await;
+        let (owner, now) = (self.owner.clone(), self.clock.now());
+        let task_id = done.task_id.clone();
+        let result = self
+            .store
+            .write(move |c| {
+                if !notifications::record(c, &done.id, &owner, &done.outcome, now)? {
+                    tracing::warn!(task_id = %done.task_id, notification = %done.id, "lease lost before the outcome was recorded");
+                }
+                for (device, result) in &done.devices {
+                    match result {
+                        DeviceResult::Gone => notifications::forget_device(c, device)?,
+                        DeviceResult::Delivered => notifications::device_result(c, device, None, now)?,
+                        DeviceResult::Failed(e) => notifications::device_result(c, device, Some(e), now)?,
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            // The lease runs out and the row is sent again: at least once, never lost.
+            tracing::error!(task_id = %task_id, error = %e, "could not record a delivery outcome");
+        }
+    }
+
+    fn retry_or_fail(&self, row: &NotificationRow, error: String, now: DateTime<Utc>) -> Outcome {
+        if row.attempts >= self.config.max_attempts {
+            return Outcome::Failed {
+                error: format!("gave up after {} attempts: {error}", row.attempts),
+            };
+        }
+        let wait = backoff(
+            row.attempts.max(1) as u32,
+            self.config.backoff_base,
+            self.config.backoff_max,
+            rand::thread_rng().gen(),
+        );
+        Outcome::Retry {
+            at: now + Duration::from_std(wait).unwrap_or(Duration::seconds(5)),
+            error,
+        }
+    }
+
+    fn ack_url(&self, job: &Job, now: DateTime<Utc>) -> String {
+        let token = self.links.sign(&AckClaim {
+            n: job.row.id.clone(),
+            task: job.task.id.clone(),
+            staff: job.row.recipient_id.clone(),
+            exp: (now + Duration::hours(LINK_LIFETIME_HOURS)).timestamp(),
+        });
+        format!("{}/ack/{token}", self.public_url)
+    }
+
+    async fn deliver(&self, job: &Job, now: DateTime<Utc>) -> Done {
+        let (row, task) = (&job.row, &job.task);
+        let mut done = Done {
+            id: row.id.clone(),
+            task_id: task.id.clone(),
+            outcome: Outcome::Sent,
+            devices: Vec::new(),
+        };
+        if task.status != Status::Requested {
+            done.outcome = Outcome::Cancelled;
+            return done;
+        }
+        let Some(recipient) = &job.recipient else {
+            done.outcome = Outcome::Failed {
+                error: "the recipient no longer exists".into(),
+            };
+            return done;
+        };
+        done.outcome = if row.channel == Channel::Email.code() {
+            self.send_email(job, recipient, now).await
+        } else {
+            self.send_push(job, now, &mut done.devices).await
+        };
+        match &done.outcome {
+            Outcome::Sent => {
+                tracing::info!(task_id = %task.id, level = row.level, channel = %row.channel, staff_id = %recipient.id, "notification sent")
+            }
+            Outcome::Retry { error, .. } => {
+                tracing::warn!(task_id = %task.id, channel = %row.channel, attempt = row.attempts, %error, "notification failed; will retry")
+            }
+            Outcome::Failed { error } => {
+                tracing::error!(task_id = %task.id, channel = %row.channel, staff_id = %recipient.id, %error, "notification failed for good")
+            }
+            Outcome::Cancelled => {}
+        }
+        done
+    }
+
+    async fn send_push(
+        &self,
+        job: &Job,
+        now: DateTime<Utc>,
+        results: &mut Vec<(String, DeviceResult)>,
+    ) -> Outcome {
+        let (row, task) = (&job.row, &job.task);
+        if job.devices.is_empty() {
+            return Outcome::Failed {
+                error: "no device registered for push notifications".into(),
+            };
+        }
+        // Never the patient's name or NHS number: this passes through a third-party push service.
+        let payload = json!({
+            "task_id": task.id,
+            "priority": task.priority,
+            "ward": task.ward,
+            "bed": task.bed,
+            "category": task.category,
+            "level": row.level,
+            "ack_url": self.ack_url(job, now),
+            "url": format!("{}/me#task-{}", self.public_url, task.id),
+        })
+        .to_string();
+        let ttl = self.ack_seconds.seconds(task.priority).max(60);
+        let sends = job.devices.iter().map(|d| {
+            let sub = Subscription {
+                endpoint: d.endpoint.clone(),
+                p256dh: d.p256dh.clone(),
+                auth: d.auth.clone(),
+            };
+            let payload = payload.as_bytes();
+            async move {
+                let r = self
+                    .push
+                    .send(&sub, payload, ttl, urgency(task.priority), &task.id)
+                    .await;
+                (d.id.clone(), r)
+            }
+        });
+        let mut delivered = false;
+        let mut retry = None;
+        let mut errors = Vec::new();
+        for (device, r) in join_all(sends).await {
+            match r {
+                Ok(()) => {
+                    delivered = true;
+                    results.push((device, DeviceResult::Delivered));
+                }
+                Err(PushError::Gone) => {
+                    errors.push("device unsubscribed (removed)".to_string());
+                    results.push((device, DeviceResult::Gone));
+                }
+                Err(PushError::Retry(e)) => {
+                    retry = Some(e.clone());
+                    results.push((device, DeviceResult::Failed(e)));
+                }
+                Err(PushError::Permanent(e)) => {
+                    errors.push(e.clone());
+                    results.push((device, DeviceResult::Failed(e)));
+                }
+            }
+        }
+        if delivered {
+            Outcome::Sent
+        } else if let Some(e) = retry {
+            self.retry_or_fail(row, e, now)
+        } else {
+            Outcome::Failed {
+                error: errors.join("; "),
+            }
+        }
+    }
+
+    async fn send_email(&self, job: &Job, recipient: &Staff, now: DateTime<Utc>) -> Outcome {
+        let (row, task) = (&job.row, &job.task);
+        let (Some(sender), Some(to)) = (&self.email, &recipient.email) else {
+            return Outcome::Failed {
+                error: "email is not configured, or the recipient has no address".into(),
+            };
+        };
+        let msg = TaskEmail {
+            to: to.clone(),
+            message_id: row.id.clone(),
+            task_id: task.id.clone(),
+            priority: task.priority.code().to_string(),
+            ward: task.ward.clone(),
+            bed: task.bed.clone(),
+            category: task.category.code().to_string(),
+            escalation_level: row.level,
+            ack_url: self.ack_url(job, now),
+            task_url: format!("{}/me#task-{}", self.public_url, task.id),
+        };
+        match sender.send(&msg).await {
+            Ok(()) => Outcome::Sent,
+            Err(EmailError::Retry(e)) => self.retry_or_fail(row, e, now),
+            Err(EmailError::Permanent(e)) => Outcome::Failed { error: e },
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The outbox: the one place notifications are enqueued, claimed, and their outcome recorded.
+use super::directory::{self, Role};
+use super::schema::{notifications, push_subscriptions, staff};
+use super::tasks::{Assignee, Task};
+use super::{from_db, new_id, to_db, DbConnection};
+use crate::domain::notification::{Channel, Delivery};
+use crate::error::{AppError, AppResult};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+
+/// The roles a task escalates through after its assignee, in order. For a task assigned to a
+/// role that is the role's chain; for one assigned to a person, the fallback role and its chain.
+pub fn escalation_roles(
+    conn: &mut DbConnection,
+    task: &Task,
+    fallback_role: Option<&str>,
+) -> AppResult<Vec<Role>> {
+    let (start, skip_first) = match &task.assignee {
+        Assignee::Role(r) => (Some(directory::role_by_id(conn, r)?), true),
+        Assignee::Staff(_) => match fallback_role {
+            Some(name) => (directory::find_role(conn, name)?, false),
+            None => (None, false),
+        },
+    };
+    let mut chain = Vec::new();
+    let mut next = start;
+    while let Some(role) = next {
+        if chain.iter().any(|r: &Role| r.id == role.id) || chain.len() >= 16 {
+            break;
+        }
+        next = match &role.escalates_to {
+            Some(id) => Some(directory::role_by_id(conn, id)?),
+            None => None,
+        };
+        chain.push(role);
+    }
+    if skip_first && !chain.is_empty() {
+        chain.remove(0);
+    }
+    Ok(chain)
+}
+
+/// Whoever the task is for right now: its assignee, or every current holder of its role.
+pub fn first_recipients(conn: &mut DbConnection, task: &Task) -> AppResult<Vec<String>> {
+    match &task.assignee {
+        Assignee::Staff(s) => Ok(vec![s.clone()]),
+        Assignee::Role(r) => directory::current_holders(conn, r),
+    }
+}
+
+/// Everyone reached at `level`: the first recipients and the holders of every role of the
+/// chain reached so far.
+pub fn recipients(
+    conn: &mut DbConnection,
+    task: &Task,
+    level: i32,
+    chain: &[Role],
+) -> AppResult<Vec<String>> {
+    let mut out = first_recipients(conn, task)?;
+    for role in chain.iter().take(level.max(0) as usize) {
+        for h in directory::current_holders(conn, &role.id)? {
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes one outbox row per recipient and channel (email only for those with an address).
+/// The key includes the task's version, which exactly one transaction produced: so each
+/// (task, level, recipient, channel) is enqueued once even with several instances running.
+pub fn enqueue(
+    conn: &mut DbConnection,
+    task: &Task,
+    recipient_ids: &[String],
+    email: bool,
+    now: DateTime<Utc>,
+) -> AppResult<usize> {
+    let mut n = 0;
+    for rid in recipient_ids {
+        let address: Option<Option<String>> = staff::table
+            .find(rid)
+            .filter(staff::active.eq(true))
+            .select(staff::email)
+            .first(conn)
+            .optional()?;
+        let Some(address) = address else { continue };
+        let mut channels = vec![Channel::Push];
+        if email && address.is_some() {
+            channels.push(Channel::Email);
+        }
+        for ch in channels {
+            let key = format!(
+                "{}:{}:{}:{}:{}",
+                task.id, task.version, task.escalation_level, rid, ch
+            );
+            let exists: i64 = notifications::table
+                .filter(notifications::dedupe_key.eq(&key))
+                .count()
+                .get_result(conn)?;
+            if exists > 0 {
+                continue;
+            }
+            diesel::insert_into(notifications::table)
+                .values((
+                    notifications::id.eq(new_id()),
+                    notifications::dedupe_key.eq(&key),
+                    notifications::task_id.eq(&task.id),
+                    notifications::level.eq(task.escalation_level),
+                    notifications::recipient_id.eq(rid),
+                    notifications::channel.eq(ch.code()),
+                    notifications::status.eq(Delivery::Pending.code()),
+                    notifications::attempts.eq(0),
+                    notifications::due_at.eq(to_db(now)),
+                    notifications::created_at.eq(to_db(now)),
+                ))
+                .execute(conn)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Stops what has not gone out yet: the task no longer needs anyone's attention.
+pub fn cancel_pending(conn: &mut DbConnection, task_id: &str) -> AppResult<usize> {
+    Ok(diesel::update(
+        notifications::table
+            .filter(notifications::task_id.eq(task_id))
+            .filter(notifications::status.eq(Delivery::Pending.code())),
+    )
+    .set((
+        notifications::status.eq(Delivery::Cancelled.code()),
+        notifications::last_error.eq(Some("the task no longer needs this notification")),
+    ))
+    .execute(conn)?)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = notifications)]
+pub struct NotificationRow {
+    pub id: String,
+    pub task_id: String,
+    pub level: i32,
+    pub recipient_id: String,
+    pub channel: String,
+    pub status: String,
+    pub attempts: i32,
+    pub due_at: NaiveDateTime,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub sent_at: Option<NaiveDateTime>,
+}
+
+/// Rows ready to send: due and pending, or claimed by an instance whose lease ran out.
+#[diesel::dsl::auto_type]
+fn ready(now: NaiveDateTime) -> _ {
+    let pending: &'static str = Delivery::Pending.code();
+    let sending: &'static str = Delivery::Sending.code();
+    notifications::status
+        .eq(pending)
+        .and(notifications::due_at.le(now))
+        .or(notifications::status
+            .eq(sending)
+            .and(notifications::lease_until.lt(now)))
+}
+
+pub fn due_ids(conn: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> AppResult<Vec<String>> {
+    Ok(notifications::table
+        .filter(ready(to_db(now)))
+        .order(notifications::due_at.asc())
+        .limit(limit)
+        .select(notifications::id)
+        .load(conn)?)
+}
+
+/// Claims one row with a lease by a conditional update: of several instances, one wins.
+pub fn claim(
+    conn: &mut DbConnection,
+    id: &str,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> AppResult<Option<NotificationRow>> {
+    let n = diesel::update(
+        notifications::table
+            .filter(notifications::id.eq(id))
+            .filter(ready(to_db(now))),
+    )
+    .set((
+        notifications::status.eq(Delivery::Sending.code()),
+        notifications::lease_owner.eq(Some(owner)),
+        notifications::lease_until.eq(Some(to_db(lease_until))),
+        notifications::attempts.eq(notifications::attempts + 1),
+    ))
+    .execute(conn)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        notifications::table
+            .find(id)
+            .select(NotificationRow::as_select())
+            .first(conn)?,
+    ))
+}
+
+/// What happened to one delivery attempt.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Sent,
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// The task no longer needs it (acknowledged or closed before it went out).
+    Cancelled,
+}
+
+/// Records an attempt's outcome, if this instance still holds the lease.
+pub fn record(
+    conn: &mut DbConnection,
+    id: &str,
+    owner: &str,
+    outcome: &Outcome,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let target = notifications::table
+        .filter(notifications::id.eq(id))
+        .filter(notifications::status.eq(Delivery::Sending.code()))
+        .filter(notifications::lease_owner.eq(owner));
+    let n = match outcome {
+        Outcome::Sent => diesel::update(target)
+            .set((
+                notifications::status.eq(Delivery::Sent.code()),
+                notifications::sent_at.eq(Some(to_db(now))),
+                notifications::lease_until.eq(None::<NaiveDateTime>),
+                notifications::last_error.eq(None::<String>),
+            ))
+            .execute(conn)?,
+        Outcome::Retry { at, error } => diesel::update(target)
+            .set((
+                notifications::status.eq(Delivery::Pending.code()),
+                notifications::due_at.eq(to_db(*at)),
+                notifications::lease_until.eq(None::<NaiveDateTime>),
+                notifications::last_error.eq(Some(error)),
+            ))
+            .execute(conn)?,
+        Outcome::Cancelled => diesel::update(target)
+            .set((
+                notifications::status.eq(Delivery::Cancelled.code()),
+                notifications::lease_until.eq(None::<NaiveDateTime>),
+                notifications::last_error.eq(Some("the task no longer needs this notification")),
+            ))
+            .execute(conn)?,
+        Outcome::Failed { error } => diesel::update(target)
+            .set((
+                notifications::status.eq(Delivery::Failed.code()),
+                notifications::lease_until.eq(None::<NaiveDateTime>),
+                notifications::last_error.eq(Some(error)),
+            ))
+            .execute(conn)?,
+    };
+    Ok(n == 1)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationView {
+    pub id: String,
+    pub task_id: String,
+    pub level: i32,
+    pub recipient: super::tasks::Person,
+    pub channel: String,
+    pub status: String,
+    pub attempts: i32,
+    pub due_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// Notifications of one task, or (task None) across tasks filtered by status; newest first.
+pub fn list(
+    conn: &mut DbConnection,
+    task_id: Option<&str>,
+    status: Option<Delivery>,
+    limit: i64,
+) -> AppResult<Vec<NotificationView>> {
+    let mut q = notifications::table
+        .select(NotificationRow::as_select())
+        .into_boxed();
+    if let Some(t) = task_id {
+        q = q.filter(notifications::task_id.eq(t.to_string()));
+    }
+    if let Some(s) = status {
+        q = q.filter(notifications::status.eq(s.code()));
+    }
+    let rows: Vec<NotificationRow> = q
+        .order((notifications::created_at.desc(), notifications::id.desc()))
+        .limit(limit)
+        .load(conn)?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.recipient_id.as_str()).collect();
+    let names = directory::staff_names(conn, &ids)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| NotificationView {
+            recipient: super::tasks::Person {
+                name: names.get(&r.recipient_id).cloned().unwrap_or_default(),
+                id: r.recipient_id,
+            },
+            id: r.id,
+            task_id: r.task_id,
+            level: r.level,
+            channel: r.channel,
+            status: r.status,
+            attempts: r.attempts,
+            due_at: from_db(r.due_at),
+            created_at: from_db(r.created_at),
+            sent_at: r.sent_at.map(from_db),
+            last_error: r.last_error,
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = push_subscriptions)]
+pub struct Device {
+    pub id: String,
+    pub staff_id: String,
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+    pub user_agent: Option<String>,
+    #[serde(skip)]
+    pub created_at: NaiveDateTime,
+    #[serde(skip)]
+    pub last_success_at: Option<NaiveDateTime>,
+    pub last_error: Option<String>,
+}
+
+/// Registers a device; the same endpoint registered again is updated and moves to `staff_id`.
+pub fn subscribe(
+    conn: &mut DbConnection,
+    staff_id: &str,
+    endpoint: &str,
+    p256dh: &str,
+    auth: &str,
+    user_agent: Option<&str>,
+    now: DateTime<Utc>,
+) -> AppResult<String> {
+    let existing: Option<String> = push_subscriptions::table
+        .filter(push_subscriptions::endpoint.eq(endpoint))
+        .select(push_subscriptions::id)
+        .first(conn)
+        .optional()?;
+    if let Some(id) = existing {
+        diesel::update(push_subscriptions::table.find(&id))
+            .set((
+                push_subscriptions::staff_id.eq(staff_id),
+                push_subscriptions::p256dh.eq(p256dh),
+                push_subscriptions::auth.eq(auth),
+                push_subscriptions::user_agent.eq(user_agent),
+                push_subscriptions::last_error.eq(None::<String>),
+            ))
+            .execute(conn)?;
+        return Ok(id);
+    }
+    let id = new_id();
+    diesel::insert_into(push_subscriptions::table)
+        .values((
+            push_subscriptions::id.eq(&id),
+            push_subscriptions::staff_id.eq(staff_id),
+            push_subscriptions::endpoint.eq(endpoint),
+            push_subscriptions::p256dh.eq(p256dh),
+            push_subscriptions::auth.eq(auth),
+            push_subscriptions::user_agent.eq(user_agent),
+            push_subscriptions::created_at.eq(to_db(now)),
+        ))
+        .execute(conn)?;
+    Ok(id)
+}
+
+pub fn devices(conn: &mut DbConnection, staff_id: &str) -> AppResult<Vec<Device>> {
+    Ok(push_subscriptions::table
+        .filter(push_subscriptions::staff_id.eq(staff_id))
+        .order(push_subscriptions::created_at.asc())
+        .select(Device::as_select())
+        .load(conn)?)
+}
+
+pub fn unsubscribe(conn: &mut DbConnection, staff_id: &str, id: &str) -> AppResult<()> {
+    let n = diesel::delete(
+        push_subscriptions::table
+            .filter(push_subscriptions::id.eq(id))
+            .filter(push_subscriptions::staff_id.eq(staff_id)),
+    )
+    .execute(conn)?;
+    if n == 0 {
+        return Err(AppError::NotFound(format!("you have no device {id}")));
+    }
+    Ok(())
+}
+
+/// A push service said the subscription is gone (404/410): forget the device.
+pub fn forget_device(conn: &mut DbConnection, id: &str) -> AppResult<()> {
+    diesel::delete(push_subscriptions::table.find(id)).execute(conn)?;
+    Ok(())
+}
+
+pub fn device_result(
+    conn: &mut DbConnection,
+    id: &str,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    match error {
+        None => diesel::update(push_subscriptions::table.find(id))
+            .set((
+                push_subscriptions::last_success_at.eq(Some(to_db(now))),
+                push_subscriptions::last_error.eq(None::<String>),
+            ))
+            .execute(conn)?,
+        Some(e) => diesel::update(push_subscriptions::table.find(id))
+            .set(push_subscriptions::last_error.eq(Some(e)))
+            .execute(conn)?,
+    };
+    Ok(())
+}

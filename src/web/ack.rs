@@ -1,0 +1,151 @@
+//! One-click acknowledge from an email or a notification. Opening the link (GET) only shows
+//! the task and a button, because mail scanners open links by themselves; pressing it (POST)
+//! acknowledges. A link works once, for the person it was sent to, until it expires.
+use super::AppState;
+use crate::domain::{Category, Priority};
+use crate::error::{AppError, AppResult};
+use crate::store::schema::used_ack_links;
+use crate::store::tasks::{self, Command};
+use crate::store::{directory, to_db};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use askama::Template;
+use diesel::prelude::*;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ack/{token}", web::get().to(show))
+        .route("/ack/{token}", web::post().to(acknowledge));
+}
+
+pub struct TaskSummary {
+    pub priority: Priority,
+    pub category: Category,
+    pub ward: String,
+    pub bed: String,
+}
+
+#[derive(Template)]
+#[template(path = "ack.html")]
+struct AckPage {
+    title: String,
+    task: Option<TaskSummary>,
+    message: String,
+    show_button: bool,
+}
+
+fn page(status: StatusCode, p: AckPage) -> HttpResponse {
+    match p.render() {
+        Ok(html) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header(("Cache-Control", "no-store"))
+            .insert_header(("Referrer-Policy", "no-referrer"))
+            .body(html),
+        Err(e) => AppError::Internal(format!("ack page: {e}")).error_response(),
+    }
+}
+
+fn error_page(e: &AppError) -> HttpResponse {
+    page(
+        e.status_code(),
+        AckPage {
+            title: "Cannot acknowledge".into(),
+            task: None,
+            message: e.public_message(),
+            show_button: false,
+        },
+    )
+}
+
+fn wants_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+async fn show(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
+    let claim = match state.links.verify(&token, state.clock.now()) {
+        Ok(c) => c,
+        Err(e) => return error_page(&AppError::Forbidden(e.to_string())),
+    };
+    let task = state.store.read(move |c| tasks::get(c, &claim.task)).await;
+    match task {
+        Ok(t) => page(
+            StatusCode::OK,
+            AckPage {
+                title: "Acknowledge this task?".into(),
+                message: format!("Status now: {}.", t.status),
+                show_button: t.status == crate::domain::Status::Requested,
+                task: Some(TaskSummary {
+                    priority: t.priority,
+                    category: t.category,
+                    ward: t.ward,
+                    bed: t.bed,
+                }),
+            },
+        ),
+        Err(e) => error_page(&e),
+    }
+}
+
+async fn acknowledge(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    token: web::Path<String>,
+) -> HttpResponse {
+    let json = wants_json(&req);
+    match ack_by_link(&state, &token).await {
+        Ok(view) if json => HttpResponse::Ok().json(view),
+        Ok(view) => page(
+            StatusCode::OK,
+            AckPage {
+                title: "Acknowledged".into(),
+                message: format!(
+                    "You have acknowledged this task ({}, {} bed {}). The ward can see it.",
+                    view.category, view.ward, view.bed
+                ),
+                show_button: false,
+                task: None,
+            },
+        ),
+        Err(e) if json => e.error_response(),
+        Err(e) => error_page(&e),
+    }
+}
+
+async fn ack_by_link(state: &AppState, token: &str) -> AppResult<super::api::TaskView> {
+    let now = state.clock.now();
+    let claim = state
+        .links
+        .verify(token, now)
+        .map_err(|e| AppError::Forbidden(e.to_string()))?;
+    let policy = state.config.policy.clone();
+    let view = state
+        .store
+        .write(move |c| {
+            let used: i64 = used_ack_links::table.find(&claim.n).count().get_result(c)?;
+            if used > 0 {
+                return Err(AppError::conflict(
+                    "this acknowledge link has already been used",
+                    serde_json::json!({}),
+                ));
+            }
+            diesel::insert_into(used_ack_links::table)
+                .values((
+                    used_ack_links::notification_id.eq(&claim.n),
+                    used_ack_links::used_at.eq(to_db(now)),
+                ))
+                .execute(c)?;
+            let who = directory::staff_by_id(c, &claim.staff)?
+                .filter(|s| s.active)
+                .ok_or_else(|| {
+                    AppError::Forbidden("this link's recipient is no longer active".into())
+                })?;
+            let task = tasks::act(c, &claim.task, &who, Command::Acknowledge, now, &policy)?;
+            tracing::info!(task_id = %claim.task, staff_id = %who.id, "acknowledged by link");
+            super::api::one_view(c, task, now)
+        })
+        .await?;
+    state.outbox.notify_one();
+    Ok(view)
+}
