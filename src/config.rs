@@ -342,6 +342,21 @@ impl Config {
             )));
         }
 
+        // A send must finish well inside its lease, or another instance would send it again.
+        let slowest = email
+            .as_ref()
+            .map(|e| e.timeout * 3)
+            .unwrap_or_default()
+            .max(push.timeout);
+        if dispatch.lease <= slowest * 2 {
+            return Err(ConfigError(format!(
+                "{}: lease_seconds ({}) must be more than twice the slowest send ({} s, from the push and email timeouts)",
+                src("dispatch"),
+                dispatch.lease.as_secs(),
+                slowest.as_secs()
+            )));
+        }
+
         Ok(Config {
             bind,
             database,

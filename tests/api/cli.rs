@@ -82,6 +82,27 @@ async fn staff_added_on_the_command_line_can_use_the_api_with_the_printed_token(
         out.contains("Dr Chloe Evans now holds Medicine SHO night"),
         "{out}"
     );
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || {
+            bleepless(&[
+                "--database",
+                &db,
+                "role",
+                "escalate",
+                "Medicine FY1 night",
+                "--to",
+                "Medicine SHO night",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("Medicine FY1 night now escalates to Medicine SHO night"),
+        "{out}"
+    );
     let (_, roles) = w.app.get("/api/v1/roles", &token).await;
     let sho = roles["roles"]
         .as_array()
@@ -91,6 +112,14 @@ async fn staff_added_on_the_command_line_can_use_the_api_with_the_printed_token(
         .unwrap()
         .clone();
     assert_eq!(sho["held_by"][0]["name"], "Dr Chloe Evans");
+    let fy1 = roles["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "Medicine FY1 night")
+        .unwrap()
+        .clone();
+    assert_eq!(fy1["escalates_to"], sho["id"]);
 
     // Mistakes are told plainly and change nothing.
     let (ok, _, err) = tokio::task::spawn_blocking({

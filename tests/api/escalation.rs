@@ -509,3 +509,117 @@ async fn three_instances_enqueue_each_notification_exactly_once() {
         assert_eq!(notifications(app, id, &w.nurse.token).await.len(), 2);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_that_fell_due_while_the_service_was_down_escalates_at_the_first_tick() {
+    let mut w = Ward::new().await;
+    let chloe = w.app.staff("Dr Chloe Evans", "clinician").await;
+    let reg = w.app.role("Medicine registrar night", &[&chloe]).await;
+    let admin = w.app.staff("Sam Admin", "admin").await;
+    let (s, _) = w
+        .app
+        .post(
+            &format!("/api/v1/roles/{}/escalate", w.fy1),
+            &admin.token,
+            json!({ "to": reg }),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let id = w
+        .app
+        .raised(&w.nurse.token, &w.fy1, json!({ "priority": "asap" }))
+        .await;
+    w.app.restart_after(3600).await;
+    let app = &w.app;
+    assert_eq!(task(app, &id, &w.nurse.token).await["escalation_level"], 0);
+    app.advance(5); // the first tick after coming back
+    app.eventually("it escalates", || async {
+        task(app, &id, &w.nurse.token).await["escalation_level"] == 1
+    })
+    .await;
+    let t = task(app, &id, &w.nurse.token).await;
+    let esc = t["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "escalated")
+        .unwrap()
+        .clone();
+    assert_eq!(esc["detail"]["overdue_seconds"], 3605 - 300);
+    let rows = notifications(app, &id, &w.nurse.token).await;
+    assert!(
+        rows.iter()
+            .any(|n| n["level"] == 1 && n["recipient"]["name"] == "Dr Chloe Evans"),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_devices_and_chains_are_refused_clearly() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let admin = app.staff("Sam Admin", "admin").await;
+    let good = json!({ "endpoint": "https://push.example.com/abc", "keys": {
+        "p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM",
+        "auth": "tBHItJI5svbpez7KI4CCXg" } });
+    let (s, b) = app
+        .post("/api/v1/push-subscriptions", &w.amy.token, good.clone())
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let mut bad_key = good.clone();
+    bad_key["keys"]["p256dh"] = json!("AAAA");
+    let mut plain_http = good.clone();
+    plain_http["endpoint"] = json!("http://push.example.com/abc");
+    for (body, status, says) in [
+        (bad_key, 422, "p256dh"),
+        (plain_http, 422, "https://"),
+        (
+            json!({ "endpoint": "https://x.example/1" }),
+            400,
+            "missing field",
+        ),
+    ] {
+        let (s, b) = app
+            .post("/api/v1/push-subscriptions", &w.amy.token, body)
+            .await;
+        assert_eq!(s, status, "{b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains(says),
+            "{b}"
+        );
+    }
+    let (_, devices) = app.get("/api/v1/push-subscriptions", &w.amy.token).await;
+    assert_eq!(devices["devices"].as_array().unwrap().len(), 1);
+
+    let reg = app.role("Medicine registrar night", &[]).await;
+    let path = |r: &str| format!("/api/v1/roles/{r}/escalate");
+    assert_eq!(
+        app.post(&path(&w.fy1), &w.amy.token, json!({ "to": reg }))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        app.post(&path(&w.fy1), &admin.token, json!({ "to": reg }))
+            .await
+            .0,
+        200
+    );
+    let (s, b) = app
+        .post(&path(&reg), &admin.token, json!({ "to": w.fy1 }))
+        .await;
+    assert_eq!(s, 422, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("loop"));
+    assert_eq!(
+        app.post(&path(&reg), &admin.token, json!({ "to": "No such role" }))
+            .await
+            .0,
+        422
+    );
+    assert_eq!(
+        app.post(&path("nope"), &admin.token, json!({ "to": reg }))
+            .await
+            .0,
+        404
+    );
+}

@@ -130,6 +130,17 @@ impl TestApp {
         base
     }
 
+    /// Stops this instance (server, scheduler and dispatcher) and starts a fresh one on the
+    /// same database: a restart.
+    pub async fn restart_after(&mut self, down_for_secs: i64) {
+        self.handle.stop(true).await;
+        self.advance(down_for_secs);
+        let app = start(self.config.clone(), self.clock.clone()).await;
+        self.base = format!("http://{}", app.addr);
+        self.handle = app.handle();
+        tokio::spawn(app.run());
+    }
+
     /// Waits (in real time, briefly) until `check` holds: the background loops act on
     /// their own after the clock moves.
     pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
