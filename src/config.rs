@@ -72,6 +72,18 @@ pub struct Config {
     /// No email is sent when absent.
     pub email: Option<SmtpSettings>,
     pub dispatch: DispatchConfig,
+    /// The trust's FHIR server (the patient record); nothing is sent or queued when absent.
+    pub record: Option<RecordConfig>,
+}
+
+/// Where completed and cancelled tasks are delivered as FHIR R4 transaction Bundles.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    /// The FHIR server's base URL, e.g. `https://epr.example-trust.nhs.uk/fhir`.
+    pub base_url: String,
+    /// The whole `Authorization` header value to send, e.g. `Bearer abc…`.
+    pub authorization: Option<String>,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -101,7 +113,7 @@ impl Default for DispatchConfig {
             max_attempts: 8,
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(120),
         }
     }
 }
@@ -127,6 +139,15 @@ struct FileConfig {
     push: Option<FilePush>,
     email: Option<FileEmail>,
     dispatch: Option<FileDispatch>,
+    record: Option<FileRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRecord {
+    base_url: String,
+    authorization: Option<String>,
+    timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -348,14 +369,32 @@ impl Config {
             .map(|e| e.timeout * 3)
             .unwrap_or_default()
             .max(push.timeout);
-        if dispatch.lease <= slowest * 2 {
+        if dispatch.lease <= slowest {
             return Err(ConfigError(format!(
-                "{}: lease_seconds ({}) must be more than twice the slowest send ({} s, from the push and email timeouts)",
+                "{}: lease_seconds ({}) must be more than the slowest send ({} s, from the push and email timeouts)",
                 src("dispatch"),
                 dispatch.lease.as_secs(),
                 slowest.as_secs()
             )));
         }
+
+        let record = match file.record {
+            None => None,
+            Some(r) => {
+                let base_url = r.base_url.trim().trim_end_matches('/').to_string();
+                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                    return Err(ConfigError(format!(
+                        "{}: {base_url:?} must start with http:// or https://",
+                        src("record.base_url")
+                    )));
+                }
+                Some(RecordConfig {
+                    base_url,
+                    authorization: env("BLEEPLESS_RECORD_AUTHORIZATION").or(r.authorization),
+                    timeout: Duration::from_secs(r.timeout_seconds.unwrap_or(30).max(1)),
+                })
+            }
+        };
 
         Ok(Config {
             bind,
@@ -366,11 +405,13 @@ impl Config {
                 ack_seconds,
                 fallback_role: escalation.fallback_role,
                 email: email.is_some(),
+                record: record.is_some(),
             },
             schedule,
             push,
             email,
             dispatch,
+            record,
         })
     }
 
@@ -393,6 +434,7 @@ impl Config {
                 backoff_base: Duration::from_secs(2),
                 ..DispatchConfig::default()
             },
+            record: None,
         }
     }
 }
@@ -402,6 +444,16 @@ impl Config {
     pub fn email_settings(&mut self, settings: SmtpSettings) {
         self.email = Some(settings);
         self.policy.email = true;
+    }
+
+    /// Turns on delivery to the patient record at the given FHIR server.
+    pub fn record_server(&mut self, base_url: &str, authorization: Option<&str>) {
+        self.record = Some(RecordConfig {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            authorization: authorization.map(str::to_string),
+            timeout: Duration::from_secs(5),
+        });
+        self.policy.record = true;
     }
 }
 

@@ -5,13 +5,18 @@ use chrono::{DateTime, Utc};
 
 pub struct DemoLogin {
     pub name: String,
+    pub email: String,
     pub roles: String,
     pub token: String,
 }
 
 /// Fills an empty database with wards, staff and on-call roles. Returns None if staff already
 /// exist, so that demo data is never mixed into a real directory.
-pub fn fill(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Option<Vec<DemoLogin>>> {
+/// Everyone gets the same fresh random password, printed once.
+pub fn fill(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+) -> AppResult<Option<(Vec<DemoLogin>, String)>> {
     if !directory::list_staff(conn)?.is_empty() {
         return Ok(None);
     }
@@ -41,13 +46,16 @@ pub fn fill(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Option<Vec
         ("Maria Santos", "maria.santos@example.nhs.uk", "bed_manager"),
         ("Sam Admin", "sam.admin@example.nhs.uk", "admin"),
     ];
+    let password = crate::store::sessions::random_token()[..16].to_string();
     let mut logins = Vec::new();
     let mut ids = Vec::new();
     for (name, email, roles) in people {
         let (staff, token) = directory::add_staff(conn, name, Some(email), roles, now)?;
+        crate::store::sessions::set_password(conn, &staff.id, &password)?;
         ids.push(staff);
         logins.push(DemoLogin {
             name: name.into(),
+            email: email.into(),
             roles: roles.into(),
             token,
         });
@@ -69,5 +77,5 @@ pub fn fill(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Option<Vec
     for (from, to) in [(0, 2), (1, 2), (2, 3), (3, 4)] {
         directory::set_escalation(conn, &roles[from], Some(&roles[to]))?;
     }
-    Ok(Some(logins))
+    Ok(Some((logins, password)))
 }

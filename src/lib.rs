@@ -7,6 +7,7 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod escalation;
+pub mod fhir;
 pub mod notify;
 pub mod store;
 pub mod web;
@@ -159,9 +160,11 @@ impl Application {
             st.outbox.clone(),
         ));
         let dispatcher = tokio::spawn(self.dispatcher.run(st.outbox.clone()));
+        let record_sink = fhir::sink::spawn(st);
         let result = self.server.await;
         scheduler.abort();
         dispatcher.abort();
+        record_sink.inspect(tokio::task::JoinHandle::abort);
         result
     }
 }

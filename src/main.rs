@@ -60,6 +60,12 @@ enum StaffCmd {
     },
     /// List staff.
     List,
+    /// Set the password a member of staff signs in to the pages with, read from standard
+    /// input (the first line), e.g. `echo "$PW" | bleepless staff password amy@...`.
+    Password {
+        /// Staff id, email or exact name.
+        staff: String,
+    },
     /// Replace a member of staff's API token; prints the new one alone on the last line.
     Token {
         /// Staff id, email or exact name.
@@ -184,6 +190,21 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                             if s.active { "" } else { "\tinactive" }
                         );
                     }
+                }
+                StaffCmd::Password { staff } => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).map_err(|e| {
+                        format!("cannot read the password from standard input: {e}")
+                    })?;
+                    let password = line.trim_end_matches(['\r', '\n']).to_string();
+                    let s = store
+                        .write_now(|c| {
+                            let s = directory::find_staff(c, &staff)?;
+                            bleepless::store::sessions::set_password(c, &s.id, &password)?;
+                            Ok(s)
+                        })
+                        .map_err(fail)?;
+                    println!("password set for {}", s.name);
                 }
                 StaffCmd::Token { staff } => {
                     let (s, token) = store
@@ -313,13 +334,14 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
     }
 }
 
-fn print_demo(logins: Option<Vec<demo::DemoLogin>>) {
+fn print_demo(logins: Option<(Vec<demo::DemoLogin>, String)>) {
     match logins {
         None => println!("the database already has staff; demo data was not added"),
-        Some(logins) => {
-            println!("demo hospital added; API tokens (for Authorization: Bearer ...):");
+        Some((logins, password)) => {
+            println!("demo hospital added. Sign in at /login with an email below and the password {password}");
+            println!("API tokens (for Authorization: Bearer ...):");
             for l in logins {
-                println!("{:<26} {:<12} {}", l.name, l.roles, l.token);
+                println!("{:<26} {:<12} {:<30} {}", l.name, l.roles, l.email, l.token);
             }
         }
     }

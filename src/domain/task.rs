@@ -163,6 +163,9 @@ pub struct Policy {
     pub fallback_role: Option<String>,
     /// Whether email goes out as a second channel (an SMTP server is configured).
     pub email: bool,
+    /// Whether completed and cancelled tasks are sent to the patient record (a FHIR server
+    /// is configured under `[record]`).
+    pub record: bool,
 }
 
 pub const MAX_DESCRIPTION: usize = 2000;

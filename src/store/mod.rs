@@ -1,8 +1,10 @@
 //! Storage through diesel: one schema and one query layer for SQLite and PostgreSQL.
 //! Every command is one transaction (DESIGN.md decisions 2–4).
+pub mod dashboard;
 pub mod directory;
 pub mod notifications;
 pub mod schema;
+pub mod sessions;
 pub mod settings;
 pub mod tasks;
 

@@ -96,6 +96,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     push_subscriptions,
     notifications,
     used_ack_links,
+    sessions,
+    record_deliveries,
 );
 
 diesel::table! {
@@ -143,5 +145,31 @@ diesel::table! {
     used_ack_links (notification_id) {
         notification_id -> Text,
         used_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (token_hash) {
+        token_hash -> Text,
+        staff_id -> Text,
+        csrf -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    record_deliveries (id) {
+        id -> Text,
+        task_id -> Text,
+        task_version -> BigInt,
+        status -> Text,
+        attempts -> Integer,
+        due_at -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
     }
 }

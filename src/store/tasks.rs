@@ -572,6 +572,9 @@ pub fn act(
         )?;
         // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
         let cancelled = notifications::cancel_pending(conn, id)?;
+        if matches!(to, Status::Completed | Status::Cancelled) && policy.record {
+            crate::fhir::sink::enqueue(conn, &next, now)?;
+        }
         if action == Action::Reassign {
             let recipients = notifications::first_recipients(conn, &next)?;
             notifications::enqueue(conn, &next, &recipients, policy.email, now)?;
@@ -709,6 +712,10 @@ pub struct Filter {
     /// Role ids and staff ids, any of which may be the assignee.
     pub assignees: Option<Vec<String>>,
     pub overdue: Option<bool>,
+    /// Only tasks raised by this member of staff.
+    pub raised_by: Option<String>,
+    /// Only tasks that have escalated at least once.
+    pub escalated: bool,
     pub after: Option<Cursor>,
     pub limit: i64,
 }
@@ -753,6 +760,12 @@ pub fn list(
     }
     if let Some(w) = &f.ward {
         q = q.filter(tasks::ward.eq(w.clone()));
+    }
+    if let Some(r) = &f.raised_by {
+        q = q.filter(tasks::raised_by.eq(r.clone()));
+    }
+    if f.escalated {
+        q = q.filter(tasks::escalation_level.gt(0));
     }
     if let Some(ids) = &f.assignees {
         q = q.filter(

@@ -339,6 +339,8 @@ async fn list_tasks(
         ward: p.ward.clone(),
         assignees: None,
         overdue: p.overdue,
+        raised_by: None,
+        escalated: false,
         after,
         limit,
     };

@@ -51,6 +51,11 @@ pub fn path_config() -> web::PathConfig {
 
 /// The JSON 404 for paths that name nothing.
 pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    if !req.path().starts_with("/api/") && !req.path().starts_with("/fhir") {
+        return Ok(HttpResponse::NotFound()
+            .content_type("text/html; charset=utf-8")
+            .body("<!doctype html><title>Not found</title><h1>Not found</h1><p><a href=\"/\">Back to Bleepless</a></p>"));
+    }
     Err(AppError::NotFound(format!(
         "no such endpoint: {} {}",
         req.method(),
@@ -64,7 +69,11 @@ pub async fn ensure_json_errors(
     req: ServiceRequest,
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let api = req.path().starts_with("/api/");
     let res = next.call(req).await?.map_into_boxed_body();
+    if !api {
+        return Ok(res);
+    }
     let status = res.status();
     let is_json = res
         .headers()

@@ -3,6 +3,7 @@ pub mod ack;
 pub mod api;
 pub mod auth;
 pub mod errors;
+pub mod pages;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -30,7 +31,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(errors::query_config())
         .app_data(errors::path_config())
         .app_data(web::PayloadConfig::new(MAX_BODY))
+        .configure(crate::fhir::api::routes)
         .service(web::scope("/api/v1").configure(api::routes))
         .configure(ack::routes)
+        .configure(pages::routes)
         .route("/healthz", web::get().to(api::health));
 }

@@ -2,8 +2,10 @@
 mod cli;
 mod errors;
 mod escalation;
+mod fhir;
 mod helpers;
 mod lifecycle;
+mod pages;
 mod races;
 #[path = "../support/mod.rs"]
 mod support;

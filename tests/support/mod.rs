@@ -1,5 +1,6 @@
 //! Test peers shared by integration test binaries (`mod support;`).
 #![allow(dead_code)]
 
+pub mod fhir_server;
 pub mod push_service;
 pub mod smtp;

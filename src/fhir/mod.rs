@@ -1,0 +1,56 @@
+//! The patient record: every task and its outcome as FHIR R4 resources, served under `/fhir`
+//! ([`api`]) and delivered to the trust's FHIR server through an outbox ([`sink`]). The
+//! resources themselves are made by [`mapping`], which is pure.
+pub mod api;
+pub mod mapping;
+pub mod sink;
+
+use crate::error::AppResult;
+use crate::store::directory;
+use crate::store::tasks::{self, Assignee, Event, Task};
+use crate::store::DbConnection;
+use std::collections::HashMap;
+
+/// A task with everything its FHIR resources are made from: the row, its events, and the
+/// names of the people and roles they mention.
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    pub task: Task,
+    /// Oldest first.
+    pub events: Vec<Event>,
+    pub staff: HashMap<String, String>,
+    pub roles: HashMap<String, String>,
+}
+
+/// Reads one task's record (one snapshot: call inside one transaction for consistency).
+pub fn load(conn: &mut DbConnection, id: &str) -> AppResult<TaskRecord> {
+    let task = tasks::get(conn, id)?;
+    let events = tasks::timeline(conn, id)?;
+    let mut staff_ids: Vec<String> = vec![task.raised_by.clone()];
+    let mut role_ids: Vec<String> = Vec::new();
+    let named = events.iter().flat_map(mapping::assignees_in);
+    for a in std::iter::once(task.assignee.clone()).chain(named) {
+        match a {
+            Assignee::Role(r) => role_ids.push(r),
+            Assignee::Staff(s) => staff_ids.push(s),
+        }
+    }
+    if let Some(a) = &task.acknowledged_by {
+        staff_ids.push(a.clone());
+    }
+    let s: Vec<&str> = staff_ids.iter().map(String::as_str).collect();
+    let r: Vec<&str> = role_ids.iter().map(String::as_str).collect();
+    let mut staff = directory::staff_names(conn, &s)?;
+    for e in &events {
+        if let Some(p) = &e.actor {
+            staff.insert(p.id.clone(), p.name.clone());
+        }
+    }
+    let roles = directory::role_names(conn, &r)?;
+    Ok(TaskRecord {
+        task,
+        events,
+        staff,
+        roles,
+    })
+}

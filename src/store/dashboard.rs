@@ -1,0 +1,196 @@
+//! The bed manager's view: what is open where, what is late, how fast tasks are picked up.
+use super::schema::{notifications, task_events, tasks};
+use super::tasks::{Filter, Task};
+use super::{from_db, to_db, DbConnection};
+use crate::domain::{Priority, Status};
+use crate::error::AppResult;
+use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};
+use diesel::prelude::*;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Clone)]
+pub struct WardLine {
+    pub ward: String,
+    /// Open tasks per priority, in priority order.
+    pub by_priority: [i64; 4],
+    pub requested: i64,
+    pub accepted: i64,
+    pub in_progress: i64,
+    /// Median and 90th percentile time to acknowledge over the last 24 hours, in seconds.
+    pub ack_median: Option<i64>,
+    pub ack_p90: Option<i64>,
+    pub acknowledged_24h: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Late {
+    pub task: Task,
+    pub overdue_minutes: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct FailedDelivery {
+    pub task_id: String,
+    pub recipient_id: String,
+    pub channel: String,
+    pub level: i32,
+    pub error: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    pub wards: Vec<WardLine>,
+    pub late: Vec<Late>,
+    /// Escalations in each of the last 24 hours, oldest first, with the hour (UTC).
+    pub escalations_per_hour: Vec<(u32, i64)>,
+    pub failed: Vec<FailedDelivery>,
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted.get(rank - 1).copied()
+}
+
+pub fn load(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Dashboard> {
+    let open = Filter {
+        statuses: vec![Status::Requested, Status::Accepted, Status::InProgress],
+        limit: 10_000,
+        ..Filter::default()
+    };
+    let (open, _) = super::tasks::list(conn, &open, now)?;
+    let mut wards: BTreeMap<String, WardLine> = BTreeMap::new();
+    for w in super::directory::list_wards(conn)? {
+        wards.insert(
+            w.clone(),
+            WardLine {
+                ward: w,
+                ..WardLine::default()
+            },
+        );
+    }
+    let mut late = Vec::new();
+    for t in &open {
+        let line = wards.entry(t.ward.clone()).or_insert_with(|| WardLine {
+            ward: t.ward.clone(),
+            ..WardLine::default()
+        });
+        let i = Priority::ALL
+            .iter()
+            .position(|p| *p == t.priority)
+            .unwrap_or(3);
+        line.by_priority[i] += 1;
+        match t.status {
+            Status::Requested => line.requested += 1,
+            Status::Accepted => line.accepted += 1,
+            _ => line.in_progress += 1,
+        }
+        if t.status == Status::Requested && (t.escalation_level > 0 || t.ack_deadline < now) {
+            late.push(Late {
+                overdue_minutes: (now - t.ack_deadline).num_minutes().max(0),
+                task: t.clone(),
+            });
+        }
+    }
+    late.sort_by_key(|l| {
+        (
+            std::cmp::Reverse(l.task.escalation_level),
+            std::cmp::Reverse(l.overdue_minutes),
+            l.task.priority,
+        )
+    });
+
+    let since = to_db(now - Duration::hours(24));
+    let acks: Vec<(String, NaiveDateTime, NaiveDateTime)> = tasks::table
+        .filter(tasks::acknowledged_at.ge(since))
+        .select((
+            tasks::ward,
+            tasks::raised_at,
+            tasks::acknowledged_at.assume_not_null(),
+        ))
+        .load(conn)?;
+    let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (ward, raised, acked) in acks {
+        times
+            .entry(ward)
+            .or_default()
+            .push((acked - raised).num_seconds().max(0));
+    }
+    for (ward, mut t) in times {
+        t.sort_unstable();
+        let line = wards.entry(ward.clone()).or_insert_with(|| WardLine {
+            ward,
+            ..WardLine::default()
+        });
+        line.ack_median = percentile(&t, 50.0);
+        line.ack_p90 = percentile(&t, 90.0);
+        line.acknowledged_24h = t.len();
+    }
+
+    let escalations: Vec<NaiveDateTime> = task_events::table
+        .filter(task_events::kind.eq("escalated"))
+        .filter(task_events::at.ge(since))
+        .select(task_events::at)
+        .load(conn)?;
+    let start = now - Duration::hours(23);
+    let mut per_hour: Vec<(u32, i64)> = (0..24)
+        .map(|h| ((start + Duration::hours(h)).hour(), 0))
+        .collect();
+    for at in escalations {
+        let ago = (now - from_db(at)).num_hours();
+        if (0..24).contains(&ago) {
+            per_hour[(23 - ago) as usize].1 += 1;
+        }
+    }
+
+    type FailedRow = (String, String, String, i32, Option<String>, NaiveDateTime);
+    let failed: Vec<FailedRow> = notifications::table
+        .filter(notifications::status.eq("failed"))
+        .order(notifications::created_at.desc())
+        .limit(20)
+        .select((
+            notifications::task_id,
+            notifications::recipient_id,
+            notifications::channel,
+            notifications::level,
+            notifications::last_error,
+            notifications::created_at,
+        ))
+        .load(conn)?;
+    Ok(Dashboard {
+        wards: wards.into_values().collect(),
+        late,
+        escalations_per_hour: per_hour,
+        failed: failed
+            .into_iter()
+            .map(
+                |(task_id, recipient_id, channel, level, error, at)| FailedDelivery {
+                    task_id,
+                    recipient_id,
+                    channel,
+                    level,
+                    error: error.unwrap_or_default(),
+                    at: from_db(at),
+                },
+            )
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<i64> = (1..=10).collect();
+        assert_eq!(percentile(&v, 50.0), Some(5));
+        assert_eq!(percentile(&v, 90.0), Some(9));
+        assert_eq!(percentile(&[42], 90.0), Some(42));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+}

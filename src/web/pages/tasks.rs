@@ -1,0 +1,609 @@
+//! The coordinator's task form and raised list, and the clinician's "my bleeps" page.
+use super::{ok, see_other, PageError, PageResult, PageUser};
+use crate::domain::task::{required_text, MAX_BED, MAX_DESCRIPTION, MAX_TEXT};
+use crate::domain::{Category, NhsNumber, OutcomeCode, Permission, Priority, Status};
+use crate::error::AppError;
+use crate::store::directory;
+use crate::store::notifications::escalation_roles;
+use crate::store::tasks::{self, Command, Filter, NewTask};
+use crate::web::api::{views, TaskView};
+use crate::web::AppState;
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use serde::Deserialize;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/tasks/new", web::get().to(new_form))
+        .route("/tasks/new", web::post().to(raise))
+        .route("/tasks/raised", web::get().to(raised))
+        .route("/tasks/raised/fragment", web::get().to(raised_fragment))
+        .route("/me", web::get().to(me))
+        .route("/me/fragment", web::get().to(me_fragment))
+        .route("/me/tasks/{id}/comment", web::post().to(comment))
+        .route("/me/tasks/{id}/{action}", web::post().to(act));
+}
+
+pub fn status_label(s: Status) -> &'static str {
+    match s {
+        Status::Requested => "Waiting for acknowledgement",
+        Status::Accepted => "Acknowledged",
+        Status::InProgress => "In progress",
+        Status::Completed => "Completed",
+        Status::Cancelled => "Cancelled",
+        Status::Rejected => "Declined",
+    }
+}
+
+fn minutes(secs: u32) -> String {
+    if secs.is_multiple_of(60) {
+        let m = secs / 60;
+        format!("{m} minute{}", if m == 1 { "" } else { "s" })
+    } else {
+        format!("{secs} seconds")
+    }
+}
+
+/// A task as the pages show it.
+pub struct Card {
+    pub id: String,
+    pub priority: String,
+    pub category: String,
+    pub ward: String,
+    pub bed: String,
+    pub nhs_number: String,
+    pub news2: Option<i32>,
+    pub description: String,
+    pub raised_by: String,
+    pub status: String,
+    pub status_label: &'static str,
+    pub overdue: bool,
+    pub escalation_level: i32,
+    pub who: String,
+    /// (who, when, what) of each comment.
+    pub thread: Vec<(String, String, String)>,
+}
+
+impl From<TaskView> for Card {
+    fn from(v: TaskView) -> Card {
+        let thread = v
+            .timeline
+            .iter()
+            .flatten()
+            .filter(|e| e.kind == "commented")
+            .map(|e| {
+                (
+                    e.actor.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+                    e.at.format("%H:%M").to_string(),
+                    e.detail
+                        .as_ref()
+                        .and_then(|d| d["text"].as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect();
+        Card {
+            who: v
+                .acknowledged_by
+                .as_ref()
+                .map(|p| p.name.clone())
+                .unwrap_or_else(|| v.assignee.name.clone()),
+            id: v.id,
+            priority: v.priority.code().into(),
+            category: v.category.code().into(),
+            ward: v.ward,
+            bed: v.bed,
+            nhs_number: v.nhs_number,
+            news2: v.news2,
+            description: v.description,
+            raised_by: v.raised_by.name,
+            status: v.status.code().into(),
+            status_label: status_label(v.status),
+            overdue: v.overdue,
+            escalation_level: v.escalation_level,
+            thread,
+        }
+    }
+}
+
+#[derive(Default, Deserialize)]
+pub struct TaskForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    nhs_number: String,
+    #[serde(default)]
+    ward: String,
+    #[serde(default)]
+    bed: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    priority: String,
+    #[serde(default)]
+    news2: String,
+    #[serde(default)]
+    assignee: String,
+}
+
+pub struct PriorityChoice {
+    code: &'static str,
+    label: &'static str,
+    target: String,
+}
+
+pub struct RoleChoice {
+    id: String,
+    name: String,
+    holders: String,
+}
+
+pub struct PersonChoice {
+    id: String,
+    name: String,
+}
+
+#[derive(Template)]
+#[template(path = "task_new.html")]
+struct NewTaskPage {
+    nav: Option<super::Nav>,
+    csrf: String,
+    form: TaskForm,
+    errors: Vec<(&'static str, String)>,
+    wards: Vec<String>,
+    categories: &'static [Category],
+    priorities: Vec<PriorityChoice>,
+    roles: Vec<RoleChoice>,
+    clinicians: Vec<PersonChoice>,
+}
+
+impl NewTaskPage {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, e)| e.as_str())
+    }
+}
+
+async fn form_page(
+    state: &AppState,
+    user: &PageUser,
+    form: TaskForm,
+    errors: Vec<(&'static str, String)>,
+) -> PageResult {
+    let (wards, roles, clinicians) = state
+        .store
+        .read(|c| {
+            let wards = directory::list_wards(c)?;
+            let mut roles = Vec::new();
+            for r in directory::list_roles(c)? {
+                let holders = directory::current_holders(c, &r.id)?;
+                let refs: Vec<&str> = holders.iter().map(String::as_str).collect();
+                let names = directory::staff_names(c, &refs)?;
+                let mut held: Vec<String> = names.into_values().collect();
+                held.sort();
+                roles.push(RoleChoice {
+                    id: r.id,
+                    name: r.name,
+                    holders: if held.is_empty() {
+                        "no one holds it now".into()
+                    } else {
+                        held.join(", ")
+                    },
+                });
+            }
+            let clinicians = directory::list_staff(c)?
+                .into_iter()
+                .filter(|s| s.can(Permission::Clinician))
+                .map(|s| PersonChoice {
+                    id: s.id,
+                    name: s.name,
+                })
+                .collect::<Vec<_>>();
+            Ok((wards, roles, clinicians))
+        })
+        .await?;
+    let targets = state.config.policy.ack_seconds;
+    let status = if errors.is_empty() {
+        actix_web::http::StatusCode::OK
+    } else {
+        actix_web::http::StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(super::html(
+        status,
+        &NewTaskPage {
+            nav: user.nav(),
+            csrf: user.0.csrf.clone(),
+            form,
+            errors,
+            wards,
+            categories: Category::ALL,
+            priorities: Priority::ALL
+                .iter()
+                .map(|p| PriorityChoice {
+                    code: p.code(),
+                    label: p.label(),
+                    target: minutes(targets.seconds(*p)),
+                })
+                .collect(),
+            roles,
+            clinicians,
+        },
+    ))
+}
+
+async fn new_form(state: web::Data<AppState>, user: PageUser) -> PageResult {
+    user.require(&[Permission::Coordinator], "Raising tasks")?;
+    form_page(&state, &user, TaskForm::default(), Vec::new()).await
+}
+
+/// Checks every field, so that all problems are shown at once beside their fields.
+fn validate(f: &TaskForm) -> Result<NewTask, Vec<(&'static str, String)>> {
+    let mut errors = Vec::new();
+    let nhs = match NhsNumber::parse(&f.nhs_number) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            let msg = if f.nhs_number.trim().is_empty() {
+                "Enter the patient's NHS number.".to_string()
+            } else {
+                format!(
+                    "{}{}.",
+                    e.to_string()[..1].to_uppercase(),
+                    &e.to_string()[1..]
+                )
+            };
+            errors.push(("nhs_number", msg));
+            None
+        }
+    };
+    if f.ward.trim().is_empty() {
+        errors.push(("ward", "Choose the ward.".into()));
+    }
+    let bed = required_text("bed", &f.bed, MAX_BED)
+        .map_err(|_| errors.push(("bed", "Enter the bed (up to 20 characters).".into())))
+        .ok();
+    let category = Category::parse(&f.category)
+        .map_err(|_| errors.push(("category", "Choose what is needed.".into())))
+        .ok();
+    let priority = Priority::parse(&f.priority)
+        .map_err(|_| errors.push(("priority", "Choose a priority.".into())))
+        .ok();
+    let news2 = match f.news2.trim() {
+        "" => None,
+        n => match n.parse::<i32>() {
+            Ok(v) if (0..=20).contains(&v) => Some(v),
+            _ => {
+                errors.push((
+                    "news2",
+                    "A NEWS2 score is a whole number from 0 to 20.".into(),
+                ));
+                None
+            }
+        },
+    };
+    let description = required_text("description", &f.description, MAX_DESCRIPTION)
+        .map_err(|e| {
+            errors.push((
+                "description",
+                if f.description.trim().is_empty() {
+                    "Say what is needed.".into()
+                } else {
+                    e
+                },
+            ))
+        })
+        .ok();
+    if f.assignee.trim().is_empty() {
+        errors.push(("assignee", "Choose who the task is for.".into()));
+    }
+    match (nhs, bed, category, priority, description) {
+        (Some(nhs_number), Some(bed), Some(category), Some(priority), Some(description))
+            if errors.is_empty() =>
+        {
+            Ok(NewTask {
+                nhs_number,
+                ward: f.ward.trim().to_string(),
+                bed,
+                category,
+                description,
+                priority,
+                news2,
+                assignee: f.assignee.clone(),
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+async fn raise(
+    state: web::Data<AppState>,
+    user: PageUser,
+    form: web::Form<TaskForm>,
+) -> PageResult {
+    user.require(&[Permission::Coordinator], "Raising tasks")?;
+    let form = form.into_inner();
+    user.check_csrf(&form.csrf)?;
+    let new = match validate(&form) {
+        Ok(n) => n,
+        Err(errors) => return form_page(&state, &user, form, errors).await,
+    };
+    let staff = user.0.staff.clone();
+    let now = state.clock.now();
+    let policy = state.config.policy.clone();
+    match state
+        .store
+        .write(move |c| tasks::raise(c, &staff, new, now, &policy))
+        .await
+    {
+        Ok(task) => {
+            state.outbox.notify_one();
+            see_other(&format!("/tasks/raised?raised={}", task.id))
+        }
+        Err(AppError::Unprocessable(msg)) => {
+            let field = if msg.starts_with("ward") {
+                "ward"
+            } else {
+                "assignee"
+            };
+            form_page(&state, &user, form, vec![(field, msg)]).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "tasks_raised_fragment.html")]
+struct RaisedFragment {
+    tasks: Vec<Card>,
+}
+
+#[derive(Template)]
+#[template(path = "tasks_raised.html")]
+struct RaisedPage {
+    nav: Option<super::Nav>,
+    just_raised: Option<String>,
+    fragment: String,
+}
+
+async fn raised_cards(state: &AppState, user: &PageUser) -> Result<String, PageError> {
+    let me = user.0.staff.id.clone();
+    let now = state.clock.now();
+    let list = state
+        .store
+        .read(move |c| {
+            let filter = Filter {
+                raised_by: Some(me),
+                limit: 100,
+                ..Filter::default()
+            };
+            let (list, _) = tasks::list(c, &filter, now)?;
+            views(c, list, now)
+        })
+        .await?;
+    RaisedFragment {
+        tasks: list.into_iter().map(Card::from).collect(),
+    }
+    .render()
+    .map_err(|e| AppError::Internal(format!("template: {e}")).into())
+}
+
+#[derive(Deserialize)]
+struct RaisedQuery {
+    raised: Option<String>,
+}
+
+async fn raised(
+    state: web::Data<AppState>,
+    user: PageUser,
+    q: web::Query<RaisedQuery>,
+) -> PageResult {
+    user.require(&[Permission::Coordinator], "The raised-tasks list")?;
+    let fragment = raised_cards(&state, &user).await?;
+    ok(&RaisedPage {
+        nav: user.nav(),
+        just_raised: q.into_inner().raised,
+        fragment,
+    })
+}
+
+async fn raised_fragment(state: web::Data<AppState>, user: PageUser) -> PageResult {
+    user.require(&[Permission::Coordinator], "The raised-tasks list")?;
+    Ok(fragment_response(raised_cards(&state, &user).await?))
+}
+
+fn fragment_response(html: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(html)
+}
+
+#[derive(Template)]
+#[template(path = "me_fragment.html")]
+struct MeFragment {
+    csrf: String,
+    tasks: Vec<Card>,
+    outcomes: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Template)]
+#[template(path = "me.html")]
+struct MePage {
+    nav: Option<super::Nav>,
+    csrf: String,
+    holds: String,
+    fragment: String,
+}
+
+/// My open tasks: for me, for a bleep I hold, or escalated to a bleep I hold. Stat first,
+/// then by deadline.
+async fn my_cards(state: &AppState, user: &PageUser) -> Result<(String, String), PageError> {
+    let me = user.0.staff.clone();
+    let now = state.clock.now();
+    let policy = state.config.policy.clone();
+    let (list, holds) = state
+        .store
+        .read(move |c| {
+            let held = directory::roles_held_by(c, &me.id)?;
+            let mut ids = held.clone();
+            ids.push(me.id.clone());
+            let open = vec![Status::Requested, Status::Accepted, Status::InProgress];
+            let mine = Filter {
+                statuses: open,
+                assignees: Some(ids),
+                limit: 200,
+                ..Filter::default()
+            };
+            let (mut list, _) = tasks::list(c, &mine, now)?;
+            let escalated = Filter {
+                statuses: vec![Status::Requested],
+                escalated: true,
+                limit: 200,
+                ..Filter::default()
+            };
+            for t in tasks::list(c, &escalated, now)?.0 {
+                if list.iter().any(|m| m.id == t.id) {
+                    continue;
+                }
+                let chain = escalation_roles(c, &t, policy.fallback_role.as_deref())?;
+                if chain
+                    .iter()
+                    .take(t.escalation_level as usize)
+                    .any(|r| held.contains(&r.id))
+                {
+                    list.push(t);
+                }
+            }
+            list.sort_by_key(|t| (t.priority, t.ack_deadline));
+            let refs: Vec<&str> = held.iter().map(String::as_str).collect();
+            let mut names: Vec<String> = directory::role_names(c, &refs)?.into_values().collect();
+            names.sort();
+            let mut out = Vec::new();
+            for t in list {
+                let id = t.id.clone();
+                let mut v = views(c, vec![t], now)?;
+                if let Some(mut v) = v.pop() {
+                    v.timeline = Some(tasks::timeline(c, &id)?);
+                    out.push(v);
+                }
+            }
+            Ok((out, names))
+        })
+        .await?;
+    let holds = if holds.is_empty() {
+        "You hold no bleep right now.".to_string()
+    } else {
+        format!("You hold: {}.", holds.join(", "))
+    };
+    let html = MeFragment {
+        csrf: user.0.csrf.clone(),
+        tasks: list.into_iter().map(Card::from).collect(),
+        outcomes: OutcomeCode::ALL
+            .iter()
+            .map(|o| (o.code(), o.label()))
+            .collect(),
+    }
+    .render()
+    .map_err(|e| PageError::from(AppError::Internal(format!("template: {e}"))))?;
+    Ok((html, holds))
+}
+
+async fn me(state: web::Data<AppState>, user: PageUser) -> PageResult {
+    user.require(
+        &[Permission::Clinician, Permission::BedManager],
+        "My bleeps",
+    )?;
+    let (fragment, holds) = my_cards(&state, &user).await?;
+    ok(&MePage {
+        nav: user.nav(),
+        csrf: user.0.csrf.clone(),
+        holds,
+        fragment,
+    })
+}
+
+async fn me_fragment(state: web::Data<AppState>, user: PageUser) -> PageResult {
+    user.require(
+        &[Permission::Clinician, Permission::BedManager],
+        "My bleeps",
+    )?;
+    Ok(fragment_response(my_cards(&state, &user).await?.0))
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    csrf: String,
+    outcome_code: Option<String>,
+    outcome_text: Option<String>,
+    reason: Option<String>,
+}
+
+fn bad(msg: impl Into<String>) -> PageError {
+    AppError::Unprocessable(msg.into()).into()
+}
+
+async fn act(
+    state: web::Data<AppState>,
+    user: PageUser,
+    path: web::Path<(String, String)>,
+    form: web::Form<ActionForm>,
+) -> PageResult {
+    let (id, action) = path.into_inner();
+    let f = form.into_inner();
+    user.check_csrf(&f.csrf)?;
+    let command = match action.as_str() {
+        "acknowledge" => Command::Acknowledge,
+        "start" => Command::Start,
+        "complete" => {
+            let code = OutcomeCode::parse(f.outcome_code.as_deref().unwrap_or(""))
+                .map_err(|_| bad("Choose an outcome."))?;
+            let text = required_text("outcome", f.outcome_text.as_deref().unwrap_or(""), MAX_TEXT)
+                .map_err(|_| bad("Say what was done: an outcome is required to complete."))?;
+            Command::Complete { code, text }
+        }
+        "decline" => {
+            let reason = required_text("reason", f.reason.as_deref().unwrap_or(""), MAX_TEXT)
+                .map_err(|_| {
+                    bad("Give a reason: the coordinator needs it to find someone else.")
+                })?;
+            Command::Decline { reason }
+        }
+        other => return Err(AppError::NotFound(format!("no action {other:?}")).into()),
+    };
+    let staff = user.0.staff.clone();
+    let now = state.clock.now();
+    let policy = state.config.policy.clone();
+    state
+        .store
+        .write(move |c| tasks::act(c, &id, &staff, command, now, &policy))
+        .await?;
+    state.outbox.notify_one();
+    see_other("/me")
+}
+
+#[derive(Deserialize)]
+struct CommentForm {
+    csrf: String,
+    text: String,
+}
+
+async fn comment(
+    state: web::Data<AppState>,
+    user: PageUser,
+    id: web::Path<String>,
+    form: web::Form<CommentForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    user.check_csrf(&f.csrf)?;
+    let (id, staff, now) = (id.into_inner(), user.0.staff.clone(), state.clock.now());
+    let back = format!("/me#task-{id}");
+    state
+        .store
+        .write(move |c| tasks::comment(c, &id, &staff, &f.text, now))
+        .await?;
+    see_other(&back)
+}

@@ -1,0 +1,410 @@
+//! The bed manager's escalation dashboard and the admin page.
+use super::{ok, see_other, PageError, PageResult, PageUser};
+use crate::domain::{Permission, Priority};
+use crate::error::AppError;
+use crate::store::dashboard;
+use crate::store::directory;
+use crate::web::api::views;
+use crate::web::AppState;
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/dashboard", web::get().to(dashboard_page))
+        .route("/dashboard/fragment", web::get().to(dashboard_fragment))
+        .route("/admin", web::get().to(admin))
+        .route("/admin/hand-over", web::post().to(hand_over))
+        .route("/admin/escalate", web::post().to(escalate))
+        .route("/admin/roles", web::post().to(add_role))
+        .route("/admin/wards", web::post().to(add_ward));
+}
+
+const WATCHERS: &[Permission] = &[
+    Permission::BedManager,
+    Permission::Coordinator,
+    Permission::Admin,
+];
+
+pub struct LateRow {
+    id: String,
+    priority: String,
+    ward: String,
+    bed: String,
+    category: String,
+    level: i32,
+    overdue_minutes: i64,
+    who: String,
+}
+
+pub struct WardRow {
+    ward: String,
+    by_priority: [i64; 4],
+    requested: i64,
+    accepted: i64,
+    in_progress: i64,
+    ack_times: String,
+}
+
+pub struct Bar {
+    x: usize,
+    y: i64,
+    h: i64,
+    hour: u32,
+    n: i64,
+    label: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard_fragment.html")]
+struct DashboardFragment {
+    late: Vec<LateRow>,
+    wards: Vec<WardRow>,
+    bars: Vec<Bar>,
+    escalations_total: i64,
+    chart_label: String,
+    failed: Vec<(String, String, String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    nav: Option<super::Nav>,
+    fragment: String,
+}
+
+fn duration(secs: Option<i64>) -> String {
+    match secs {
+        None => "–".into(),
+        Some(s) if s < 120 => format!("{s} s"),
+        Some(s) => format!("{} min", s / 60),
+    }
+}
+
+async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
+    let now = state.clock.now();
+    let (d, late_views, names) = state
+        .store
+        .read(move |c| {
+            let d = dashboard::load(c, now)?;
+            let late_views = views(c, d.late.iter().map(|l| l.task.clone()).collect(), now)?;
+            let ids: Vec<&str> = d.failed.iter().map(|f| f.recipient_id.as_str()).collect();
+            let names = directory::staff_names(c, &ids)?;
+            Ok((d, late_views, names))
+        })
+        .await?;
+    let late = d
+        .late
+        .iter()
+        .zip(late_views)
+        .map(|(l, v)| LateRow {
+            id: v.id.clone(),
+            priority: v.priority.code().into(),
+            ward: v.ward,
+            bed: v.bed,
+            category: v.category.code().into(),
+            level: l.task.escalation_level,
+            overdue_minutes: l.overdue_minutes,
+            who: v.assignee.name,
+        })
+        .collect();
+    let max = d
+        .escalations_per_hour
+        .iter()
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let bars = d
+        .escalations_per_hour
+        .iter()
+        .enumerate()
+        .map(|(i, (hour, n))| {
+            let h = n * 100 / max;
+            Bar {
+                x: i * 20,
+                y: 110 - h,
+                h,
+                hour: *hour,
+                n: *n,
+                label: i % 3 == 0,
+            }
+        })
+        .collect();
+    let total: i64 = d.escalations_per_hour.iter().map(|(_, n)| n).sum();
+    let busiest = d
+        .escalations_per_hour
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .filter(|(_, n)| *n > 0);
+    let chart_label = match busiest {
+        Some((h, n)) => format!("{total} in all; most at {h}:00 ({n})"),
+        None => "none".into(),
+    };
+    DashboardFragment {
+        late,
+        wards: d
+            .wards
+            .into_iter()
+            .map(|w| WardRow {
+                ack_times: if w.acknowledged_24h == 0 {
+                    "–".into()
+                } else {
+                    format!(
+                        "{} / {} ({} tasks)",
+                        duration(w.ack_median),
+                        duration(w.ack_p90),
+                        w.acknowledged_24h
+                    )
+                },
+                ward: w.ward,
+                by_priority: w.by_priority,
+                requested: w.requested,
+                accepted: w.accepted,
+                in_progress: w.in_progress,
+            })
+            .collect(),
+        bars,
+        escalations_total: total,
+        chart_label,
+        failed: d
+            .failed
+            .into_iter()
+            .map(|f| {
+                (
+                    f.at.format("%H:%M").to_string(),
+                    names.get(&f.recipient_id).cloned().unwrap_or_default(),
+                    f.channel,
+                    format!(
+                        "level {} · {}",
+                        f.level,
+                        &f.task_id[f.task_id.len().saturating_sub(8)..]
+                    ),
+                    f.error,
+                )
+            })
+            .collect(),
+    }
+    .render()
+    .map_err(|e| AppError::Internal(format!("template: {e}")).into())
+}
+
+async fn dashboard_page(state: web::Data<AppState>, user: PageUser) -> PageResult {
+    user.require(WATCHERS, "The escalation dashboard")?;
+    let fragment = render_dashboard(&state).await?;
+    ok(&DashboardPage {
+        nav: user.nav(),
+        fragment,
+    })
+}
+
+async fn dashboard_fragment(state: web::Data<AppState>, user: PageUser) -> PageResult {
+    user.require(WATCHERS, "The escalation dashboard")?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(render_dashboard(&state).await?))
+}
+
+pub struct RoleRow {
+    id: String,
+    name: String,
+    holders: String,
+    next: String,
+}
+
+pub struct StaffRow {
+    id: String,
+    name: String,
+    email: String,
+    roles: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage {
+    nav: Option<super::Nav>,
+    csrf: String,
+    message: Option<String>,
+    roles: Vec<RoleRow>,
+    staff: Vec<StaffRow>,
+    policy: Vec<(String, String)>,
+    schedule: String,
+    wards: String,
+}
+
+#[derive(Deserialize)]
+struct AdminQuery {
+    done: Option<String>,
+}
+
+async fn admin(
+    state: web::Data<AppState>,
+    user: PageUser,
+    q: web::Query<AdminQuery>,
+) -> PageResult {
+    user.require(&[Permission::Admin], "The admin page")?;
+    let (roles, staff, wards) = state
+        .store
+        .read(|c| {
+            let all = directory::list_roles(c)?;
+            let mut roles = Vec::new();
+            for r in &all {
+                let holders = directory::current_holders(c, &r.id)?;
+                let refs: Vec<&str> = holders.iter().map(String::as_str).collect();
+                let mut names: Vec<String> =
+                    directory::staff_names(c, &refs)?.into_values().collect();
+                names.sort();
+                roles.push(RoleRow {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    holders: if names.is_empty() {
+                        "no one".into()
+                    } else {
+                        names.join(", ")
+                    },
+                    next: r
+                        .escalates_to
+                        .as_ref()
+                        .and_then(|n| all.iter().find(|o| &o.id == n))
+                        .map(|o| o.name.clone())
+                        .unwrap_or_default(),
+                });
+            }
+            let staff = directory::list_staff(c)?
+                .into_iter()
+                .map(|s| StaffRow {
+                    roles: s
+                        .roles
+                        .iter()
+                        .map(|r| r.code())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    id: s.id,
+                    name: s.name,
+                    email: s.email.unwrap_or_default(),
+                })
+                .collect();
+            Ok((roles, staff, directory::list_wards(c)?.join(", ")))
+        })
+        .await?;
+    let targets = state.config.policy.ack_seconds;
+    ok(&AdminPage {
+        nav: user.nav(),
+        csrf: user.0.csrf.clone(),
+        message: q.into_inner().done,
+        roles,
+        staff,
+        policy: Priority::ALL
+            .iter()
+            .map(|p| (p.label().to_string(), format!("{} s", targets.seconds(*p))))
+            .collect(),
+        schedule: state.config.schedule.to_string(),
+        wards,
+    })
+}
+
+fn done(msg: &str) -> PageResult {
+    see_other(&format!("/admin?done={}", super::urlencode(msg)))
+}
+
+#[derive(Deserialize)]
+struct HandOverForm {
+    csrf: String,
+    role: String,
+    to: String,
+    share: Option<String>,
+}
+
+async fn hand_over(
+    state: web::Data<AppState>,
+    user: PageUser,
+    f: web::Form<HandOverForm>,
+) -> PageResult {
+    user.require(&[Permission::Admin], "Handing over bleeps")?;
+    let f = f.into_inner();
+    user.check_csrf(&f.csrf)?;
+    let (by, now) = (user.0.staff.id.clone(), state.clock.now());
+    let msg = state
+        .store
+        .write(move |c| {
+            let role = directory::role_by_id(c, &f.role)?;
+            let to = directory::staff_by_id(c, &f.to)?
+                .ok_or_else(|| AppError::Unprocessable("choose a member of staff".into()))?;
+            directory::hand_over(c, &role, &to, f.share.is_some(), Some(&by), now)?;
+            Ok(format!("{} now holds {}", to.name, role.name))
+        })
+        .await?;
+    done(&msg)
+}
+
+#[derive(Deserialize)]
+struct EscalateForm {
+    csrf: String,
+    role: String,
+    next: String,
+}
+
+async fn escalate(
+    state: web::Data<AppState>,
+    user: PageUser,
+    f: web::Form<EscalateForm>,
+) -> PageResult {
+    user.require(&[Permission::Admin], "Escalation chains")?;
+    let f = f.into_inner();
+    user.check_csrf(&f.csrf)?;
+    let msg = state
+        .store
+        .write(move |c| {
+            let role = directory::role_by_id(c, &f.role)?;
+            let next = match f.next.as_str() {
+                "" => None,
+                id => Some(directory::role_by_id(c, id)?),
+            };
+            directory::set_escalation(c, &role, next.as_ref())?;
+            Ok(match next {
+                Some(n) => format!("{} now escalates to {}", role.name, n.name),
+                None => format!("{} now ends its chain", role.name),
+            })
+        })
+        .await?;
+    done(&msg)
+}
+
+#[derive(Deserialize)]
+struct NameForm {
+    csrf: String,
+    name: String,
+}
+
+async fn add_role(
+    state: web::Data<AppState>,
+    user: PageUser,
+    f: web::Form<NameForm>,
+) -> PageResult {
+    user.require(&[Permission::Admin], "Adding roles")?;
+    let f = f.into_inner();
+    user.check_csrf(&f.csrf)?;
+    let now = state.clock.now();
+    let role = state
+        .store
+        .write(move |c| directory::add_role(c, &f.name, now))
+        .await?;
+    done(&format!("added {}", role.name))
+}
+
+async fn add_ward(
+    state: web::Data<AppState>,
+    user: PageUser,
+    f: web::Form<NameForm>,
+) -> PageResult {
+    user.require(&[Permission::Admin], "Adding wards")?;
+    let f = f.into_inner();
+    user.check_csrf(&f.csrf)?;
+    let now = state.clock.now();
+    let ward = state
+        .store
+        .write(move |c| directory::add_ward(c, &f.name, now))
+        .await?;
+    done(&format!("added ward {ward}"))
+}

@@ -1,0 +1,68 @@
+// Bleepless service worker: shows every push as a notification (a silent push gets the
+// subscription revoked on iOS), and acknowledges from the notification's button without
+// opening the app, through the single-use signed link the push carries.
+
+self.addEventListener('install', (event) => { self.skipWaiting(); });
+self.addEventListener('activate', (event) => { event.waitUntil(self.clients.claim()); });
+
+function bleepTitle(p) {
+  const level = p.level > 0 ? ' (escalated)' : '';
+  return `${String(p.priority || 'task').toUpperCase()}${level}: ${p.category || 'task'}, ${p.ward || ''} bed ${p.bed || ''}`;
+}
+
+// Shows one bleep. A stat bleep stays on screen until acted on.
+async function showBleep(p) {
+  return self.registration.showNotification(bleepTitle(p), {
+    body: 'Acknowledge from here, or tap to open.',
+    tag: p.task_id,
+    renotify: true,
+    requireInteraction: p.priority === 'stat',
+    data: p,
+    actions: [
+      { action: 'ack', title: 'Acknowledge' },
+      { action: 'open', title: 'Open' },
+    ],
+  });
+}
+
+function readPush(event) {
+  try {
+    return event.data.json();
+  } catch (e) {
+    return { priority: 'asap', category: 'task', ward: '', bed: '', level: 0, task_id: 'bleepless', url: '/me' };
+  }
+}
+
+self.addEventListener('push', (event) => { event.waitUntil(showBleep(readPush(event))); });
+
+// What a tap on the notification (or one of its buttons) does. Kept as a named function so
+// that tests can call it directly.
+async function handleNotificationClick(action, notification) {
+  const p = (notification && notification.data) || {};
+  if (notification && notification.close) notification.close();
+  if (action === 'ack' && p.ack_url) {
+    try {
+      const res = await fetch(p.ack_url, { method: 'POST', headers: { Accept: 'application/json' }, credentials: 'omit' });
+      const body = await res.json().catch(() => ({}));
+      const message = res.ok ? 'You have acknowledged it; the ward can see.' : ((body.error && body.error.message) || 'It could not be acknowledged.');
+      await self.registration.showNotification(res.ok ? 'Acknowledged' : 'Not acknowledged', { body: message, tag: p.task_id, data: p });
+      return res.ok;
+    } catch (e) {
+      await self.registration.showNotification('Not acknowledged', { body: 'No connection: open Bleepless to acknowledge.', tag: p.task_id, data: p });
+      return false;
+    }
+  }
+  const url = p.url || '/me';
+  const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  for (const w of windows) {
+    if ('focus' in w) {
+      if (w.navigate) { try { await w.navigate(url); } catch (e) { /* another origin */ } }
+      return w.focus();
+    }
+  }
+  return self.clients.openWindow(url);
+}
+
+self.addEventListener('notificationclick', (event) => {
+  event.waitUntil(handleNotificationClick(event.action, event.notification));
+});

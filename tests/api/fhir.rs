@@ -1,0 +1,913 @@
+//! The FHIR R4 endpoint and delivery to the patient record. Every resource is checked with an
+//! independent FHIR R4 validator (tests/support/fhir_validate.py: the `fhirclient` 4.0.1
+//! models in strict mode, plus the R4 required value sets and invariants).
+use super::helpers::{Person, TestApp, Ward, NHS_1, WARD};
+use super::support::fhir_server::FhirServer;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Another valid NHS number from the 999 test range.
+const NHS_2: &str = "9990000026";
+const BASE: &str = "http://127.0.0.1/fhir";
+const TASK_SYSTEM: &str = "http://127.0.0.1/fhir/Id/task";
+
+/// What the independent validator says is wrong with a resource (empty: valid).
+fn fhir_problems(v: &Value) -> Vec<String> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/fhir_validate.py"
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(v.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("ModuleNotFoundError"),
+        "the FHIR validator is not installed (pip install fhirclient==4.4.0): {stderr}"
+    );
+    let problems: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        out.status.success(),
+        problems.is_empty(),
+        "validator exit {:?}, stderr {stderr}",
+        out.status
+    );
+    problems
+}
+
+fn assert_valid(v: &Value) {
+    let problems = fhir_problems(v);
+    assert!(
+        problems.is_empty(),
+        "not valid FHIR R4:\n{}\n{v:#}",
+        problems.join("\n")
+    );
+}
+
+/// GET under /fhir: (status, content type, body).
+async fn fhir_get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, String, Value) {
+    let mut req = app.client.get(format!("{}{path}", app.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status().as_u16();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = res.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{path}: status {status}, body is not JSON: {text}"));
+    (status, ct, body)
+}
+
+/// A 200 with a valid FHIR resource.
+async fn fhir_ok(app: &TestApp, path: &str, token: &str) -> Value {
+    let (status, ct, body) = fhir_get(app, path, Some(token)).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    assert!(ct.starts_with("application/fhir+json"), "{path}: {ct}");
+    assert_valid(&body);
+    body
+}
+
+/// An error as a valid OperationOutcome with the given status and issue code.
+async fn fhir_err(app: &TestApp, path: &str, token: Option<&str>, status: u16, code: &str) {
+    let (got, ct, body) = fhir_get(app, path, token).await;
+    assert_eq!(got, status, "{path}: {body}");
+    assert!(ct.starts_with("application/fhir+json"), "{path}: {ct}");
+    assert_eq!(body["resourceType"], "OperationOutcome", "{path}: {body}");
+    assert_eq!(body["issue"][0]["code"], code, "{path}: {body}");
+    assert!(
+        !body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{body}"
+    );
+    assert_valid(&body);
+}
+
+fn ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|es| {
+            es.iter()
+                .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn link(bundle: &Value, relation: &str) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)
+        .map(|l| l["url"].as_str().unwrap().to_string())
+}
+
+async fn complete(app: &TestApp, id: &str, doctor: &Person) {
+    let (s, b) = app.act(id, "acknowledge", &doctor.token, json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = app
+        .act(
+            id,
+            "complete",
+            &doctor.token,
+            json!({ "outcome": { "code": "done", "text": "Re-sited 20G left forearm" } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+#[tokio::test]
+async fn a_completed_task_is_a_valid_fhir_r4_task_with_its_whole_story() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({ "news2": 5 }))
+        .await;
+    app.advance(60);
+    assert_eq!(
+        app.act(&id, "acknowledge", &w.amy.token, json!({})).await.0,
+        200
+    );
+    app.advance(60);
+    assert_eq!(app.act(&id, "start", &w.amy.token, json!({})).await.0, 200);
+    let (s, _) = app
+        .post(
+            &format!("/api/v1/tasks/{id}/comments"),
+            &w.nurse.token,
+            json!({ "text": "Left arm only, please" }),
+        )
+        .await;
+    assert_eq!(s, 201);
+    app.advance(300);
+    let (s, b) = app
+        .act(
+            &id,
+            "complete",
+            &w.amy.token,
+            json!({ "outcome": { "code": "done", "text": "Re-sited 20G left forearm" } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+
+    let t = fhir_ok(app, &format!("/fhir/Task/{id}"), &w.nurse.token).await;
+    assert_eq!(t["resourceType"], "Task");
+    assert_eq!(t["id"], id.as_str());
+    assert_eq!(
+        t["meta"]["versionId"], "5",
+        "raised, acknowledged, started, commented, completed"
+    );
+    assert_eq!(
+        t["identifier"],
+        json!([{ "use": "official", "system": TASK_SYSTEM, "value": id }])
+    );
+    assert_eq!(t["status"], "completed");
+    assert_eq!(t["intent"], "order");
+    assert_eq!(t["priority"], "urgent");
+    assert_eq!(t["code"]["coding"][0]["code"], "cannula");
+    assert_eq!(
+        t["description"],
+        "Cannula tissued; IV antibiotics due at 22:00"
+    );
+    assert_eq!(
+        t["for"],
+        json!({ "type": "Patient", "identifier": { "system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS_1 } })
+    );
+    assert_eq!(t["requester"]["type"], "Practitioner");
+    assert_eq!(t["requester"]["identifier"]["value"], w.nurse.id.as_str());
+    assert_eq!(t["requester"]["display"], "Sister Grace Okafor");
+    assert_eq!(t["owner"]["type"], "Practitioner");
+    assert_eq!(t["owner"]["display"], "Dr Amy Patel");
+    assert_eq!(t["location"]["display"], format!("{WARD}, bed 12"));
+    assert_eq!(t["authoredOn"], "2026-11-26T02:00:00Z");
+    assert_eq!(t["lastModified"], "2026-11-26T02:07:00Z");
+    assert_eq!(
+        t["executionPeriod"],
+        json!({ "start": "2026-11-26T02:01:00Z", "end": "2026-11-26T02:07:00Z" })
+    );
+    assert_eq!(
+        t["restriction"]["period"]["end"], "2026-11-26T02:15:00Z",
+        "the acknowledge deadline: urgent is 15 minutes"
+    );
+    assert_eq!(t["businessStatus"]["coding"][0]["code"], "0");
+    assert_eq!(t["input"][0]["valueInteger"], 5, "NEWS2");
+    assert_eq!(t["note"].as_array().unwrap().len(), 1);
+    assert_eq!(t["note"][0]["text"], "Left arm only, please");
+    assert_eq!(
+        t["note"][0]["authorReference"]["display"],
+        "Sister Grace Okafor"
+    );
+    assert_eq!(t["note"][0]["time"], "2026-11-26T02:02:00Z");
+    let out = &t["output"][0]["valueCodeableConcept"];
+    assert_eq!(out["coding"][0]["code"], "done");
+    assert_eq!(out["text"], "Re-sited 20G left forearm");
+    assert!(t.get("statusReason").is_none());
+}
+
+#[tokio::test]
+async fn open_and_cancelled_tasks_map_owner_status_reason_and_no_output() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let open = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    let t = fhir_ok(app, &format!("/fhir/Task/{open}"), &w.amy.token).await;
+    assert_eq!(t["status"], "requested");
+    assert_eq!(
+        t["owner"]["type"], "PractitionerRole",
+        "the bleep, until someone acknowledges"
+    );
+    assert_eq!(t["owner"]["identifier"]["value"], w.fy1.as_str());
+    assert_eq!(t["owner"]["display"], "Medicine FY1 night");
+    assert!(t.get("executionPeriod").is_none() && t.get("output").is_none());
+    assert!(t.get("input").is_none(), "no NEWS2 given");
+
+    let (s, b) = app
+        .act(
+            &open,
+            "cancel",
+            &w.nurse.token,
+            json!({ "reason": "Patient discharged" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let t = fhir_ok(app, &format!("/fhir/Task/{open}"), &w.amy.token).await;
+    assert_eq!(t["status"], "cancelled");
+    assert_eq!(t["statusReason"]["text"], "Patient discharged");
+    assert!(t.get("output").is_none());
+}
+
+#[tokio::test]
+async fn history_has_one_version_per_event_and_its_last_is_the_task() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    app.advance(30);
+    let (s, _) = app
+        .act(
+            &id,
+            "reassign",
+            &w.nurse.token,
+            json!({ "assignee": w.ben.id, "reason": "Amy is in resus" }),
+        )
+        .await;
+    assert_eq!(s, 200);
+    app.advance(30);
+    complete(app, &id, &w.ben).await;
+
+    let h = fhir_ok(app, &format!("/fhir/Task/{id}/_history"), &w.nurse.token).await;
+    assert_eq!(h["type"], "history");
+    let entries = h["entry"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        4,
+        "raised, reassigned, acknowledged, completed"
+    );
+    assert_eq!(h["total"], 4);
+    let versions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["4", "3", "2", "1"], "newest first");
+
+    let current = fhir_ok(app, &format!("/fhir/Task/{id}"), &w.nurse.token).await;
+    assert_eq!(
+        entries[0]["resource"], current,
+        "replaying every event gives the task"
+    );
+
+    let first = &entries[3]["resource"];
+    assert_eq!(first["status"], "requested");
+    assert_eq!(first["owner"]["type"], "PractitionerRole");
+    assert_eq!(
+        first["restriction"]["period"]["end"],
+        "2026-11-26T02:15:00Z"
+    );
+    assert_eq!(entries[3]["request"]["method"], "POST");
+
+    let v2 = fhir_ok(app, &format!("/fhir/Task/{id}/_history/2"), &w.nurse.token).await;
+    assert_eq!(v2["status"], "requested");
+    assert_eq!(v2["statusReason"]["text"], "Amy is in resus");
+    assert_eq!(v2["owner"]["display"], "Dr Ben Hughes");
+    assert_eq!(
+        v2["restriction"]["period"]["end"], "2026-11-26T02:15:30Z",
+        "a reassigned task has a new deadline"
+    );
+    assert_eq!(v2, entries[2]["resource"]);
+    fhir_err(
+        app,
+        &format!("/fhir/Task/{id}/_history/9"),
+        Some(&w.nurse.token),
+        404,
+        "not-found",
+    )
+    .await;
+    fhir_err(
+        app,
+        &format!("/fhir/Task/{id}/_history/x"),
+        Some(&w.nurse.token),
+        404,
+        "not-found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn search_by_patient_identifier_status_owner_and_last_updated_with_paging() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let a = app
+        .raised(
+            &w.nurse.token,
+            "Medicine FY1 night",
+            json!({ "priority": "routine" }),
+        )
+        .await;
+    let b = app
+        .raised(
+            &w.nurse.token,
+            "Medicine FY1 night",
+            json!({ "priority": "routine" }),
+        )
+        .await;
+    let c = app
+        .raised(
+            &w.nurse.token,
+            w.ben.id.as_str(),
+            json!({ "priority": "routine" }),
+        )
+        .await;
+    let other = app
+        .raised(
+            &w.nurse.token,
+            "Medicine FY1 night",
+            json!({ "nhs_number": NHS_2, "priority": "routine" }),
+        )
+        .await;
+    app.advance(600); // within the routine target: nothing escalates
+    complete(app, &a, &w.amy).await;
+    let tok = &w.manager.token;
+
+    let all = fhir_ok(app, &format!("/fhir/Task?patient={NHS_1}"), tok).await;
+    assert_eq!(all["type"], "searchset");
+    assert_eq!(all["total"], 3);
+    let mut found = ids(&all);
+    found.sort();
+    let mut want = vec![a.clone(), b.clone(), c.clone()];
+    want.sort();
+    assert_eq!(found, want);
+    assert_eq!(
+        all["entry"][0]["fullUrl"],
+        format!("{BASE}/Task/{a}"),
+        "last updated first"
+    );
+    assert_eq!(all["entry"][0]["search"]["mode"], "match");
+
+    let by_system = fhir_ok(
+        app,
+        &format!("/fhir/Task?patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C{NHS_2}"),
+        tok,
+    )
+    .await;
+    assert_eq!(ids(&by_system), [other.as_str()]);
+    let by_ref = fhir_ok(app, &format!("/fhir/Task?patient=Patient/{NHS_2}"), tok).await;
+    assert_eq!(ids(&by_ref), [other.as_str()]);
+
+    // Paging: two, then the last one, following the links.
+    let page1 = fhir_ok(app, &format!("/fhir/Task?patient={NHS_1}&_count=2"), tok).await;
+    assert_eq!(ids(&page1).len(), 2);
+    assert_eq!(page1["total"], 3);
+    let next = link(&page1, "next").expect("a next link");
+    assert!(link(&page1, "previous").is_none());
+    let path = next.strip_prefix("http://127.0.0.1").unwrap();
+    let page2 = fhir_ok(app, path, tok).await;
+    assert_eq!(ids(&page2).len(), 1);
+    assert!(link(&page2, "next").is_none());
+    assert!(link(&page2, "previous").is_some());
+    let mut both = [ids(&page1), ids(&page2)].concat();
+    both.sort();
+    assert_eq!(both, want);
+    let none = fhir_ok(app, &format!("/fhir/Task?patient={NHS_1}&_count=0"), tok).await;
+    assert_eq!(none["total"], 3);
+    assert!(none.get("entry").is_none());
+
+    let by_id = fhir_ok(
+        app,
+        &format!("/fhir/Task?identifier={TASK_SYSTEM}%7C{b}"),
+        tok,
+    )
+    .await;
+    assert_eq!(ids(&by_id), [b.as_str()]);
+    let done = fhir_ok(app, "/fhir/Task?status=completed", tok).await;
+    assert_eq!(ids(&done), [a.as_str()]);
+    let open = fhir_ok(
+        app,
+        &format!("/fhir/Task?status=requested,accepted&patient={NHS_1}"),
+        tok,
+    )
+    .await;
+    assert_eq!(open["total"], 2);
+    let draft = fhir_ok(app, "/fhir/Task?status=draft", tok).await;
+    assert_eq!(
+        draft["total"], 0,
+        "a FHIR status we never use matches nothing"
+    );
+
+    let amys = fhir_ok(
+        app,
+        &format!("/fhir/Task?owner=Practitioner/{}", w.amy.id),
+        tok,
+    )
+    .await;
+    assert_eq!(ids(&amys), [a.as_str()], "she acknowledged it");
+    let bens = fhir_ok(
+        app,
+        &format!("/fhir/Task?owner=Practitioner/{}", w.ben.id),
+        tok,
+    )
+    .await;
+    assert_eq!(ids(&bens), [c.as_str()], "assigned to him by name");
+    let bleep = fhir_ok(
+        app,
+        &format!("/fhir/Task?owner=PractitionerRole/{}", w.fy1),
+        tok,
+    )
+    .await;
+    assert_eq!(
+        bleep["total"], 2,
+        "b and the other patient's: not yet acknowledged"
+    );
+
+    let late = fhir_ok(app, "/fhir/Task?_lastUpdated=ge2026-11-26T02:10:00Z", tok).await;
+    assert_eq!(ids(&late), [a.as_str()]);
+    let early = fhir_ok(
+        app,
+        &format!("/fhir/Task?_lastUpdated=lt2026-11-26T02:10:00Z&patient={NHS_1}"),
+        tok,
+    )
+    .await;
+    assert_eq!(early["total"], 2);
+    let day = fhir_ok(app, "/fhir/Task?_lastUpdated=2026-11-26", tok).await;
+    assert_eq!(day["total"], 4);
+    let range = fhir_ok(
+        app,
+        "/fhir/Task?_lastUpdated=gt2026-11-26T01:00:00%2B00:00&_lastUpdated=le2026-11-26T02:00:00Z",
+        tok,
+    )
+    .await;
+    assert_eq!(range["total"], 3);
+    let next_day = fhir_ok(app, "/fhir/Task?_lastUpdated=2026-11-27", tok).await;
+    assert_eq!(next_day["total"], 0);
+}
+
+#[tokio::test]
+async fn provenance_says_who_did_what_and_when() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    app.advance(90);
+    complete(app, &id, &w.amy).await;
+
+    let b = fhir_ok(
+        app,
+        &format!("/fhir/Provenance?target=Task/{id}"),
+        &w.nurse.token,
+    )
+    .await;
+    assert_eq!(b["type"], "searchset");
+    assert_eq!(b["total"], 3, "raised, acknowledged, completed");
+    let entries = b["entry"].as_array().unwrap();
+    let raised = &entries[0]["resource"];
+    assert_eq!(raised["resourceType"], "Provenance");
+    assert_eq!(
+        raised["target"][0]["reference"],
+        format!("Task/{id}/_history/1")
+    );
+    assert_eq!(raised["recorded"], "2026-11-26T02:00:00Z");
+    assert_eq!(raised["activity"]["coding"][0]["code"], "CREATE");
+    assert_eq!(raised["agent"][0]["who"]["display"], "Sister Grace Okafor");
+    assert_eq!(raised["agent"][0]["type"]["coding"][0]["code"], "author");
+    let acked = &entries[1]["resource"];
+    assert_eq!(acked["activity"]["coding"][1]["code"], "acknowledged");
+    assert_eq!(acked["agent"][0]["who"]["display"], "Dr Amy Patel");
+    assert_eq!(
+        acked["agent"][0]["who"]["identifier"]["value"],
+        w.amy.id.as_str()
+    );
+    assert_eq!(acked["occurredDateTime"], "2026-11-26T02:01:30Z");
+    assert_eq!(
+        entries[2]["resource"]["activity"]["text"],
+        "Completed (accepted → completed)"
+    );
+
+    let one = fhir_ok(
+        app,
+        &format!("/fhir/Provenance?target=Task/{id}/_history/2"),
+        &w.nurse.token,
+    )
+    .await;
+    assert_eq!(one["total"], 1);
+    let pid = one["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read = fhir_ok(app, &format!("/fhir/Provenance/{pid}"), &w.nurse.token).await;
+    assert_eq!(read, one["entry"][0]["resource"]);
+    let unknown = fhir_ok(
+        app,
+        "/fhir/Provenance?target=Task/no-such-task",
+        &w.nurse.token,
+    )
+    .await;
+    assert_eq!(unknown["total"], 0);
+}
+
+#[tokio::test]
+async fn the_capability_statement_tells_what_is_served() {
+    let app = TestApp::spawn().await;
+    let (status, ct, cs) = fhir_get(&app, "/fhir/metadata", None).await;
+    assert_eq!(status, 200, "{cs}");
+    assert!(ct.starts_with("application/fhir+json"));
+    assert_valid(&cs);
+    assert_eq!(cs["resourceType"], "CapabilityStatement");
+    assert_eq!(cs["fhirVersion"], "4.0.1");
+    assert_eq!(cs["kind"], "instance");
+    let resources = cs["rest"][0]["resource"].as_array().unwrap();
+    let types: Vec<&str> = resources
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["Task", "Provenance"]);
+    let task_interactions: Vec<&str> = resources[0]["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        task_interactions,
+        ["read", "vread", "history-instance", "search-type"]
+    );
+    let params: Vec<&str> = resources[0]["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for p in [
+        "patient",
+        "identifier",
+        "status",
+        "owner",
+        "_lastUpdated",
+        "_count",
+    ] {
+        assert!(params.contains(&p), "{p} in {params:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_bad_request_is_a_4xx_operation_outcome() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    let t = Some(w.nurse.token.as_str());
+    fhir_err(app, &format!("/fhir/Task/{id}"), None, 401, "login").await;
+    fhir_err(
+        app,
+        &format!("/fhir/Task/{id}"),
+        Some("blp_wrong"),
+        401,
+        "login",
+    )
+    .await;
+    fhir_err(app, "/fhir/Task?patient=9990000018", None, 401, "login").await;
+    fhir_err(app, "/fhir/Task/no-such-task", t, 404, "not-found").await;
+    fhir_err(app, "/fhir/Task/%20bad%20id", t, 404, "not-found").await;
+    fhir_err(app, "/fhir/Task/no-such-task/_history", t, 404, "not-found").await;
+    fhir_err(app, "/fhir/Provenance/no-such-task-1", t, 404, "not-found").await;
+    fhir_err(app, "/fhir/Patient/9990000018", t, 404, "not-found").await;
+    fhir_err(app, "/fhir/Task?colour=blue", t, 400, "invalid").await;
+    fhir_err(app, "/fhir/Task?_count=many", t, 400, "invalid").await;
+    fhir_err(app, "/fhir/Task?_count=-1", t, 400, "invalid").await;
+    fhir_err(app, "/fhir/Task?_count=100000", t, 400, "invalid").await;
+    fhir_err(app, "/fhir/Task?_offset=-5", t, 400, "invalid").await;
+    fhir_err(app, "/fhir/Task?patient=1234567890", t, 400, "invalid").await;
+    fhir_err(
+        app,
+        "/fhir/Task?patient:identifier=urn:other%7C9990000018",
+        t,
+        400,
+        "invalid",
+    )
+    .await;
+    fhir_err(app, "/fhir/Task?status=done", t, 400, "invalid").await;
+    fhir_err(app, "/fhir/Task?owner=Device/x", t, 400, "invalid").await;
+    fhir_err(app, "/fhir/Task?_lastUpdated=yesterday", t, 400, "invalid").await;
+    fhir_err(
+        app,
+        "/fhir/Task?_lastUpdated=ne2026-11-26",
+        t,
+        400,
+        "invalid",
+    )
+    .await;
+    fhir_err(app, "/fhir/Task?patient=", t, 400, "invalid").await;
+    fhir_err(
+        app,
+        "/fhir/Task?patient=9990000018&patient=9990000026",
+        t,
+        400,
+        "invalid",
+    )
+    .await;
+    fhir_err(
+        app,
+        &format!("/fhir/Task/{id}?_summary=true"),
+        t,
+        400,
+        "invalid",
+    )
+    .await;
+    fhir_err(app, "/fhir/Task?_format=xml", t, 406, "not-supported").await;
+    fhir_err(app, "/fhir/Provenance", t, 400, "invalid").await;
+    fhir_err(app, "/fhir/Provenance?target=Patient/1", t, 400, "invalid").await;
+
+    let res = app
+        .client
+        .post(format!("{}/fhir/Task", app.base))
+        .bearer_auth(&w.nurse.token)
+        .json(&json!({ "resourceType": "Task" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 405);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/fhir+json"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert_valid(&body);
+}
+
+#[tokio::test]
+async fn the_validator_finds_what_is_wrong() {
+    // The check must be able to fail: break a served Task in the ways the spec forbids.
+    let w = Ward::new().await;
+    let id = w
+        .app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    let good = fhir_ok(&w.app, &format!("/fhir/Task/{id}"), &w.nurse.token).await;
+    type Breakage = (&'static str, Box<dyn Fn(&mut Value)>);
+    let breakages: Vec<Breakage> = vec![
+        (
+            "a priority outside request-priority",
+            Box::new(|t| t["priority"] = json!("high")),
+        ),
+        (
+            "a status outside task-status",
+            Box::new(|t| t["status"] = json!("done")),
+        ),
+        (
+            "no intent",
+            Box::new(|t| {
+                t.as_object_mut().unwrap().remove("intent");
+            }),
+        ),
+        (
+            "an instant without a time zone",
+            Box::new(|t| t["meta"]["lastUpdated"] = json!("2026-11-26T02:00:00")),
+        ),
+        (
+            "a dateTime with a space",
+            Box::new(|t| t["authoredOn"] = json!("2026-11-26 02:00:00Z")),
+        ),
+        (
+            "two owners",
+            Box::new(|t| t["owner"] = json!([t["owner"].clone(), t["owner"].clone()])),
+        ),
+        (
+            "a malformed reference",
+            Box::new(|t| t["for"] = json!({ "reference": "Patient 9990000018" })),
+        ),
+        (
+            "an unknown element",
+            Box::new(|t| t["nhsNumber"] = json!(NHS_1)),
+        ),
+        (
+            "lastModified before authoredOn",
+            Box::new(|t| t["lastModified"] = json!("2020-01-01T00:00:00Z")),
+        ),
+    ];
+    for (what, breaks) in breakages {
+        let mut bad = good.clone();
+        breaks(&mut bad);
+        assert!(
+            !fhir_problems(&bad).is_empty(),
+            "the validator accepted {what}"
+        );
+    }
+}
+
+async fn deliveries(app: &TestApp, token: &str, status: &str) -> Vec<Value> {
+    let (s, b) = app
+        .get(&format!("/api/v1/record-deliveries?status={status}"), token)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    b["deliveries"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_completed_task_reaches_the_record_once_after_a_failed_attempt() {
+    let epr = FhirServer::start().await;
+    epr.fail_next(1, 500);
+    let base = epr.base_url();
+    let app = TestApp::spawn_with(|c| c.record_server(&base, Some("Bearer epr-secret"))).await;
+    let w = Ward::with(app).await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    complete(app, &id, &w.amy).await;
+
+    app.eventually("the first attempt fails", || async { epr.requests() >= 1 })
+        .await;
+    app.eventually("the failure is recorded", || async {
+        deliveries(app, &w.manager.token, "pending")
+            .await
+            .first()
+            .is_some_and(|d| d["attempts"] == 1 && d["last_error"].is_string())
+    })
+    .await;
+    let pending = deliveries(app, &w.manager.token, "pending").await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["task_id"], id.as_str());
+    assert!(
+        pending[0]["last_error"].as_str().unwrap().contains("500"),
+        "{pending:?}"
+    );
+    assert!(epr.received().is_empty());
+    let (s, _) = app.get("/api/v1/record-deliveries", &w.amy.token).await;
+    assert_eq!(s, 403, "clinicians do not watch deliveries");
+
+    app.advance(10); // past the first back-off
+    app.eventually("the retry is delivered", || async {
+        !epr.received().is_empty()
+    })
+    .await;
+    app.eventually("the delivery is recorded", || async {
+        deliveries(app, &w.manager.token, "delivered").await.len() == 1
+    })
+    .await;
+    assert!(deliveries(app, &w.manager.token, "pending,sending,failed")
+        .await
+        .is_empty());
+
+    // Delivered once: time passing sends nothing more.
+    app.advance(3600);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(epr.requests(), 2, "one failure, one delivery");
+    let got = epr.received();
+    assert_eq!(got.len(), 1);
+    let r = &got[0];
+    assert_eq!(r.authorization.as_deref(), Some("Bearer epr-secret"));
+    assert_eq!(r.content_type.as_deref(), Some("application/fhir+json"));
+    let bundle = &r.bundle;
+    assert_valid(bundle);
+    assert_eq!(bundle["type"], "transaction");
+    let entries = bundle["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 1 + 3, "the Task and a Provenance per event");
+    assert_eq!(
+        entries[0]["request"],
+        json!({ "method": "PUT", "url": format!("Task/{id}") })
+    );
+    assert_eq!(entries[0]["fullUrl"], format!("{base}/Task/{id}"));
+    let task = &entries[0]["resource"];
+    assert_eq!(task["status"], "completed");
+    assert_eq!(
+        task["output"][0]["valueCodeableConcept"]["coding"][0]["code"],
+        "done"
+    );
+    assert_eq!(task["for"]["identifier"]["value"], NHS_1);
+    for e in &entries[1..] {
+        assert_eq!(e["resource"]["resourceType"], "Provenance");
+        assert_eq!(
+            e["resource"]["target"][0]["reference"],
+            format!("Task/{id}")
+        );
+        assert_eq!(e["request"]["method"], "PUT");
+    }
+    assert_eq!(epr.versions(&format!("Task/{id}")), 1);
+    assert_eq!(epr.resource_count(), 4);
+}
+
+#[tokio::test]
+async fn a_refused_delivery_stays_visible_as_failed_until_it_is_delivered() {
+    let epr = FhirServer::start().await;
+    epr.fail_next(1, 422);
+    let base = epr.base_url();
+    let w = Ward::with(TestApp::spawn_with(|c| c.record_server(&base, None)).await).await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    let (s, _) = app
+        .act(
+            &id,
+            "cancel",
+            &w.nurse.token,
+            json!({ "reason": "Patient discharged" }),
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    app.eventually("the refusal is recorded as failed", || async {
+        deliveries(app, &w.nurse.token, "failed").await.len() == 1
+    })
+    .await;
+    let failed = deliveries(app, &w.nurse.token, "failed").await;
+    assert!(failed[0]["last_error"].as_str().unwrap().contains("422"));
+    let (_, listed) = app.get("/api/v1/record-deliveries", &w.nurse.token).await;
+    assert_eq!(
+        listed["deliveries"].as_array().unwrap().len(),
+        1,
+        "undelivered by default"
+    );
+    assert_eq!(listed["configured"], true);
+
+    app.advance(400); // past the longest back-off: a failed row is still retried
+    app.eventually("it is delivered in the end", || async {
+        epr.received().len() == 1
+    })
+    .await;
+    app.eventually("and no longer listed as failed", || async {
+        deliveries(app, &w.nurse.token, "failed").await.is_empty()
+    })
+    .await;
+    let bundle = &epr.received()[0].bundle;
+    assert_valid(bundle);
+    let task = &bundle["entry"][0]["resource"];
+    assert_eq!(task["status"], "cancelled");
+    assert_eq!(task["statusReason"]["text"], "Patient discharged");
+    assert!(epr.received()[0].authorization.is_none());
+}
+
+#[tokio::test]
+async fn without_a_record_server_nothing_is_queued() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    complete(app, &id, &w.amy).await;
+    let (s, b) = app
+        .get(
+            "/api/v1/record-deliveries?status=pending,sending,delivered,failed",
+            &w.manager.token,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["configured"], false);
+    assert!(b["deliveries"].as_array().unwrap().is_empty());
+    let rows = app
+        .write(|c, _| {
+            use bleepless::store::schema::record_deliveries;
+            use diesel::{QueryDsl, RunQueryDsl};
+            Ok(record_deliveries::table.count().get_result::<i64>(c)?)
+        })
+        .await;
+    assert_eq!(rows, 0);
+    let (s, _) = app
+        .get("/api/v1/record-deliveries?status=lost", &w.manager.token)
+        .await;
+    assert_eq!(s, 400);
+}
