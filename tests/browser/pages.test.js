@@ -11,7 +11,7 @@ const net = require('node:net');
 const { chromium } = require('playwright-core');
 
 const ROOT = path.resolve(__dirname, '../..');
-const BIN = process.env.BLEEPLESS_BIN || path.join(ROOT, 'target/debug/bleepless');
+const BIN = process.env.BLEEPLESS_BIN || path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target'), 'debug/bleepless');
 const SHOTS = path.join(ROOT, 'docs/screenshots');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const WARD = 'Ward 5 (Acute Medicine)';
