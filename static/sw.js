@@ -10,12 +10,16 @@ function bleepTitle(p) {
   return `${String(p.priority || 'task').toUpperCase()}${level}: ${p.category || 'task'}, ${p.ward || ''} bed ${p.bed || ''}`;
 }
 
-// Shows one bleep. A stat bleep stays on screen until acted on.
+// Shows one bleep. A stat bleep stays on screen until acted on. Delivery is at least once:
+// a repeat of a notification already shown (same notification id) replaces it silently.
 async function showBleep(p) {
+  const shown = await self.registration.getNotifications({ tag: p.task_id });
+  const repeat = !!p.notification_id && shown.some((n) => n.data && n.data.notification_id === p.notification_id);
   return self.registration.showNotification(bleepTitle(p), {
     body: 'Acknowledge from here, or tap to open.',
     tag: p.task_id,
-    renotify: true,
+    renotify: !repeat,
+    silent: repeat,
     requireInteraction: p.priority === 'stat',
     data: p,
     actions: [

@@ -96,12 +96,17 @@ pub fn escalate(
     Ok(Some(level))
 }
 
-/// One tick: escalates every due task, each in its own transaction, so a crash mid-tick
-/// loses nothing (what was not escalated is still due at the next tick).
+/// Escalations committed together: one fsync for many, which is what lets one tick carry
+/// thousands of tasks falling due at once.
+const PER_TRANSACTION: usize = 100;
+
+/// One tick: escalates every due task, a group of them per transaction, so a crash mid-tick
+/// loses nothing (a group not committed is still due at the next tick). A group that fails
+/// is retried one task per transaction, so one bad task cannot hold up the others.
 pub async fn tick(store: &Store, now: DateTime<Utc>, policy: &Policy) -> AppResult<usize> {
     let mut escalated = 0;
     loop {
-        let ids = store.read(move |c| due(c, now, 500)).await?;
+        let ids = store.read(move |c| due(c, now, 1000)).await?;
         if ids.is_empty() {
             return Ok(escalated);
         }
@@ -110,19 +115,37 @@ pub async fn tick(store: &Store, now: DateTime<Utc>, policy: &Policy) -> AppResu
         let done = store
             .run(move |store| {
                 let mut n = 0;
-                for id in ids {
-                    if store
-                        .write_now(|c| escalate(c, &id, now, &policy))?
-                        .is_some()
-                    {
-                        n += 1;
-                    }
+                for group in ids.chunks(PER_TRANSACTION) {
+                    let together = store.write_now(|c| {
+                        let mut k = 0;
+                        for id in group {
+                            if escalate(c, id, now, &policy)?.is_some() {
+                                k += 1;
+                            }
+                        }
+                        Ok(k)
+                    });
+                    n += match together {
+                        Ok(k) => k,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "escalating a group failed; one at a time");
+                            let mut k = 0;
+                            for id in group {
+                                match store.write_now(|c| escalate(c, id, now, &policy)) {
+                                    Ok(Some(_)) => k += 1,
+                                    Ok(None) => {}
+                                    Err(e) => tracing::error!(task_id = %id, error = %e, "escalation failed; will retry next tick"),
+                                }
+                            }
+                            k
+                        }
+                    };
                 }
                 Ok(n)
             })
             .await?;
         escalated += done;
-        if batch < 500 || done == 0 {
+        if batch < 1000 || done == 0 {
             return Ok(escalated);
         }
     }

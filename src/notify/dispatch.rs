@@ -254,6 +254,8 @@ impl Dispatcher {
         }
         // Never the patient's name or NHS number: this passes through a third-party push service.
         let payload = json!({
+            // Lets a receiver drop a repeat: delivery is at least once.
+            "notification_id": row.id,
             "task_id": task.id,
             "priority": task.priority,
             "ward": task.ward,

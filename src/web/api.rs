@@ -239,13 +239,12 @@ async fn raise_task(
     let new = body.into_inner().validate()?;
     let now = state.clock.now();
     let policy = state.config.policy.clone();
-    let view = state
+    let task = state
         .store
-        .write(move |c| {
-            let task = tasks::raise(c, &staff, new, now, &policy)?;
-            one_view(c, task, now)
-        })
+        .write(move |c| tasks::raise(c, &staff, new, now, &policy))
         .await?;
+    // Names and the timeline are read after the commit, not while holding the writer.
+    let view = state.store.read(move |c| one_view(c, task, now)).await?;
     state.outbox.notify_one();
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/tasks/{}", view.id)))
@@ -478,13 +477,11 @@ async fn act_on_task(
     let cmd = command(&action, optional_body(&req, &body)?)?;
     let now = state.clock.now();
     let policy = state.config.policy.clone();
-    let view = state
+    let task = state
         .store
-        .write(move |c| {
-            let task = tasks::act(c, &id, &staff, cmd, now, &policy)?;
-            one_view(c, task, now)
-        })
+        .write(move |c| tasks::act(c, &id, &staff, cmd, now, &policy))
         .await?;
+    let view = state.store.read(move |c| one_view(c, task, now)).await?;
     state.outbox.notify_one();
     Ok(HttpResponse::Ok().json(view))
 }

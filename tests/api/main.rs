@@ -2,6 +2,7 @@
 mod cli;
 mod errors;
 mod escalation;
+mod faults;
 mod fhir;
 mod helpers;
 mod lifecycle;

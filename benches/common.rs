@@ -1,0 +1,154 @@
+//! Shared by the benchmarks: databases to run on, preloading history, latency summaries.
+#![allow(dead_code)]
+use bleepless::config::DatabaseUrl;
+use bleepless::store::schema::{task_events, tasks};
+use bleepless::store::{to_db, Store};
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use diesel::{Connection, PgConnection};
+
+/// A fresh database: a SQLite file in a temp dir, or a new PostgreSQL database on the server
+/// named by BENCH_POSTGRES_URL (default: the local one).
+pub struct BenchDb {
+    pub url: DatabaseUrl,
+    pub url_text: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl BenchDb {
+    pub fn new(backend: &str) -> BenchDb {
+        if backend == "postgres" {
+            let admin = std::env::var("BENCH_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let name = format!("bleepless_bench_{}", uuid::Uuid::new_v4().simple());
+            let mut c = PgConnection::establish(&admin).expect("connect to PostgreSQL");
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut c)
+                .unwrap();
+            let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+            BenchDb {
+                url: DatabaseUrl::Postgres(url.clone()),
+                url_text: url,
+                _dir: None,
+                pg: Some((admin, name)),
+            }
+        } else {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("bench.db");
+            BenchDb {
+                url_text: format!("sqlite://{}", path.display()),
+                url: DatabaseUrl::Sqlite(path),
+                _dir: Some(dir),
+                pg: None,
+            }
+        }
+    }
+}
+
+impl Drop for BenchDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.pg {
+            if let Ok(mut c) = PgConnection::establish(admin) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut c);
+            }
+        }
+    }
+}
+
+/// Stores `total` tasks raised over the past weeks (each with its `raised` event), of which
+/// the last `open` are still waiting; `due` of those fall due at `due_at`, the rest later.
+/// Written in large transactions straight through diesel: this is history, not traffic.
+#[allow(clippy::too_many_arguments)]
+pub fn preload(
+    store: &Store,
+    total: usize,
+    open: usize,
+    due: usize,
+    due_at: DateTime<Utc>,
+    ward: &str,
+    role_id: &str,
+    raised_by: &str,
+) {
+    let start = std::time::Instant::now();
+    let batch = 5_000;
+    let mut done = 0;
+    while done < total {
+        let n = batch.min(total - done);
+        store
+            .write_now(|c| {
+                for i in done..done + n {
+                    let id = format!("00000000-bench-{i:012}");
+                    let is_open = i >= total - open;
+                    let is_due = is_open && i >= total - due;
+                    let raised =
+                        due_at - Duration::seconds(((total - i) as i64) % (30 * 24 * 3600) + 600);
+                    let next = if is_due {
+                        Some(to_db(due_at))
+                    } else if is_open {
+                        Some(to_db(due_at + Duration::hours(2)))
+                    } else {
+                        None
+                    };
+                    diesel::insert_into(tasks::table)
+                        .values((
+                            tasks::id.eq(&id),
+                            tasks::nhs_number.eq("9990000018"),
+                            tasks::ward.eq(ward),
+                            tasks::bed.eq(format!("{}", i % 30 + 1)),
+                            tasks::category.eq("bloods"),
+                            tasks::description.eq("Routine bloods: FBC, U&E, CRP"),
+                            tasks::priority.eq(if is_due { "stat" } else { "routine" }),
+                            tasks::status.eq(if is_open { "requested" } else { "completed" }),
+                            tasks::assignee_role_id.eq(Some(role_id)),
+                            tasks::raised_by.eq(raised_by),
+                            tasks::raised_at.eq(to_db(raised)),
+                            tasks::ack_deadline.eq(next.unwrap_or(to_db(raised))),
+                            tasks::escalation_level.eq(0),
+                            tasks::next_escalation_at.eq(next),
+                            tasks::version.eq(1i64),
+                            tasks::updated_at.eq(to_db(raised)),
+                        ))
+                        .execute(c)?;
+                    diesel::insert_into(task_events::table)
+                        .values((
+                            task_events::task_id.eq(&id),
+                            task_events::seq.eq(1),
+                            task_events::at.eq(to_db(raised)),
+                            task_events::actor_id.eq(Some(raised_by)),
+                            task_events::kind.eq("raised"),
+                            task_events::to_status.eq(Some("requested")),
+                        ))
+                        .execute(c)?;
+                }
+                Ok(())
+            })
+            .expect("preload");
+        done += n;
+    }
+    eprintln!(
+        "preloaded {total} tasks ({open} open, {due} due) in {:.1?}",
+        start.elapsed()
+    );
+}
+
+/// p50, p99 and max of a set of durations, in milliseconds.
+pub fn summary(mut v: Vec<std::time::Duration>) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    v.sort_unstable();
+    let at = |p: f64| {
+        v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1].as_secs_f64() * 1000.0
+    };
+    (at(0.50), at(0.99), v[v.len() - 1].as_secs_f64() * 1000.0)
+}
+
+/// Peak resident memory of a process, in MiB (VmHWM).
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

@@ -1,0 +1,201 @@
+//! Escalation and notification benchmark. Stores many tasks (most of them history), of which
+//! many are open and a block fall due in the same second; times one escalation tick over
+//! them, then lets the real dispatcher deliver the resulting pushes (aes128gcm + VAPID) to a
+//! local push endpoint, and reports pushes per second and lateness (due → push received).
+//!
+//!   cargo bench --bench escalation -- [sqlite|postgres|both] [--tasks N] [--open N] [--due N]
+mod common;
+
+use bleepless::clock::{Clock, ManualClock};
+use bleepless::config::DispatchConfig;
+use bleepless::domain::task::Policy;
+use bleepless::notify::dispatch::Dispatcher;
+use bleepless::notify::links::LinkSigner;
+use bleepless::notify::push::{generate_vapid_keys, PushSender};
+use bleepless::store::{directory, notifications, Store};
+use common::{summary, BenchDb};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Args {
+    backends: Vec<String>,
+    tasks: usize,
+    open: usize,
+    due: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        backends: vec!["sqlite".into(), "postgres".into()],
+        tasks: 1_000_000,
+        open: 100_000,
+        due: 10_000,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let next = argv.get(i + 1).and_then(|v| v.parse::<usize>().ok());
+        match argv[i].as_str() {
+            "sqlite" | "postgres" => a.backends = vec![argv[i].clone()],
+            "--tasks" => {
+                a.tasks = next.unwrap_or(a.tasks);
+                i += 1;
+            }
+            "--open" => {
+                a.open = next.unwrap_or(a.open);
+                i += 1;
+            }
+            "--due" => {
+                a.due = next.unwrap_or(a.due);
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    a
+}
+
+/// A push service on loopback that answers 201 and notes when each push arrived.
+fn push_endpoint() -> (String, Arc<Mutex<Vec<Instant>>>) {
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = arrivals.clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let log = log.clone();
+            let server = actix_web::HttpServer::new(move || {
+                let log = log.clone();
+                actix_web::App::new().default_service(actix_web::web::to(
+                    move |_body: actix_web::web::Bytes| {
+                        let log = log.clone();
+                        async move {
+                            log.lock().unwrap().push(Instant::now());
+                            actix_web::HttpResponse::Created().finish()
+                        }
+                    },
+                ))
+            })
+            .workers(1)
+            .bind("127.0.0.1:0")
+            .unwrap();
+            tx.send(server.addrs()[0]).unwrap();
+            server.run().await.unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    (format!("http://{addr}/push/"), arrivals)
+}
+
+async fn run(backend: &str, a: &Args) {
+    let db = BenchDb::new(backend);
+    let store = Store::open(&db.url, 8).unwrap();
+    let clock = ManualClock::new(chrono::Utc::now());
+    let due_at = clock.now();
+    let (endpoint, arrivals) = push_endpoint();
+    let keys = bleepless_keys();
+    let (role, raiser) = store
+        .write_now(|c| {
+            directory::add_ward(c, "Ward 5", due_at)?;
+            let (nurse, _) = directory::add_staff(c, "Sister Bench", None, "coordinator", due_at)?;
+            let (doctor, _) = directory::add_staff(c, "Dr Bench", None, "clinician", due_at)?;
+            let role = directory::add_role(c, "Medicine FY1 night", due_at)?;
+            directory::hand_over(c, &role, &doctor, false, None, due_at)?;
+            notifications::subscribe(
+                c,
+                &doctor.id,
+                &format!("{endpoint}dr-bench"),
+                &keys.0,
+                &keys.1,
+                None,
+                due_at,
+            )?;
+            Ok((role.id, nurse.id))
+        })
+        .unwrap();
+    common::preload(
+        &store, a.tasks, a.open, a.due, due_at, "Ward 5", &role, &raiser,
+    );
+
+    let policy = Policy::default();
+    let started = Instant::now();
+    let n = bleepless::escalation::tick(&store, due_at, &policy)
+        .await
+        .unwrap();
+    let tick = started.elapsed();
+
+    let vapid = generate_vapid_keys();
+    let dispatcher = Dispatcher {
+        store: store.clone(),
+        clock: Arc::new(clock.clone()),
+        push: PushSender::new(
+            &vapid,
+            "mailto:bench@example.nhs.uk",
+            Duration::from_secs(10),
+        )
+        .unwrap(),
+        email: None,
+        config: DispatchConfig {
+            batch: 200,
+            ..DispatchConfig::default()
+        },
+        links: LinkSigner::new(b"bench"),
+        public_url: "http://127.0.0.1".into(),
+        ack_seconds: policy.ack_seconds,
+        owner: "bench".into(),
+    };
+    let send_start = Instant::now();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let handle = tokio::spawn(dispatcher.run(wake));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while arrivals.lock().unwrap().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.abort();
+    let got = arrivals.lock().unwrap().clone();
+    let send_secs = send_start.elapsed().as_secs_f64();
+    let lateness: Vec<Duration> = got.iter().map(|t| t.duration_since(started)).collect();
+    let (p50, p99, max) = summary(lateness);
+    println!(
+        "\n## {backend}: {} tasks stored, {} open, {} due in the same second",
+        a.tasks, a.open, a.due
+    );
+    println!("| measure | value |\n|---|---|");
+    println!("| one tick: tasks escalated | {n} |");
+    println!(
+        "| one tick: time (escalate + enqueue) | {:.2} s |",
+        tick.as_secs_f64()
+    );
+    println!(
+        "| pushes delivered (aes128gcm + VAPID, loopback) | {} in {:.2} s = {:.0}/s |",
+        got.len(),
+        send_secs,
+        got.len() as f64 / send_secs
+    );
+    println!(
+        "| lateness, start of tick → push received: p50 / p99 / max | {:.0} / {:.0} / {:.0} ms |",
+        p50, p99, max
+    );
+    println!(
+        "| lateness p99 + one tick period (5 s), worst case | {:.1} s |",
+        p99 / 1000.0 + 5.0
+    );
+}
+
+/// A browser-like subscription key pair (only the public half and auth secret are needed
+/// by the sender).
+fn bleepless_keys() -> (String, String) {
+    (
+        "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM"
+            .into(),
+        "tBHItJI5svbpez7KI4CCXg".into(),
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    for b in a.backends.clone() {
+        run(&b, &a).await;
+    }
+}
