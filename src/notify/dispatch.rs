@@ -65,6 +65,15 @@ fn urgency(p: Priority) -> Urgency {
     }
 }
 
+/// Aborts a background task when its owner stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Sends in flight at once, per instance.
 const MAX_IN_FLIGHT: usize = 256;
 
@@ -75,6 +84,24 @@ impl Dispatcher {
     pub async fn run(self, wake: Arc<Notify>) {
         let me = Arc::new(self);
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        // Outcomes are written by one recorder, many to a transaction, as they come in.
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
+        let recorder = {
+            let me = me.clone();
+            tokio::spawn(async move {
+                while let Some(first) = done_rx.recv().await {
+                    let mut batch = vec![first];
+                    while batch.len() < 256 {
+                        match done_rx.try_recv() {
+                            Ok(d) => batch.push(d),
+                            Err(_) => break,
+                        }
+                    }
+                    me.record(batch).await;
+                }
+            })
+        };
+        let _stop_recorder = AbortOnDrop(recorder);
         loop {
             let free = permits.available_permits().min(me.config.batch as usize);
             if free == 0 {
@@ -93,9 +120,10 @@ impl Dispatcher {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             return;
                         };
-                        let me = me.clone();
+                        let (me, done_tx) = (me.clone(), done_tx.clone());
                         tokio::spawn(async move {
-                            me.deliver_and_record(job).await;
+                            let done = me.deliver(&job, me.clock.now()).await;
+                            let _ = done_tx.send(done);
                             drop(permit);
                         });
                     }
@@ -150,27 +178,36 @@ impl Dispatcher {
 
     async fn deliver_and_record(&self, job: Job) {
         let done = self.deliver(&job, self.clock.now()).await;
+        self.record(vec![done]).await;
+    }
+
+    /// Writes outcomes in one transaction, if this instance still holds their leases.
+    async fn record(&self, batch: Vec<Done>) {
         let (owner, now) = (self.owner.clone(), self.clock.now());
-        let task_id = done.task_id.clone();
+        let ids: Vec<String> = batch.iter().map(|d| d.task_id.clone()).collect();
         let result = self
             .store
             .write(move |c| {
-                if !notifications::record(c, &done.id, &owner, &done.outcome, now)? {
-                    tracing::warn!(task_id = %done.task_id, notification = %done.id, "lease lost before the outcome was recorded");
-                }
-                for (device, result) in &done.devices {
-                    match result {
-                        DeviceResult::Gone => notifications::forget_device(c, device)?,
-                        DeviceResult::Delivered => notifications::device_result(c, device, None, now)?,
-                        DeviceResult::Failed(e) => notifications::device_result(c, device, Some(e), now)?,
+                for done in &batch {
+                    if !notifications::record(c, &done.id, &owner, &done.outcome, now)? {
+                        tracing::warn!(task_id = %done.task_id, notification = %done.id, "lease lost before the outcome was recorded");
+                    }
+                    for (device, result) in &done.devices {
+                        match result {
+                            DeviceResult::Gone => notifications::forget_device(c, device)?,
+                            DeviceResult::Delivered => notifications::device_result(c, device, None, now)?,
+                            DeviceResult::Failed(e) => notifications::device_result(c, device, Some(e), now)?,
+                        }
                     }
                 }
                 Ok(())
             })
             .await;
         if let Err(e) = result {
-            // The lease runs out and the row is sent again: at least once, never lost.
-            tracing::error!(task_id = %task_id, error = %e, "could not record a delivery outcome");
+            // The leases run out and the rows are sent again: at least once, never lost.
+            for task_id in ids {
+                tracing::error!(task_id = %task_id, error = %e, "could not record a delivery outcome");
+            }
         }
     }
 

@@ -18,11 +18,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jwt_simple::prelude::{ECDSAP256PublicKeyLike as _, ES256KeyPair};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use web_push::{
     ContentEncoding, HyperWebPushClient, PartialVapidSignatureBuilder, SubscriptionInfo,
-    VapidSignatureBuilder, WebPushClient, WebPushError, WebPushMessageBuilder,
+    VapidSignature, VapidSignatureBuilder, WebPushClient, WebPushError, WebPushMessageBuilder,
 };
 
 /// The application server's VAPID key pair, both base64url without padding.
@@ -116,7 +118,12 @@ pub struct PushSender {
     subject: String,
     timeout: Duration,
     client: HyperWebPushClient,
+    /// VAPID JWTs by audience: one ES256 signature per push service per hour, not per message.
+    signatures: Arc<Mutex<HashMap<String, (VapidSignature, Instant)>>>,
 }
+
+/// How long a signed VAPID JWT is reused (it is valid for twelve hours).
+const SIGNATURE_REUSE: Duration = Duration::from_secs(3600);
 
 impl fmt::Debug for PushSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -160,7 +167,30 @@ impl PushSender {
             subject: subject.to_string(),
             timeout,
             client: HyperWebPushClient::new(),
+            signatures: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    fn signature(&self, info: &SubscriptionInfo, aud: String) -> Result<VapidSignature, PushError> {
+        let cached = self
+            .signatures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&aud)
+            .filter(|(_, at)| at.elapsed() < SIGNATURE_REUSE)
+            .map(|(s, _)| s.clone());
+        if let Some(s) = cached {
+            return Ok(s);
+        }
+        let mut builder = self.vapid.clone().add_sub_info(info);
+        builder.add_claim("sub", self.subject.as_str());
+        builder.add_claim("aud", aud.clone());
+        let signature = builder.build().map_err(classify)?;
+        self.signatures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(aud, (signature.clone(), Instant::now()));
+        Ok(signature)
     }
 
     /// The VAPID public key, base64url: what the page passes as `applicationServerKey`.
@@ -187,10 +217,7 @@ impl PushSender {
         );
         let aud = audience(&sub.endpoint).map_err(PushError::Permanent)?;
 
-        let mut signature = self.vapid.clone().add_sub_info(&info);
-        signature.add_claim("sub", self.subject.as_str());
-        signature.add_claim("aud", aud);
-        let signature = signature.build().map_err(classify)?;
+        let signature = self.signature(&info, aud)?;
 
         let mut message = WebPushMessageBuilder::new(&info);
         message.set_payload(ContentEncoding::Aes128Gcm, payload);
