@@ -1,6 +1,7 @@
 //! Load benchmark: starts the real service (release build) on a fresh database and drives a
 //! mixed workload over loopback with a bounded number of keep-alive clients: raise →
-//! acknowledge → complete lifecycles, with list and overdue reads mixed in. Reports
+//! acknowledge → (start, every other one) → complete lifecycles, with list and dashboard
+//! reads mixed in. Reports
 //! throughput, p50/p99/max latency per request kind, and the service's peak memory.
 //!
 //!   cargo bench --bench load -- [sqlite|postgres|both] [--seconds N] [--workers N] [--preload N]
@@ -57,6 +58,8 @@ fn args() -> Args {
 struct Lat {
     raise: Vec<Duration>,
     ack: Vec<Duration>,
+    start: Vec<Duration>,
+    dashboard: Vec<Duration>,
     complete: Vec<Duration>,
     read: Vec<Duration>,
     errors: usize,
@@ -111,6 +114,18 @@ async fn worker(
         if timed(ack, 200, &mut l.ack, &mut l.errors).await.is_none() {
             continue;
         }
+        // Every other task is started before it is completed.
+        if i.is_multiple_of(2) {
+            let start = c
+                .post(format!("{base}/api/v1/tasks/{id}/start"))
+                .bearer_auth(&doctor);
+            if timed(start, 200, &mut l.start, &mut l.errors)
+                .await
+                .is_none()
+            {
+                continue;
+            }
+        }
         let done = c
             .post(format!("{base}/api/v1/tasks/{id}/complete"))
             .bearer_auth(&doctor)
@@ -131,10 +146,10 @@ async fn worker(
             )
             .await;
             timed(
-                c.get(format!("{base}/api/v1/tasks?overdue=true&limit=20"))
+                c.get(format!("{base}/api/v1/dashboard"))
                     .bearer_auth(&nurse),
                 200,
-                &mut l.read,
+                &mut l.dashboard,
                 &mut l.errors,
             )
             .await;
@@ -231,6 +246,8 @@ async fn run(backend: &str, a: &Args) {
         let l = h.await.unwrap();
         all.raise.extend(l.raise);
         all.ack.extend(l.ack);
+        all.start.extend(l.start);
+        all.dashboard.extend(l.dashboard);
         all.complete.extend(l.complete);
         all.read.extend(l.read);
         all.errors += l.errors;
@@ -240,9 +257,21 @@ async fn run(backend: &str, a: &Args) {
     let rss = peak_rss_mib(child.id());
     let _ = child.kill();
     let _ = child.wait();
-    let requests = all.raise.len() + all.ack.len() + all.complete.len() + all.read.len();
+    let requests = all.raise.len()
+        + all.ack.len()
+        + all.start.len()
+        + all.complete.len()
+        + all.read.len()
+        + all.dashboard.len();
     let mut every = Vec::new();
-    for v in [&all.raise, &all.ack, &all.complete, &all.read] {
+    for v in [
+        &all.raise,
+        &all.ack,
+        &all.start,
+        &all.complete,
+        &all.read,
+        &all.dashboard,
+    ] {
         every.extend(v.iter().copied());
     }
     println!(
@@ -261,8 +290,10 @@ async fn run(backend: &str, a: &Args) {
     for (name, v) in [
         ("raise", all.raise),
         ("acknowledge", all.ack),
+        ("start", all.start),
         ("complete", all.complete),
         ("list reads", all.read),
+        ("dashboard reads", all.dashboard),
         ("all", every),
     ] {
         let n = v.len();

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};
 use diesel::prelude::*;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct WardLine {
     pub ward: String,
     /// Open tasks per priority, in priority order.
@@ -28,7 +28,7 @@ pub struct Late {
     pub overdue_minutes: i64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct FailedDelivery {
     pub task_id: String,
     pub recipient_id: String,

@@ -36,7 +36,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/push-subscriptions", web::post().to(subscribe))
         .route("/push-subscriptions", web::get().to(my_devices))
         .route("/push-subscriptions/{id}", web::delete().to(unsubscribe))
-        .route("/notifications", web::get().to(list_notifications));
+        .route("/notifications", web::get().to(list_notifications))
+        .route("/dashboard", web::get().to(dashboard));
 }
 
 pub async fn health(state: web::Data<AppState>) -> AppResult<HttpResponse> {
@@ -799,4 +800,41 @@ async fn task_notifications(
         })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "notifications": list })))
+}
+
+/// The escalation dashboard's figures, for systems (the page shows the same).
+async fn dashboard(state: web::Data<AppState>, Caller(staff): Caller) -> AppResult<HttpResponse> {
+    if !(staff.can(Permission::BedManager)
+        || staff.can(Permission::Admin)
+        || staff.can(Permission::Coordinator))
+    {
+        return Err(AppError::Forbidden(
+            "the dashboard is for bed managers, coordinators and admins".into(),
+        ));
+    }
+    let now = state.clock.now();
+    let body = state
+        .store
+        .read(move |c| {
+            let d = crate::store::dashboard::load(c, now)?;
+            let late: Vec<_> = d
+                .late
+                .iter()
+                .map(|l| {
+                    json!({
+                        "task_id": l.task.id, "ward": l.task.ward, "bed": l.task.bed,
+                        "priority": l.task.priority, "category": l.task.category,
+                        "escalation_level": l.task.escalation_level, "overdue_minutes": l.overdue_minutes,
+                    })
+                })
+                .collect();
+            let per_hour: Vec<_> = d
+                .escalations_per_hour
+                .iter()
+                .map(|(hour, n)| json!({ "hour_utc": hour, "escalations": n }))
+                .collect();
+            Ok(json!({ "wards": d.wards, "late": late, "escalations_per_hour": per_hour, "failed_deliveries": d.failed }))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
 }

@@ -174,6 +174,29 @@ async fn an_unacknowledged_task_climbs_the_chain_past_roles_nobody_holds() {
         .collect();
     assert_eq!(kinds, ["raised", "escalation_skipped", "escalated"]);
     assert_eq!(t["timeline"][1]["detail"]["role"], "Medicine SHO night");
+    // The dashboard's figures, as a system reads them.
+    let (s, d) = app.get("/api/v1/dashboard", &w.manager.token).await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(d["late"][0]["task_id"], id.as_str());
+    assert_eq!(d["late"][0]["escalation_level"], 2);
+    assert_eq!(d["late"][0]["overdue_minutes"], 0);
+    let escalations: i64 = d["escalations_per_hour"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["escalations"].as_i64().unwrap())
+        .sum();
+    assert_eq!(escalations, 1);
+    let ward = d["wards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["ward"] == WARD)
+        .unwrap()
+        .clone();
+    assert_eq!(ward["requested"], 1);
+    assert_eq!(ward["by_priority"][0], 1, "one stat task open");
+    assert_eq!(app.get("/api/v1/dashboard", &chloe.token).await.0, 403);
     assert_eq!(
         t["timeline"][2]["detail"]["reached_role"],
         "Medicine registrar night"
