@@ -2,7 +2,7 @@
 //! under `/api/v1/record-deliveries`. Every error from `/fhir` is an OperationOutcome.
 use super::mapping::{self, FHIR_JSON};
 use super::sink::{self, RecordStatus};
-use crate::domain::{NhsNumber, Permission};
+use crate::domain::NhsNumber;
 use crate::error::{AppError, AppResult};
 use crate::store::schema::tasks;
 use crate::store::{to_db, DbConnection};
@@ -701,10 +701,7 @@ async fn list_deliveries(
     Caller(staff): Caller,
     params: web::Query<DeliveryParams>,
 ) -> AppResult<HttpResponse> {
-    if !(staff.can(Permission::BedManager)
-        || staff.can(Permission::Admin)
-        || staff.can(Permission::Coordinator))
-    {
+    if !staff.watches_wards() {
         return Err(AppError::Forbidden(
             "delivery reports are for bed managers, coordinators and admins".into(),
         ));

@@ -26,6 +26,14 @@ impl Staff {
     pub fn can(&self, p: Permission) -> bool {
         self.active && self.roles.contains(&p)
     }
+
+    /// Bed managers, coordinators and admins watch the wards: the dashboard and the
+    /// delivery reports are theirs.
+    pub fn watches_wards(&self) -> bool {
+        self.can(Permission::BedManager)
+            || self.can(Permission::Coordinator)
+            || self.can(Permission::Admin)
+    }
 }
 
 #[derive(Queryable, Selectable)]

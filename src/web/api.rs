@@ -759,10 +759,7 @@ async fn list_notifications(
     Caller(staff): Caller,
     params: web::Query<NotificationParams>,
 ) -> AppResult<HttpResponse> {
-    if !(staff.can(Permission::BedManager)
-        || staff.can(Permission::Admin)
-        || staff.can(Permission::Coordinator))
-    {
+    if !staff.watches_wards() {
         return Err(AppError::Forbidden(
             "delivery reports are for bed managers, coordinators and admins".into(),
         ));
@@ -804,10 +801,7 @@ async fn task_notifications(
 
 /// The escalation dashboard's figures, for systems (the page shows the same).
 async fn dashboard(state: web::Data<AppState>, Caller(staff): Caller) -> AppResult<HttpResponse> {
-    if !(staff.can(Permission::BedManager)
-        || staff.can(Permission::Admin)
-        || staff.can(Permission::Coordinator))
-    {
+    if !staff.watches_wards() {
         return Err(AppError::Forbidden(
             "the dashboard is for bed managers, coordinators and admins".into(),
         ));
