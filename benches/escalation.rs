@@ -152,7 +152,7 @@ async fn run(backend: &str, a: &Args) {
         handle = dispatcher.take().map(|d| tokio::spawn(d.run(wake.clone())));
     }
     let started = Instant::now();
-    let n = bleepless::escalation::tick(&store, due_at, &policy)
+    let n = bleepless::escalation::tick(&store, due_at, &policy, &wake)
         .await
         .unwrap();
     let tick = started.elapsed();

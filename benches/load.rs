@@ -212,11 +212,18 @@ async fn run(backend: &str, a: &Args) {
             "--bind",
             &format!("127.0.0.1:{port}"),
         ])
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         // Each task's push fails for want of a registered phone (measured in the escalation
-        // benchmark instead); those warnings are not this benchmark's business.
-        .stderr(Stdio::null())
+        // benchmark instead); those warnings are not this benchmark's business, unless
+        // BENCH_SERVICE_LOG asks for the service's log.
+        .stderr(match std::env::var_os("BENCH_SERVICE_LOG") {
+            Some(_) => Stdio::inherit(),
+            None => Stdio::null(),
+        })
         .spawn()
         .unwrap();
     let c = reqwest::Client::new();

@@ -3,7 +3,7 @@
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
     BadRequest(String),

@@ -350,6 +350,9 @@ fn print_demo(logins: Option<(Vec<demo::DemoLogin>, String)>) {
 fn serve(config: Config, demo_data: bool) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Database work waits for one of `pool_size` connections: threads beyond that
+        // would only queue for one, switching in and out on two cores.
+        .max_blocking_threads(config.pool_size as usize + 8)
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {

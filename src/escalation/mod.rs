@@ -3,40 +3,28 @@ use crate::clock::SharedClock;
 use crate::domain::task::Policy;
 use crate::domain::Status;
 use crate::error::AppResult;
-use crate::store::schema::tasks;
-use crate::store::tasks::{self as task_store, NewEvent};
+use crate::store::notifications::Addressee;
+use crate::store::tasks::{self as task_store, Assignee, NewEventRow, Task};
 use crate::store::{directory, notifications, to_db, DbConnection, Store};
 use chrono::{DateTime, Duration, Utc};
-use diesel::prelude::*;
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// Ids of tasks whose current level has run out, oldest first.
-pub fn due(conn: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> AppResult<Vec<String>> {
-    Ok(tasks::table
-        .filter(tasks::status.eq(Status::Requested.code()))
-        .filter(tasks::next_escalation_at.le(to_db(now)))
-        .order(tasks::next_escalation_at.asc())
-        .limit(limit)
-        .select(tasks::id)
-        .load(conn)?)
+/// What escalating from one (assignee, level) comes to: the same for every task there, so
+/// worked out once per group of tasks.
+#[derive(Clone)]
+struct Plan {
+    level: i32,
+    skipped: Vec<String>,
+    reached: Option<String>,
+    recipients: usize,
+    to: Vec<Addressee>,
 }
 
-/// Escalates one task if it is still due: one transaction moves it up a level (past roles
-/// nobody holds), records why, and enqueues the notifications. Returns the new level, or
-/// None if it was not due any more (acknowledged, or another instance got there first).
-pub fn escalate(
-    conn: &mut DbConnection,
-    id: &str,
-    now: DateTime<Utc>,
-    policy: &Policy,
-) -> AppResult<Option<i32>> {
-    let task = task_store::get(conn, id)?;
-    if task.status != Status::Requested || task.next_escalation_at.is_none_or(|t| t > now) {
-        return Ok(None);
-    }
-    let chain = notifications::escalation_roles(conn, &task, policy.fallback_role.as_deref())?;
+fn plan(conn: &mut DbConnection, task: &Task, policy: &Policy) -> AppResult<Plan> {
+    let chain = notifications::escalation_roles(conn, task, policy.fallback_role.as_deref())?;
     // Escalation never waits on nobody: a role with no holder is passed over at once.
     let mut level = task.escalation_level + 1;
     let mut skipped = Vec::new();
@@ -49,103 +37,161 @@ pub fn escalate(
         level += 1;
     }
     let reached = chain.get(level as usize - 1).map(|r| r.name.clone());
-    let mut next = task.clone();
-    next.escalation_level = level;
-    next.next_escalation_at =
-        Some(now + Duration::seconds(i64::from(policy.ack_seconds.seconds(task.priority))));
-    next.version = task.version + 1;
-    next.updated_at = now;
-    if !task_store::save_if_unchanged(conn, &next, task.version)? {
-        return Ok(None);
-    }
-    for name in &skipped {
-        task_store::append_event(
-            conn,
-            id,
-            now,
-            NewEvent {
-                actor: None,
-                kind: "escalation_skipped",
-                from: None,
-                to: None,
-                detail: Some(json!({ "role": name, "reason": "no one holds the bleep" })),
-            },
-        )?;
-        tracing::warn!(task_id = %id, role = %name, "no one holds the bleep; escalating past it");
-    }
-    let recipients = notifications::recipients(conn, &next, level, &chain)?;
-    let queued = notifications::enqueue(conn, &next, &recipients, policy.email, now)?;
-    task_store::append_event(
-        conn,
-        id,
-        now,
-        NewEvent {
-            actor: None,
-            kind: "escalated",
-            from: None,
-            to: None,
-            detail: Some(json!({
-                "level": level,
-                "reached_role": reached,
-                "recipients": recipients.len(),
-                "overdue_seconds": (now - task.ack_deadline).num_seconds(),
-            })),
-        },
-    )?;
-    tracing::warn!(task_id = %id, level, notifications = queued, "task escalated");
-    Ok(Some(level))
+    let recipients = notifications::recipients(conn, task, level, &chain)?;
+    let to = notifications::addresses(conn, &recipients)?;
+    Ok(Plan {
+        level,
+        skipped,
+        reached,
+        recipients: recipients.len(),
+        to,
+    })
 }
 
-/// Escalations committed together: one fsync for many, which is what lets one tick carry
-/// thousands of tasks falling due at once.
-const PER_TRANSACTION: usize = 100;
+/// Escalates, in the caller's transaction, those of `due` still as they were read: each
+/// moves up a level (past roles nobody holds), with its timeline events and notifications.
+/// The chain and its holders are read once per (assignee, level), the tasks are changed
+/// with a version check each, and events and outbox rows are written many to a statement.
+/// Returns the ids escalated; a task changed meanwhile (acknowledged, or escalated by
+/// another instance) is left for the next tick to judge again.
+pub fn escalate_group(
+    conn: &mut DbConnection,
+    due: &[Task],
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> AppResult<Vec<(String, i32)>> {
+    let mut plans: HashMap<(Assignee, i32), Plan> = HashMap::new();
+    let mut next = Vec::with_capacity(due.len());
+    for task in due {
+        if task.status != Status::Requested || task.next_escalation_at.is_none_or(|t| t > now) {
+            continue;
+        }
+        let key = (task.assignee.clone(), task.escalation_level);
+        let p = match plans.get(&key) {
+            Some(p) => p,
+            None => {
+                let p = plan(conn, task, policy)?;
+                plans.entry(key.clone()).or_insert(p)
+            }
+        };
+        let mut n = task.clone();
+        n.escalation_level = p.level;
+        n.next_escalation_at =
+            Some(now + Duration::seconds(i64::from(policy.ack_seconds.seconds(task.priority))));
+        n.version = task.version + 1;
+        n.updated_at = now;
+        next.push((task, n));
+    }
+    let changed =
+        task_store::save_escalations(conn, &next.iter().map(|(_, n)| n).collect::<Vec<_>>(), now)?;
+    next.retain(|(_, n)| changed.contains(&n.id));
+    let ids: Vec<&str> = next.iter().map(|(_, n)| n.id.as_str()).collect();
+    let mut seqs = task_store::last_seqs(conn, &ids)?;
+    let mut events = Vec::with_capacity(next.len());
+    let mut outbox = Vec::with_capacity(next.len());
+    let mut done = Vec::with_capacity(next.len());
+    for (task, n) in &next {
+        let p = &plans[&(task.assignee.clone(), task.escalation_level)];
+        let seq = seqs.entry(n.id.clone()).or_insert(0);
+        for name in &p.skipped {
+            *seq += 1;
+            events.push(NewEventRow {
+                task_id: n.id.clone(),
+                seq: *seq,
+                at: to_db(now),
+                actor_id: None,
+                kind: "escalation_skipped",
+                from_status: None,
+                to_status: None,
+                detail: Some(
+                    json!({ "role": name, "reason": "no one holds the bleep" }).to_string(),
+                ),
+            });
+            tracing::warn!(task_id = %n.id, role = %name, "no one holds the bleep; escalating past it");
+        }
+        *seq += 1;
+        events.push(NewEventRow {
+            task_id: n.id.clone(),
+            seq: *seq,
+            at: to_db(now),
+            actor_id: None,
+            kind: "escalated",
+            from_status: None,
+            to_status: None,
+            detail: Some(
+                json!({
+                    "level": p.level,
+                    "reached_role": p.reached,
+                    "recipients": p.recipients,
+                    "overdue_seconds": (now - task.ack_deadline).num_seconds(),
+                })
+                .to_string(),
+            ),
+        });
+        let before = outbox.len();
+        notifications::outbox_rows(n, &p.to, policy.email, now, &mut outbox);
+        tracing::warn!(task_id = %n.id, level = p.level, notifications = outbox.len() - before, "task escalated");
+        done.push((n.id.clone(), p.level));
+    }
+    task_store::insert_events(conn, &events)?;
+    notifications::insert_outbox(conn, &outbox)?;
+    Ok(done)
+}
+
+/// Tasks escalated per transaction: one commit (and, on PostgreSQL, a handful of round
+/// trips) for many, which is what lets one tick carry thousands falling due at once.
+const PER_TRANSACTION: usize = 500;
 
 /// One tick: escalates every due task, a group of them per transaction, so a crash mid-tick
-/// loses nothing (a group not committed is still due at the next tick). A group that fails
-/// is retried one task per transaction, so one bad task cannot hold up the others.
-pub async fn tick(store: &Store, now: DateTime<Utc>, policy: &Policy) -> AppResult<usize> {
+/// loses nothing (a group not committed is still due at the next tick). `wake` is told
+/// after each group commits, so its notifications go out while the tick goes on. A group
+/// that fails is retried one task per transaction, so one bad task cannot hold up the
+/// others.
+pub async fn tick(
+    store: &Store,
+    now: DateTime<Utc>,
+    policy: &Policy,
+    wake: &Notify,
+) -> AppResult<usize> {
     let mut escalated = 0;
     loop {
-        let ids = store.read(move |c| due(c, now, 1000)).await?;
-        if ids.is_empty() {
+        let due = store
+            .read(move |c| task_store::due_for_escalation(c, now, 2000))
+            .await?;
+        if due.is_empty() {
             return Ok(escalated);
         }
-        let batch = ids.len();
-        let policy = policy.clone();
-        let done = store
-            .run(move |store| {
-                let mut n = 0;
-                for group in ids.chunks(PER_TRANSACTION) {
-                    let together = store.write_now(|c| {
-                        let mut k = 0;
-                        for id in group {
-                            if escalate(c, id, now, &policy)?.is_some() {
-                                k += 1;
+        let read = due.len();
+        let mut done = 0;
+        for chunk in due.chunks(PER_TRANSACTION) {
+            let (group, p) = (chunk.to_vec(), policy.clone());
+            let together = store
+                .write(move |c| escalate_group(c, &group, now, &p))
+                .await;
+            done += match together {
+                Ok(k) => k.len(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "escalating a group failed; one at a time");
+                    let mut k = 0;
+                    for t in chunk {
+                        let (one, p) = (t.clone(), policy.clone());
+                        match store
+                            .write(move |c| escalate_group(c, &[one], now, &p))
+                            .await
+                        {
+                            Ok(v) => k += v.len(),
+                            Err(e) => {
+                                tracing::error!(task_id = %t.id, error = %e, "escalation failed; will retry next tick")
                             }
                         }
-                        Ok(k)
-                    });
-                    n += match together {
-                        Ok(k) => k,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "escalating a group failed; one at a time");
-                            let mut k = 0;
-                            for id in group {
-                                match store.write_now(|c| escalate(c, id, now, &policy)) {
-                                    Ok(Some(_)) => k += 1,
-                                    Ok(None) => {}
-                                    Err(e) => tracing::error!(task_id = %id, error = %e, "escalation failed; will retry next tick"),
-                                }
-                            }
-                            k
-                        }
-                    };
+                    }
+                    k
                 }
-                Ok(n)
-            })
-            .await?;
+            };
+            wake.notify_one();
+        }
         escalated += done;
-        if batch < 1000 || done == 0 {
+        if read < 2000 || done == 0 {
             return Ok(escalated);
         }
     }
@@ -164,7 +210,7 @@ pub async fn run_scheduler(
         let now = clock.now();
         match next {
             Some(at) if now >= at => {
-                match tick(&store, now, &policy).await {
+                match tick(&store, now, &policy, &outbox).await {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::info!(escalated = n, "escalation tick");

@@ -102,7 +102,7 @@ pub fn claim(
         rd::table
             .find(id)
             .select(DeliveryRow::as_select())
-            .first(conn)?,
+            .get_result(conn)?,
     ))
 }
 

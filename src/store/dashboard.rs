@@ -48,6 +48,83 @@ pub struct Dashboard {
 }
 
 /// Nearest-rank percentile of sorted values.
+/// How long the 24-hour figures are kept before they are worked out again.
+pub const FIGURES_SECONDS: i64 = 5;
+
+/// The figures over the last 24 hours: time to acknowledge per ward (median, 90th
+/// percentile, count) and escalations per hour. Working them out reads every task
+/// acknowledged that day, so they are kept for [`FIGURES_SECONDS`] of the service's
+/// clock: however many dashboards are open, that reading happens once per period.
+/// Open and late tasks and failed deliveries are read fresh every time.
+#[derive(Default)]
+pub struct Figures24h(std::sync::Mutex<Option<(i64, std::sync::Arc<Figures>)>>);
+
+pub struct Figures {
+    ack: BTreeMap<String, (Option<i64>, Option<i64>, usize)>,
+    per_hour: Vec<(u32, i64)>,
+}
+
+impl Figures24h {
+    fn get(
+        &self,
+        conn: &mut DbConnection,
+        now: DateTime<Utc>,
+    ) -> AppResult<std::sync::Arc<Figures>> {
+        let period = now.timestamp().div_euclid(FIGURES_SECONDS);
+        if let Some((p, f)) = &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            if *p == period {
+                return Ok(f.clone());
+            }
+        }
+        let f = std::sync::Arc::new(work_out(conn, now)?);
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((period, f.clone()));
+        Ok(f)
+    }
+}
+
+fn work_out(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Figures> {
+    let since = to_db(now - Duration::hours(24));
+    let acks: Vec<(String, NaiveDateTime, NaiveDateTime)> = tasks::table
+        .filter(tasks::acknowledged_at.ge(since))
+        .select((
+            tasks::ward,
+            tasks::raised_at,
+            tasks::acknowledged_at.assume_not_null(),
+        ))
+        .load(conn)?;
+    let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (ward, raised, acked) in acks {
+        times
+            .entry(ward)
+            .or_default()
+            .push((acked - raised).num_seconds().max(0));
+    }
+    let ack = times
+        .into_iter()
+        .map(|(ward, mut t)| {
+            t.sort_unstable();
+            (ward, (percentile(&t, 50.0), percentile(&t, 90.0), t.len()))
+        })
+        .collect();
+
+    let escalations: Vec<NaiveDateTime> = task_events::table
+        .filter(task_events::kind.eq("escalated"))
+        .filter(task_events::at.ge(since))
+        .select(task_events::at)
+        .load(conn)?;
+    let start = now - Duration::hours(23);
+    let mut per_hour: Vec<(u32, i64)> = (0..24)
+        .map(|h| ((start + Duration::hours(h)).hour(), 0))
+        .collect();
+    for at in escalations {
+        let ago = (now - from_db(at)).num_hours();
+        if (0..24).contains(&ago) {
+            per_hour[(23 - ago) as usize].1 += 1;
+        }
+    }
+    Ok(Figures { ack, per_hour })
+}
+
 pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     if sorted.is_empty() {
         return None;
@@ -56,7 +133,11 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     sorted.get(rank - 1).copied()
 }
 
-pub fn load(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Dashboard> {
+pub fn load(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    figures: &Figures24h,
+) -> AppResult<Dashboard> {
     let open = Filter {
         statuses: vec![Status::Requested, Status::Accepted, Status::InProgress],
         limit: 10_000,
@@ -104,48 +185,17 @@ pub fn load(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Dashboard>
         )
     });
 
-    let since = to_db(now - Duration::hours(24));
-    let acks: Vec<(String, NaiveDateTime, NaiveDateTime)> = tasks::table
-        .filter(tasks::acknowledged_at.ge(since))
-        .select((
-            tasks::ward,
-            tasks::raised_at,
-            tasks::acknowledged_at.assume_not_null(),
-        ))
-        .load(conn)?;
-    let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for (ward, raised, acked) in acks {
-        times
-            .entry(ward)
-            .or_default()
-            .push((acked - raised).num_seconds().max(0));
-    }
-    for (ward, mut t) in times {
-        t.sort_unstable();
+    let figures = figures.get(conn, now)?;
+    for (ward, (median, p90, n)) in &figures.ack {
         let line = wards.entry(ward.clone()).or_insert_with(|| WardLine {
-            ward,
+            ward: ward.clone(),
             ..WardLine::default()
         });
-        line.ack_median = percentile(&t, 50.0);
-        line.ack_p90 = percentile(&t, 90.0);
-        line.acknowledged_24h = t.len();
+        line.ack_median = *median;
+        line.ack_p90 = *p90;
+        line.acknowledged_24h = *n;
     }
-
-    let escalations: Vec<NaiveDateTime> = task_events::table
-        .filter(task_events::kind.eq("escalated"))
-        .filter(task_events::at.ge(since))
-        .select(task_events::at)
-        .load(conn)?;
-    let start = now - Duration::hours(23);
-    let mut per_hour: Vec<(u32, i64)> = (0..24)
-        .map(|h| ((start + Duration::hours(h)).hour(), 0))
-        .collect();
-    for at in escalations {
-        let ago = (now - from_db(at)).num_hours();
-        if (0..24).contains(&ago) {
-            per_hour[(23 - ago) as usize].1 += 1;
-        }
-    }
+    let per_hour = figures.per_hour.clone();
 
     type FailedRow = (String, String, String, i32, Option<String>, NaiveDateTime);
     let failed: Vec<FailedRow> = notifications::table

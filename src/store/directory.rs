@@ -152,7 +152,7 @@ pub fn staff_by_token(conn: &mut DbConnection, token: &str) -> AppResult<Option<
         .filter(staff::token_hash.eq(hash_token(token)))
         .filter(staff::active.eq(true))
         .select(StaffRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(Staff::from))
 }
@@ -161,9 +161,26 @@ pub fn staff_by_id(conn: &mut DbConnection, id: &str) -> AppResult<Option<Staff>
     Ok(staff::table
         .find(id)
         .select(StaffRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(Staff::from))
+}
+
+/// Several members of staff by id, in one query.
+pub fn staff_by_ids(conn: &mut DbConnection, ids: &[&str]) -> AppResult<HashMap<String, Staff>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(staff::table
+        .filter(staff::id.eq_any(ids))
+        .select(StaffRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(|r| {
+            let s = Staff::from(r);
+            (s.id.clone(), s)
+        })
+        .collect())
 }
 
 /// Finds a member of staff by id, email or exact name (for the command line).
@@ -295,7 +312,7 @@ pub fn find_role(conn: &mut DbConnection, key: &str) -> AppResult<Option<Role>> 
     Ok(oncall_roles::table
         .filter(oncall_roles::id.eq(key).or(oncall_roles::name.eq(key)))
         .select(RoleRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(Role::from))
 }
@@ -304,7 +321,7 @@ pub fn role_by_id(conn: &mut DbConnection, id: &str) -> AppResult<Role> {
     oncall_roles::table
         .find(id)
         .select(RoleRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .map(Role::from)
         .map_err(|_| AppError::NotFound(format!("no on-call role {id}")))
 }

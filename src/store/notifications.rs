@@ -68,9 +68,106 @@ pub fn recipients(
     Ok(out)
 }
 
-/// Writes one outbox row per recipient and channel (email only for those with an address).
-/// The key includes the task's version, which exactly one transaction produced: so each
-/// (task, level, recipient, channel) is enqueued once even with several instances running.
+/// A recipient who can be reached: active, with their email address if they have one.
+#[derive(Debug, Clone)]
+pub struct Addressee {
+    pub id: String,
+    pub email: Option<String>,
+}
+
+/// The active members of staff among `ids`, in the order given.
+pub fn addresses(conn: &mut DbConnection, ids: &[String]) -> AppResult<Vec<Addressee>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found: std::collections::HashMap<String, Option<String>> = staff::table
+        .filter(staff::id.eq_any(ids))
+        .filter(staff::active.eq(true))
+        .select((staff::id, staff::email))
+        .load::<(String, Option<String>)>(conn)?
+        .into_iter()
+        .collect();
+    Ok(ids
+        .iter()
+        .filter_map(|id| {
+            found.get(id).map(|email| Addressee {
+                id: id.clone(),
+                email: email.clone(),
+            })
+        })
+        .collect())
+}
+
+/// One outbox row to write.
+#[derive(Insertable)]
+#[diesel(table_name = notifications, treat_none_as_default_value = false)]
+pub struct NewNotification {
+    id: String,
+    dedupe_key: String,
+    task_id: String,
+    level: i32,
+    recipient_id: String,
+    channel: &'static str,
+    status: &'static str,
+    attempts: i32,
+    due_at: NaiveDateTime,
+    created_at: NaiveDateTime,
+}
+
+/// The outbox rows for a task's current version and level: one per recipient and channel
+/// (email only for those with an address). The key includes the task's version, which
+/// exactly one transaction produced, so each (task, level, recipient, channel) is enqueued
+/// once even with several instances running; the key is unique in the table besides.
+pub fn outbox_rows(
+    task: &Task,
+    to: &[Addressee],
+    email: bool,
+    now: DateTime<Utc>,
+    into: &mut Vec<NewNotification>,
+) {
+    for a in to {
+        let mut channels = vec![Channel::Push];
+        if email && a.email.is_some() {
+            channels.push(Channel::Email);
+        }
+        for ch in channels {
+            into.push(NewNotification {
+                id: new_id(),
+                dedupe_key: format!(
+                    "{}:{}:{}:{}:{}",
+                    task.id, task.version, task.escalation_level, a.id, ch
+                ),
+                task_id: task.id.clone(),
+                level: task.escalation_level,
+                recipient_id: a.id.clone(),
+                channel: ch.code(),
+                status: Delivery::Pending.code(),
+                attempts: 0,
+                due_at: to_db(now),
+                created_at: to_db(now),
+            });
+        }
+    }
+}
+
+/// Rows per INSERT statement: well under either database's limit on bound values.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Writes outbox rows, many to a statement.
+pub fn insert_outbox(conn: &mut DbConnection, rows: &[NewNotification]) -> AppResult<usize> {
+    let mut n = 0;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        // The multi backend has no multi-row INSERT; each backend has its own.
+        let insert = diesel::insert_into(notifications::table).values(chunk);
+        n += match conn {
+            DbConnection::Sqlite(c) => insert.execute(c)?,
+            DbConnection::Pg(c) => insert.execute(c)?,
+        };
+    }
+    Ok(n)
+}
+
+/// Enqueues a task's notifications to these recipients, in the caller's transaction.
 pub fn enqueue(
     conn: &mut DbConnection,
     task: &Task,
@@ -78,49 +175,10 @@ pub fn enqueue(
     email: bool,
     now: DateTime<Utc>,
 ) -> AppResult<usize> {
-    let mut n = 0;
-    for rid in recipient_ids {
-        let address: Option<Option<String>> = staff::table
-            .find(rid)
-            .filter(staff::active.eq(true))
-            .select(staff::email)
-            .first(conn)
-            .optional()?;
-        let Some(address) = address else { continue };
-        let mut channels = vec![Channel::Push];
-        if email && address.is_some() {
-            channels.push(Channel::Email);
-        }
-        for ch in channels {
-            let key = format!(
-                "{}:{}:{}:{}:{}",
-                task.id, task.version, task.escalation_level, rid, ch
-            );
-            let exists: i64 = notifications::table
-                .filter(notifications::dedupe_key.eq(&key))
-                .count()
-                .get_result(conn)?;
-            if exists > 0 {
-                continue;
-            }
-            diesel::insert_into(notifications::table)
-                .values((
-                    notifications::id.eq(new_id()),
-                    notifications::dedupe_key.eq(&key),
-                    notifications::task_id.eq(&task.id),
-                    notifications::level.eq(task.escalation_level),
-                    notifications::recipient_id.eq(rid),
-                    notifications::channel.eq(ch.code()),
-                    notifications::status.eq(Delivery::Pending.code()),
-                    notifications::attempts.eq(0),
-                    notifications::due_at.eq(to_db(now)),
-                    notifications::created_at.eq(to_db(now)),
-                ))
-                .execute(conn)?;
-            n += 1;
-        }
-    }
-    Ok(n)
+    let to = addresses(conn, recipient_ids)?;
+    let mut rows = Vec::new();
+    outbox_rows(task, &to, email, now, &mut rows);
+    insert_outbox(conn, &rows)
 }
 
 /// Stops what has not gone out yet: the task no longer needs anyone's attention.
@@ -175,17 +233,22 @@ pub fn due_ids(conn: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> AppRe
         .load(conn)?)
 }
 
-/// Claims one row with a lease by a conditional update: of several instances, one wins.
-pub fn claim(
+/// Claims up to `limit` due rows for `owner` with one conditional update: of several
+/// instances, each row goes to one. Returns the rows this call claimed.
+pub fn claim_due(
     conn: &mut DbConnection,
-    id: &str,
     owner: &str,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
-) -> AppResult<Option<NotificationRow>> {
-    let n = diesel::update(
+    limit: i64,
+) -> AppResult<Vec<NotificationRow>> {
+    let ids = due_ids(conn, now, limit)?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::update(
         notifications::table
-            .filter(notifications::id.eq(id))
+            .filter(notifications::id.eq_any(&ids))
             .filter(ready(to_db(now))),
     )
     .set((
@@ -195,15 +258,15 @@ pub fn claim(
         notifications::attempts.eq(notifications::attempts + 1),
     ))
     .execute(conn)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    Ok(Some(
-        notifications::table
-            .find(id)
-            .select(NotificationRow::as_select())
-            .first(conn)?,
-    ))
+    // This lease (owner and expiry together) names exactly the rows this call claimed.
+    Ok(notifications::table
+        .filter(notifications::id.eq_any(&ids))
+        .filter(notifications::status.eq(Delivery::Sending.code()))
+        .filter(notifications::lease_owner.eq(owner))
+        .filter(notifications::lease_until.eq(to_db(lease_until)))
+        .order(notifications::due_at.asc())
+        .select(NotificationRow::as_select())
+        .load(conn)?)
 }
 
 /// What happened to one delivery attempt.
@@ -355,7 +418,7 @@ pub fn subscribe(
     let existing: Option<String> = push_subscriptions::table
         .filter(push_subscriptions::endpoint.eq(endpoint))
         .select(push_subscriptions::id)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     if let Some(id) = existing {
         diesel::update(push_subscriptions::table.find(&id))
@@ -390,6 +453,26 @@ pub fn devices(conn: &mut DbConnection, staff_id: &str) -> AppResult<Vec<Device>
         .order(push_subscriptions::created_at.asc())
         .select(Device::as_select())
         .load(conn)?)
+}
+
+/// The registered devices of several members of staff, by staff id.
+pub fn devices_of(
+    conn: &mut DbConnection,
+    staff_ids: &[&str],
+) -> AppResult<std::collections::HashMap<String, Vec<Device>>> {
+    let mut out: std::collections::HashMap<String, Vec<Device>> = Default::default();
+    if staff_ids.is_empty() {
+        return Ok(out);
+    }
+    let rows: Vec<Device> = push_subscriptions::table
+        .filter(push_subscriptions::staff_id.eq_any(staff_ids))
+        .order(push_subscriptions::created_at.asc())
+        .select(Device::as_select())
+        .load(conn)?;
+    for d in rows {
+        out.entry(d.staff_id.clone()).or_default().push(d);
+    }
+    Ok(out)
 }
 
 pub fn unsubscribe(conn: &mut DbConnection, staff_id: &str, id: &str) -> AppResult<()> {

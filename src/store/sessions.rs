@@ -51,7 +51,7 @@ pub fn check_password(
         .filter(staff::email.eq(email.trim()))
         .filter(staff::active.eq(true))
         .select((staff::id, staff::password_hash))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     let Some((id, Some(hash))) = row else {
         return Ok(None);
@@ -98,7 +98,7 @@ pub fn find(
         .find(hash_token(token))
         .filter(sessions::expires_at.gt(to_db(now)))
         .select((sessions::staff_id, sessions::csrf))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     let Some((staff_id, csrf)) = row else {
         return Ok(None);

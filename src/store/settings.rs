@@ -9,7 +9,7 @@ pub fn get(conn: &mut DbConnection, name: &str) -> AppResult<Option<String>> {
     Ok(settings::table
         .find(name)
         .select(settings::value)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Assignee {
     Role(String),
     Staff(String),
@@ -213,7 +213,7 @@ fn load(conn: &mut DbConnection, id: &str) -> AppResult<Task> {
     tasks::table
         .find(id)
         .select(TaskRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .ok_or_else(|| AppError::NotFound(format!("no task with id {id}")))?
         .try_into()
@@ -221,6 +221,41 @@ fn load(conn: &mut DbConnection, id: &str) -> AppResult<Task> {
 
 pub fn get(conn: &mut DbConnection, id: &str) -> AppResult<Task> {
     load(conn, id)
+}
+
+/// Open tasks whose current level has run out, oldest first.
+pub fn due_for_escalation(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> AppResult<Vec<Task>> {
+    tasks::table
+        .filter(tasks::status.eq(Status::Requested.code()))
+        .filter(tasks::next_escalation_at.le(to_db(now)))
+        .order(tasks::next_escalation_at.asc())
+        .limit(limit)
+        .select(TaskRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(Task::try_from)
+        .collect()
+}
+
+/// Several tasks by id, in one query; ids not found are left out.
+pub fn get_many(
+    conn: &mut DbConnection,
+    ids: &[&str],
+) -> AppResult<std::collections::HashMap<String, Task>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    tasks::table
+        .filter(tasks::id.eq_any(ids))
+        .select(TaskRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(|r| Task::try_from(r).map(|t| (t.id.clone(), t)))
+        .collect()
 }
 
 /// One entry for a task's timeline.
@@ -243,7 +278,7 @@ pub fn append_event(
     let last: Option<i32> = task_events::table
         .filter(task_events::task_id.eq(task_id))
         .select(diesel::dsl::max(task_events::seq))
-        .first(conn)?;
+        .get_result(conn)?;
     let seq = last.unwrap_or(0) + 1;
     diesel::insert_into(task_events::table)
         .values((
@@ -258,6 +293,105 @@ pub fn append_event(
         ))
         .execute(conn)?;
     Ok(seq)
+}
+
+/// One timeline entry to write with others in one statement.
+#[derive(Insertable)]
+#[diesel(table_name = task_events, treat_none_as_default_value = false)]
+pub struct NewEventRow {
+    pub task_id: String,
+    pub seq: i32,
+    pub at: NaiveDateTime,
+    pub actor_id: Option<String>,
+    pub kind: &'static str,
+    pub from_status: Option<&'static str>,
+    pub to_status: Option<&'static str>,
+    pub detail: Option<String>,
+}
+
+/// The last event number of each of these tasks (0 for none). As with [`append_event`],
+/// the tasks' rows must already have been updated in this transaction.
+pub fn last_seqs(
+    conn: &mut DbConnection,
+    ids: &[&str],
+) -> AppResult<std::collections::HashMap<String, i32>> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in ids.chunks(500) {
+        let rows: Vec<(String, Option<i32>)> = task_events::table
+            .filter(task_events::task_id.eq_any(chunk))
+            .group_by(task_events::task_id)
+            .select((task_events::task_id, diesel::dsl::max(task_events::seq)))
+            .load(conn)?;
+        out.extend(rows.into_iter().map(|(id, s)| (id, s.unwrap_or(0))));
+    }
+    Ok(out)
+}
+
+/// Writes many timeline entries, many to a statement.
+pub fn insert_events(conn: &mut DbConnection, rows: &[NewEventRow]) -> AppResult<()> {
+    for chunk in rows.chunks(500) {
+        // The multi backend has no multi-row INSERT; each backend has its own.
+        let insert = diesel::insert_into(task_events::table).values(chunk);
+        match conn {
+            DbConnection::Sqlite(c) => insert.execute(c)?,
+            DbConnection::Pg(c) => insert.execute(c)?,
+        };
+    }
+    Ok(())
+}
+
+/// Applies escalations, each only if the task is still at the version it was read at.
+/// Returns the ids changed. PostgreSQL does them all in one statement; on SQLite, where a
+/// statement costs no round trip, one each.
+pub(crate) fn save_escalations(
+    conn: &mut DbConnection,
+    next: &[&Task],
+    now: DateTime<Utc>,
+) -> AppResult<std::collections::HashSet<String>> {
+    match conn {
+        DbConnection::Pg(pg) => {
+            use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
+            #[derive(QueryableByName)]
+            struct Changed {
+                #[diesel(sql_type = Text)]
+                id: String,
+            }
+            let mut out = std::collections::HashSet::new();
+            for chunk in next.chunks(1000) {
+                let ids: Vec<&str> = chunk.iter().map(|t| t.id.as_str()).collect();
+                let versions: Vec<i64> = chunk.iter().map(|t| t.version - 1).collect();
+                let levels: Vec<i32> = chunk.iter().map(|t| t.escalation_level).collect();
+                let next_at: Vec<Option<NaiveDateTime>> = chunk
+                    .iter()
+                    .map(|t| t.next_escalation_at.map(to_db))
+                    .collect();
+                let rows: Vec<Changed> = diesel::sql_query(
+                    "UPDATE tasks SET escalation_level = x.level, next_escalation_at = x.next_at, \
+                     version = tasks.version + 1, updated_at = $5 \
+                     FROM unnest($1::text[], $2::bigint[], $3::int[], $4::timestamp[]) \
+                       AS x(id, version, level, next_at) \
+                     WHERE tasks.id = x.id AND tasks.version = x.version RETURNING tasks.id",
+                )
+                .bind::<Array<Text>, _>(ids)
+                .bind::<Array<BigInt>, _>(versions)
+                .bind::<Array<Integer>, _>(levels)
+                .bind::<Array<Nullable<Timestamp>>, _>(next_at)
+                .bind::<Timestamp, _>(to_db(now))
+                .load(pg)?;
+                out.extend(rows.into_iter().map(|r| r.id));
+            }
+            Ok(out)
+        }
+        DbConnection::Sqlite(_) => {
+            let mut out = std::collections::HashSet::new();
+            for t in next {
+                if save_if_unchanged(conn, t, t.version - 1)? {
+                    out.insert(t.id.clone());
+                }
+            }
+            Ok(out)
+        }
+    }
 }
 
 fn assignee_json(a: &Assignee) -> Value {
@@ -333,7 +467,31 @@ pub fn raise(
             detail: Some(json!({ "assignee": assignee_json(&assignee), "priority": new.priority })),
         },
     )?;
-    let task = load(conn, &id)?;
+    let task = Task {
+        id: id.clone(),
+        nhs_number: new.nhs_number.as_str().to_string(),
+        ward: new.ward,
+        bed: new.bed,
+        category: new.category,
+        description: new.description,
+        priority: new.priority,
+        news2: new.news2,
+        status: Status::Requested,
+        assignee,
+        raised_by: by.id.clone(),
+        raised_at: now,
+        ack_deadline: deadline,
+        acknowledged_by: None,
+        acknowledged_at: None,
+        started_at: None,
+        ended_at: None,
+        outcome: None,
+        status_reason: None,
+        escalation_level: 0,
+        next_escalation_at: Some(deadline),
+        version: 1,
+        updated_at: now,
+    };
     let recipients = notifications::first_recipients(conn, &task)?;
     let queued = notifications::enqueue(conn, &task, &recipients, policy.email, now)?;
     if recipients.is_empty() {
@@ -341,26 +499,6 @@ pub fn raise(
     }
     tracing::info!(task_id = %id, priority = %new.priority, notifications = queued, "task raised");
     Ok(task)
-}
-
-#[derive(AsChangeset)]
-#[diesel(table_name = tasks, treat_none_as_null = true)]
-struct TaskChanges<'a> {
-    status: &'a str,
-    assignee_role_id: Option<&'a str>,
-    assignee_staff_id: Option<&'a str>,
-    ack_deadline: NaiveDateTime,
-    acknowledged_by: Option<&'a str>,
-    acknowledged_at: Option<NaiveDateTime>,
-    started_at: Option<NaiveDateTime>,
-    ended_at: Option<NaiveDateTime>,
-    outcome_code: Option<&'a str>,
-    outcome_text: Option<&'a str>,
-    status_reason: Option<&'a str>,
-    escalation_level: i32,
-    next_escalation_at: Option<NaiveDateTime>,
-    version: i64,
-    updated_at: NaiveDateTime,
 }
 
 /// Writes `next` over the stored task if nobody changed it since `expected_version`.
@@ -373,29 +511,30 @@ pub(crate) fn save_if_unchanged(
         Assignee::Role(r) => (Some(r.as_str()), None),
         Assignee::Staff(s) => (None, Some(s.as_str())),
     };
-    let changes = TaskChanges {
-        status: next.status.code(),
-        assignee_role_id: role_id,
-        assignee_staff_id: staff_id,
-        ack_deadline: to_db(next.ack_deadline),
-        acknowledged_by: next.acknowledged_by.as_deref(),
-        acknowledged_at: next.acknowledged_at.map(to_db),
-        started_at: next.started_at.map(to_db),
-        ended_at: next.ended_at.map(to_db),
-        outcome_code: next.outcome.as_ref().map(|(c, _)| c.code()),
-        outcome_text: next.outcome.as_ref().map(|(_, t)| t.as_str()),
-        status_reason: next.status_reason.as_deref(),
-        escalation_level: next.escalation_level,
-        next_escalation_at: next.next_escalation_at.map(to_db),
-        version: next.version,
-        updated_at: to_db(next.updated_at),
-    };
+    // A tuple of plain assignments, not a derived changeset: diesel caches the prepared
+    // statement of the one and prepared the other anew on every call.
     let n = diesel::update(
         tasks::table
             .filter(tasks::id.eq(&next.id))
             .filter(tasks::version.eq(expected_version)),
     )
-    .set(&changes)
+    .set((
+        tasks::status.eq(next.status.code()),
+        tasks::assignee_role_id.eq(role_id),
+        tasks::assignee_staff_id.eq(staff_id),
+        tasks::ack_deadline.eq(to_db(next.ack_deadline)),
+        tasks::acknowledged_by.eq(next.acknowledged_by.as_deref()),
+        tasks::acknowledged_at.eq(next.acknowledged_at.map(to_db)),
+        tasks::started_at.eq(next.started_at.map(to_db)),
+        tasks::ended_at.eq(next.ended_at.map(to_db)),
+        tasks::outcome_code.eq(next.outcome.as_ref().map(|(c, _)| c.code())),
+        tasks::outcome_text.eq(next.outcome.as_ref().map(|(_, t)| t.as_str())),
+        tasks::status_reason.eq(next.status_reason.as_deref()),
+        tasks::escalation_level.eq(next.escalation_level),
+        tasks::next_escalation_at.eq(next.next_escalation_at.map(to_db)),
+        tasks::version.eq(next.version),
+        tasks::updated_at.eq(to_db(next.updated_at)),
+    ))
     .execute(conn)?;
     Ok(n == 1)
 }

@@ -240,12 +240,15 @@ async fn raise_task(
     let new = body.into_inner().validate()?;
     let now = state.clock.now();
     let policy = state.config.policy.clone();
-    let task = state
+    // The response is read in the same command: on SQLite the writer's page cache is warm,
+    // where a reader's would have been emptied by the commits since its last read.
+    let view = state
         .store
-        .write(move |c| tasks::raise(c, &staff, new, now, &policy))
+        .write(move |c| {
+            let task = tasks::raise(c, &staff, new, now, &policy)?;
+            one_view(c, task, now)
+        })
         .await?;
-    // Names and the timeline are read after the commit, not while holding the writer.
-    let view = state.store.read(move |c| one_view(c, task, now)).await?;
     state.outbox.notify_one();
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/tasks/{}", view.id)))
@@ -478,11 +481,13 @@ async fn act_on_task(
     let cmd = command(&action, optional_body(&req, &body)?)?;
     let now = state.clock.now();
     let policy = state.config.policy.clone();
-    let task = state
+    let view = state
         .store
-        .write(move |c| tasks::act(c, &id, &staff, cmd, now, &policy))
+        .write(move |c| {
+            let task = tasks::act(c, &id, &staff, cmd, now, &policy)?;
+            one_view(c, task, now)
+        })
         .await?;
-    let view = state.store.read(move |c| one_view(c, task, now)).await?;
     state.outbox.notify_one();
     Ok(HttpResponse::Ok().json(view))
 }
@@ -807,10 +812,11 @@ async fn dashboard(state: web::Data<AppState>, Caller(staff): Caller) -> AppResu
         ));
     }
     let now = state.clock.now();
+    let figures = state.store.figures.clone();
     let body = state
         .store
         .read(move |c| {
-            let d = crate::store::dashboard::load(c, now)?;
+            let d = crate::store::dashboard::load(c, now, &figures)?;
             let late: Vec<_> = d
                 .late
                 .iter()

@@ -83,10 +83,11 @@ fn duration(secs: Option<i64>) -> String {
 
 async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
     let now = state.clock.now();
+    let figures = state.store.figures.clone();
     let (d, late_views, names) = state
         .store
         .read(move |c| {
-            let d = dashboard::load(c, now)?;
+            let d = dashboard::load(c, now, &figures)?;
             let late_views = views(c, d.late.iter().map(|l| l.task.clone()).collect(), now)?;
             let ids: Vec<&str> = d.failed.iter().map(|f| f.recipient_id.as_str()).collect();
             let names = directory::staff_names(c, &ids)?;
