@@ -134,6 +134,10 @@ where
     }
 }
 
+/// The writer's page cache: every status change touches a page of each of the task
+/// table's indexes, and with a million tasks stored the default 2 MiB kept few of them.
+const SQLITE_WRITER_CACHE: &str = "PRAGMA cache_size = -32768;";
+
 /// The most commands one group commit carries.
 const GROUP_MAX: usize = 256;
 
@@ -156,7 +160,10 @@ fn group_writer(
         }
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => match manager.connect() {
+            None => match manager.connect().and_then(|mut c| {
+                c.batch_execute(SQLITE_WRITER_CACHE)?;
+                Ok(c)
+            }) {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     let e = AppError::Unavailable(e.to_string());
@@ -278,6 +285,29 @@ impl Store {
         answer.await.map_err(|_| {
             AppError::Internal("the database writer dropped a command it was given".into())
         })?
+    }
+
+    /// Runs a command, then reads what to answer with: on SQLite inside the command, where
+    /// the writer's page cache is warm (a reader's is emptied by every commit since its last
+    /// read); on PostgreSQL after the commit, so the transaction and its row locks are not
+    /// held across the extra round trips.
+    pub async fn write_then_read<T, V, F, G>(&self, f: F, view: G) -> AppResult<V>
+    where
+        T: Send + 'static,
+        V: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> AppResult<T> + Send + 'static,
+        G: FnOnce(&mut DbConnection, T) -> AppResult<V> + Send + 'static,
+    {
+        if self.is_sqlite() {
+            self.write(move |c| {
+                let t = f(c)?;
+                view(c, t)
+            })
+            .await
+        } else {
+            let t = self.write(f).await?;
+            self.read(move |c| view(c, t)).await
+        }
     }
 
     /// Runs several transactions on one blocking thread.

@@ -240,14 +240,12 @@ async fn raise_task(
     let new = body.into_inner().validate()?;
     let now = state.clock.now();
     let policy = state.config.policy.clone();
-    // The response is read in the same command: on SQLite the writer's page cache is warm,
-    // where a reader's would have been emptied by the commits since its last read.
     let view = state
         .store
-        .write(move |c| {
-            let task = tasks::raise(c, &staff, new, now, &policy)?;
-            one_view(c, task, now)
-        })
+        .write_then_read(
+            move |c| tasks::raise(c, &staff, new, now, &policy),
+            move |c, task| one_view(c, task, now),
+        )
         .await?;
     state.outbox.notify_one();
     Ok(HttpResponse::Created()
@@ -483,10 +481,10 @@ async fn act_on_task(
     let policy = state.config.policy.clone();
     let view = state
         .store
-        .write(move |c| {
-            let task = tasks::act(c, &id, &staff, cmd, now, &policy)?;
-            one_view(c, task, now)
-        })
+        .write_then_read(
+            move |c| tasks::act(c, &id, &staff, cmd, now, &policy),
+            move |c, task| one_view(c, task, now),
+        )
         .await?;
     state.outbox.notify_one();
     Ok(HttpResponse::Ok().json(view))
