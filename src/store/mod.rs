@@ -310,16 +310,6 @@ impl Store {
         }
     }
 
-    /// Runs several transactions on one blocking thread.
-    pub async fn run<T, F>(&self, f: F) -> AppResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> AppResult<T> + Send + 'static,
-    {
-        let store = self.clone();
-        run_blocking(move || f(&store)).await
-    }
-
     /// The same as [`Store::write`], for callers already off the async runtime (the CLI).
     pub fn write_now<T, F>(&self, f: F) -> AppResult<T>
     where

@@ -340,6 +340,13 @@ pub fn insert_events(conn: &mut DbConnection, rows: &[NewEventRow]) -> AppResult
     Ok(())
 }
 
+/// A row an `UPDATE … RETURNING id` changed.
+#[derive(QueryableByName)]
+struct Changed {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+}
+
 /// Applies escalations, each only if the task is still at the version it was read at.
 /// Returns the ids changed. PostgreSQL does them all in one statement, SQLite one per
 /// (level, next deadline).
@@ -351,11 +358,6 @@ pub(crate) fn save_escalations(
     match conn {
         DbConnection::Pg(pg) => {
             use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
-            #[derive(QueryableByName)]
-            struct Changed {
-                #[diesel(sql_type = Text)]
-                id: String,
-            }
             let mut out = std::collections::HashSet::new();
             for chunk in next.chunks(1000) {
                 let ids: Vec<&str> = chunk.iter().map(|t| t.id.as_str()).collect();
@@ -384,11 +386,6 @@ pub(crate) fn save_escalations(
         }
         DbConnection::Sqlite(lite) => {
             use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
-            #[derive(QueryableByName)]
-            struct Changed {
-                #[diesel(sql_type = Text)]
-                id: String,
-            }
             // One statement per (level, next deadline), the tasks and the versions they
             // were read at passed as one JSON array: a statement per task cost 100 µs.
             let mut by_target: std::collections::BTreeMap<_, Vec<(&str, i64)>> = Default::default();
@@ -529,6 +526,26 @@ pub fn raise(
     Ok(task)
 }
 
+#[derive(AsChangeset)]
+#[diesel(table_name = tasks, treat_none_as_null = true)]
+struct TaskChanges<'a> {
+    status: &'a str,
+    assignee_role_id: Option<&'a str>,
+    assignee_staff_id: Option<&'a str>,
+    ack_deadline: NaiveDateTime,
+    acknowledged_by: Option<&'a str>,
+    acknowledged_at: Option<NaiveDateTime>,
+    started_at: Option<NaiveDateTime>,
+    ended_at: Option<NaiveDateTime>,
+    outcome_code: Option<&'a str>,
+    outcome_text: Option<&'a str>,
+    status_reason: Option<&'a str>,
+    escalation_level: i32,
+    next_escalation_at: Option<NaiveDateTime>,
+    version: i64,
+    updated_at: NaiveDateTime,
+}
+
 /// Writes `next` over the stored task if nobody changed it since `expected_version`.
 pub(crate) fn save_if_unchanged(
     conn: &mut DbConnection,
@@ -539,30 +556,29 @@ pub(crate) fn save_if_unchanged(
         Assignee::Role(r) => (Some(r.as_str()), None),
         Assignee::Staff(s) => (None, Some(s.as_str())),
     };
-    // diesel prepares every UPDATE anew (it never caches them), so this is one of the
-    // costs BENCHMARKS.md counts per command.
+    let changes = TaskChanges {
+        status: next.status.code(),
+        assignee_role_id: role_id,
+        assignee_staff_id: staff_id,
+        ack_deadline: to_db(next.ack_deadline),
+        acknowledged_by: next.acknowledged_by.as_deref(),
+        acknowledged_at: next.acknowledged_at.map(to_db),
+        started_at: next.started_at.map(to_db),
+        ended_at: next.ended_at.map(to_db),
+        outcome_code: next.outcome.as_ref().map(|(c, _)| c.code()),
+        outcome_text: next.outcome.as_ref().map(|(_, t)| t.as_str()),
+        status_reason: next.status_reason.as_deref(),
+        escalation_level: next.escalation_level,
+        next_escalation_at: next.next_escalation_at.map(to_db),
+        version: next.version,
+        updated_at: to_db(next.updated_at),
+    };
     let n = diesel::update(
         tasks::table
             .filter(tasks::id.eq(&next.id))
             .filter(tasks::version.eq(expected_version)),
     )
-    .set((
-        tasks::status.eq(next.status.code()),
-        tasks::assignee_role_id.eq(role_id),
-        tasks::assignee_staff_id.eq(staff_id),
-        tasks::ack_deadline.eq(to_db(next.ack_deadline)),
-        tasks::acknowledged_by.eq(next.acknowledged_by.as_deref()),
-        tasks::acknowledged_at.eq(next.acknowledged_at.map(to_db)),
-        tasks::started_at.eq(next.started_at.map(to_db)),
-        tasks::ended_at.eq(next.ended_at.map(to_db)),
-        tasks::outcome_code.eq(next.outcome.as_ref().map(|(c, _)| c.code())),
-        tasks::outcome_text.eq(next.outcome.as_ref().map(|(_, t)| t.as_str())),
-        tasks::status_reason.eq(next.status_reason.as_deref()),
-        tasks::escalation_level.eq(next.escalation_level),
-        tasks::next_escalation_at.eq(next.next_escalation_at.map(to_db)),
-        tasks::version.eq(next.version),
-        tasks::updated_at.eq(to_db(next.updated_at)),
-    ))
+    .set(&changes)
     .execute(conn)?;
     Ok(n == 1)
 }
