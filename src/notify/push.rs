@@ -1,5 +1,6 @@
 //! Web Push sender: RFC 8030 (HTTP push), RFC 8291 (aes128gcm message encryption) and
-//! RFC 8292 (VAPID), on top of the `web-push` crate's hyper client.
+//! RFC 8292 (VAPID), on top of the `web-push` crate's hyper client. The payload is encrypted
+//! by [`super::ece`] (ring), not by web-push's OpenSSL-based `ece`: see there for why.
 //!
 //! One [`PushSender`] is built at start-up from the VAPID key pair and reused for every
 //! message; [`PushSender::send`] makes exactly one attempt and classifies the outcome as
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use web_push::{
     ContentEncoding, HyperWebPushClient, PartialVapidSignatureBuilder, SubscriptionInfo,
-    VapidSignature, VapidSignatureBuilder, WebPushClient, WebPushError, WebPushMessageBuilder,
+    VapidSignatureBuilder, WebPushClient, WebPushError, WebPushMessage, WebPushPayload,
 };
 
 /// The application server's VAPID key pair, both base64url without padding.
@@ -118,8 +119,9 @@ pub struct PushSender {
     subject: String,
     timeout: Duration,
     client: HyperWebPushClient,
-    /// VAPID JWTs by audience: one ES256 signature per push service per hour, not per message.
-    signatures: Arc<Mutex<HashMap<String, (VapidSignature, Instant)>>>,
+    /// VAPID `Authorization` headers by audience: one ES256 signature per push service per
+    /// hour, not per message.
+    signatures: Arc<Mutex<HashMap<String, (String, Instant)>>>,
 }
 
 /// How long a signed VAPID JWT is reused (it is valid for twelve hours).
@@ -171,7 +173,9 @@ impl PushSender {
         })
     }
 
-    fn signature(&self, info: &SubscriptionInfo, aud: String) -> Result<VapidSignature, PushError> {
+    /// The `Authorization: vapid t=…, k=…` header for a push service (`aud`), signed at most
+    /// once per [`SIGNATURE_REUSE`].
+    fn authorization(&self, info: &SubscriptionInfo, aud: String) -> Result<String, PushError> {
         let cached = self
             .signatures
             .lock()
@@ -186,11 +190,16 @@ impl PushSender {
         builder.add_claim("sub", self.subject.as_str());
         builder.add_claim("aud", aud.clone());
         let signature = builder.build().map_err(classify)?;
+        let header = format!(
+            "vapid t={}, k={}",
+            signature.auth_t,
+            URL_SAFE_NO_PAD.encode(&signature.auth_k)
+        );
         self.signatures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(aud, (signature.clone(), Instant::now()));
-        Ok(signature)
+            .insert(aud, (header.clone(), Instant::now()));
+        Ok(header)
     }
 
     /// The VAPID public key, base64url: what the page passes as `applicationServerKey`.
@@ -216,18 +225,34 @@ impl PushSender {
             sub.auth.as_str(),
         );
         let aud = audience(&sub.endpoint).map_err(PushError::Permanent)?;
+        let endpoint: http::Uri = sub
+            .endpoint
+            .parse()
+            .map_err(|e| PushError::Permanent(format!("push endpoint is not a URL: {e}")))?;
+        let authorization = self.authorization(&info, aud)?;
 
-        let signature = self.signature(&info, aud)?;
-
-        let mut message = WebPushMessageBuilder::new(&info);
-        message.set_payload(ContentEncoding::Aes128Gcm, payload);
-        message.set_ttl(ttl_secs);
-        message.set_urgency(urgency.into());
-        if !topic.is_empty() {
-            message.set_topic(topic_token(topic));
-        }
-        message.set_vapid_signature(signature);
-        let message = message.build().map_err(classify)?;
+        let key = |name: &str, value: &str| {
+            URL_SAFE_NO_PAD
+                .decode(value.trim().trim_end_matches('='))
+                .map_err(|_| PushError::Permanent(format!("subscription {name} is not base64url")))
+        };
+        let content = super::ece::encrypt(
+            &key("p256dh", &sub.p256dh)?,
+            &key("auth", &sub.auth)?,
+            payload,
+        )
+        .map_err(|e| PushError::Permanent(e.to_string()))?;
+        let message = WebPushMessage {
+            endpoint,
+            ttl: ttl_secs,
+            urgency: Some(urgency.into()),
+            topic: (!topic.is_empty()).then(|| topic_token(topic)),
+            payload: Some(WebPushPayload {
+                content,
+                crypto_headers: vec![("Authorization", authorization)],
+                content_encoding: ContentEncoding::Aes128Gcm,
+            }),
+        };
 
         match tokio::time::timeout(self.timeout, self.client.send(message)).await {
             Ok(result) => result.map_err(classify),
