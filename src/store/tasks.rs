@@ -311,20 +311,45 @@ pub struct NewEventRow {
 
 /// The last event number of each of these tasks (0 for none). As with [`append_event`],
 /// the tasks' rows must already have been updated in this transaction.
+///
+/// Written as one `max(seq)` subquery per task, which is always a probe of the primary key.
+/// The obvious `WHERE task_id IN (…) GROUP BY task_id` was planned by PostgreSQL, once it
+/// reused a generic plan, as a parallel scan of the whole events table: 270 ms per 500
+/// tasks with a million tasks stored, half of an escalation tick.
 pub fn last_seqs(
     conn: &mut DbConnection,
     ids: &[&str],
 ) -> AppResult<std::collections::HashMap<String, i32>> {
+    use diesel::sql_types::{Array, Text};
     let mut out = std::collections::HashMap::new();
-    for chunk in ids.chunks(500) {
-        let rows: Vec<(String, Option<i32>)> = task_events::table
-            .filter(task_events::task_id.eq_any(chunk))
-            .group_by(task_events::task_id)
-            .select((task_events::task_id, diesel::dsl::max(task_events::seq)))
-            .load(conn)?;
-        out.extend(rows.into_iter().map(|(id, s)| (id, s.unwrap_or(0))));
+    for chunk in ids.chunks(1000) {
+        let rows: Vec<LastSeq> = match conn {
+            DbConnection::Pg(pg) => diesel::sql_query(
+                "SELECT x.id, (SELECT max(e.seq) FROM task_events e WHERE e.task_id = x.id) AS seq \
+                 FROM unnest($1::text[]) AS x(id)",
+            )
+            .bind::<Array<Text>, _>(chunk)
+            .load(pg)?,
+            DbConnection::Sqlite(lite) => diesel::sql_query(
+                "SELECT x.value AS id, \
+                   (SELECT max(e.seq) FROM task_events e WHERE e.task_id = x.value) AS seq \
+                 FROM json_each(?) AS x",
+            )
+            .bind::<Text, _>(serde_json::to_string(chunk).unwrap_or_default())
+            .load(lite)?,
+        };
+        out.extend(rows.into_iter().map(|r| (r.id, r.seq.unwrap_or(0))));
     }
     Ok(out)
+}
+
+/// A row of [`last_seqs`].
+#[derive(QueryableByName)]
+struct LastSeq {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    seq: Option<i32>,
 }
 
 /// Writes many timeline entries, many to a statement.
