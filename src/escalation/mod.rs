@@ -7,6 +7,7 @@ use crate::store::notifications::Addressee;
 use crate::store::tasks::{self as task_store, Assignee, NewEventRow, Task};
 use crate::store::{directory, notifications, to_db, DbConnection, Store};
 use chrono::{DateTime, Duration, Utc};
+use futures_util::future::join_all;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -146,7 +147,7 @@ const PER_TRANSACTION: usize = 500;
 /// loses nothing (a group not committed is still due at the next tick). `wake` is told
 /// after each group commits, so its notifications go out while the tick goes on. A group
 /// that fails is retried one task per transaction, so one bad task cannot hold up the
-/// others.
+/// others. On PostgreSQL, groups run side by side (one per core).
 pub async fn tick(
     store: &Store,
     now: DateTime<Utc>,
@@ -162,39 +163,64 @@ pub async fn tick(
             return Ok(escalated);
         }
         let read = due.len();
+        // On PostgreSQL each group is a transaction on its own connection and the server's
+        // work per row is most of the cost, so groups run side by side, one per core. On
+        // SQLite every write goes through the one writer anyway.
+        let side_by_side = if store.is_sqlite() {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        };
         let mut done = 0;
-        for chunk in due.chunks(PER_TRANSACTION) {
-            let (group, p) = (chunk.to_vec(), policy.clone());
-            let together = store
-                .write(move |c| escalate_group(c, &group, now, &p))
-                .await;
-            done += match together {
-                Ok(k) => k.len(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "escalating a group failed; one at a time");
-                    let mut k = 0;
-                    for t in chunk {
-                        let (one, p) = (t.clone(), policy.clone());
-                        match store
-                            .write(move |c| escalate_group(c, &[one], now, &p))
-                            .await
-                        {
-                            Ok(v) => k += v.len(),
-                            Err(e) => {
-                                tracing::error!(task_id = %t.id, error = %e, "escalation failed; will retry next tick")
-                            }
-                        }
-                    }
-                    k
-                }
-            };
-            wake.notify_one();
+        for wave in due.chunks(PER_TRANSACTION * side_by_side) {
+            let groups = wave
+                .chunks(PER_TRANSACTION)
+                .map(|chunk| escalate_chunk(store, chunk, now, policy, wake));
+            done += join_all(groups).await.into_iter().sum::<usize>();
         }
         escalated += done;
         if read < 2000 || done == 0 {
             return Ok(escalated);
         }
     }
+}
+
+/// Escalates one group of due tasks in one transaction; if that fails, one task at a time,
+/// so that one bad task cannot hold back the rest. Wakes the dispatcher when done. Returns
+/// how many tasks were escalated.
+async fn escalate_chunk(
+    store: &Store,
+    chunk: &[Task],
+    now: DateTime<Utc>,
+    policy: &Policy,
+    wake: &Notify,
+) -> usize {
+    let (group, p) = (chunk.to_vec(), policy.clone());
+    let done = match store
+        .write(move |c| escalate_group(c, &group, now, &p))
+        .await
+    {
+        Ok(k) => k.len(),
+        Err(e) => {
+            tracing::warn!(error = %e, "escalating a group failed; one at a time");
+            let mut k = 0;
+            for t in chunk {
+                let (one, p) = (t.clone(), policy.clone());
+                match store
+                    .write(move |c| escalate_group(c, &[one], now, &p))
+                    .await
+                {
+                    Ok(v) => k += v.len(),
+                    Err(e) => {
+                        tracing::error!(task_id = %t.id, error = %e, "escalation failed; will retry next tick")
+                    }
+                }
+            }
+            k
+        }
+    };
+    wake.notify_one();
+    done
 }
 
 /// Runs the tick on the cron schedule, reading time from the clock (so tests can move it).
