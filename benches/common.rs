@@ -26,6 +26,26 @@ impl BenchDb {
             diesel::sql_query(format!("CREATE DATABASE {name}"))
                 .execute(&mut c)
                 .unwrap();
+            // BENCH_POSTGRES_LOG_MS=20 makes the server log each statement of this database
+            // that takes 20 ms or more, with its duration and its plan (auto_explain), in
+            // the server's log: to see where a run's time goes.
+            if let Ok(ms) = std::env::var("BENCH_POSTGRES_LOG_MS") {
+                let ms: u32 = ms.parse().expect("BENCH_POSTGRES_LOG_MS is milliseconds");
+                diesel::sql_query(format!(
+                    "ALTER DATABASE {name} SET log_min_duration_statement = {ms}"
+                ))
+                .execute(&mut c)
+                .unwrap();
+                for setting in [
+                    "session_preload_libraries = 'auto_explain'",
+                    &format!("auto_explain.log_min_duration = {ms}"),
+                    "auto_explain.log_analyze = on",
+                ] {
+                    diesel::sql_query(format!("ALTER DATABASE {name} SET {setting}"))
+                        .execute(&mut c)
+                        .unwrap();
+                }
+            }
             let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
             BenchDb {
                 url: DatabaseUrl::Postgres(url.clone()),
