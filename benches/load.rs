@@ -88,13 +88,13 @@ async fn timed(
 }
 
 async fn worker(
+    c: reqwest::Client,
     base: String,
     nurse: String,
     doctor: String,
     stop: Arc<AtomicBool>,
     n: usize,
 ) -> Lat {
-    let c = reqwest::Client::new();
     let mut l = Lat::default();
     let mut i = 0usize;
     while !stop.load(Ordering::Relaxed) {
@@ -234,10 +234,17 @@ async fn run(backend: &str, a: &Args) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stop = Arc::new(AtomicBool::new(false));
+    // Each client is built before the clock starts: building one loads the system's TLS
+    // trust store (tens of ms of CPU), and building 32 while the first requests were in
+    // flight made those requests wait up to 3 s.
+    let clients: Vec<reqwest::Client> = (0..a.workers).map(|_| reqwest::Client::new()).collect();
     let started = Instant::now();
-    let handles: Vec<_> = (0..a.workers)
-        .map(|n| {
+    let handles: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(n, c)| {
             tokio::spawn(worker(
+                c,
                 base.clone(),
                 nurse.clone(),
                 doctor.clone(),
