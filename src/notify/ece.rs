@@ -9,9 +9,9 @@
 //! [`web_push::WebPushPayload`]; web-push still does the HTTP and the response handling.
 //! ring does the same P-256 arithmetic (BoringSSL's) without the key-object overhead.
 //!
-//! Every message gets a fresh ephemeral key pair and a fresh random salt, as RFC 8291
-//! §3.1 and RFC 8188 §2.1 ask. The payload is one record: plaintext, the last-record
-//! delimiter 0x02, no padding.
+//! Every message gets a fresh ephemeral key pair and a fresh random salt, so no two
+//! messages share a content key or nonce. The payload is one record: plaintext, the
+//! last-record delimiter 0x02, no padding.
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
 use ring::agreement::{agree_ephemeral, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
