@@ -175,7 +175,7 @@ impl PushSender {
 
     /// The `Authorization: vapid t=…, k=…` header for a push service (`aud`), signed at most
     /// once per [`SIGNATURE_REUSE`].
-    fn authorization(&self, info: &SubscriptionInfo, aud: String) -> Result<String, PushError> {
+    fn authorization(&self, sub: &Subscription, aud: String) -> Result<String, PushError> {
         let cached = self
             .signatures
             .lock()
@@ -186,7 +186,12 @@ impl PushSender {
         if let Some(s) = cached {
             return Ok(s);
         }
-        let mut builder = self.vapid.clone().add_sub_info(info);
+        let info = SubscriptionInfo::new(
+            sub.endpoint.as_str(),
+            sub.p256dh.as_str(),
+            sub.auth.as_str(),
+        );
+        let mut builder = self.vapid.clone().add_sub_info(&info);
         builder.add_claim("sub", self.subject.as_str());
         builder.add_claim("aud", aud.clone());
         let signature = builder.build().map_err(classify)?;
@@ -219,21 +224,15 @@ impl PushSender {
         urgency: Urgency,
         topic: &str,
     ) -> Result<(), PushError> {
-        let info = SubscriptionInfo::new(
-            sub.endpoint.as_str(),
-            sub.p256dh.as_str(),
-            sub.auth.as_str(),
-        );
         let aud = audience(&sub.endpoint).map_err(PushError::Permanent)?;
         let endpoint: http::Uri = sub
             .endpoint
             .parse()
             .map_err(|e| PushError::Permanent(format!("push endpoint is not a URL: {e}")))?;
-        let authorization = self.authorization(&info, aud)?;
+        let authorization = self.authorization(sub, aud)?;
 
         let key = |name: &str, value: &str| {
-            URL_SAFE_NO_PAD
-                .decode(value.trim().trim_end_matches('='))
+            decode_key(value)
                 .map_err(|_| PushError::Permanent(format!("subscription {name} is not base64url")))
         };
         let content = super::ece::encrypt(
@@ -262,6 +261,12 @@ impl PushSender {
             ))),
         }
     }
+}
+
+/// A subscription key (`keys.p256dh` or `keys.auth`) as browsers give it: base64url, with
+/// or without padding.
+pub fn decode_key(value: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    URL_SAFE_NO_PAD.decode(value.trim_end_matches('='))
 }
 
 /// The `Topic` header value for `topic`.

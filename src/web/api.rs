@@ -661,9 +661,7 @@ struct SubscriptionBody {
 }
 
 fn check_key(field: &str, value: &str, len: usize) -> AppResult<()> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(value.trim_end_matches('='))
+    let bytes = crate::notify::push::decode_key(value)
         .map_err(|_| unprocessable(format!("keys.{field} is not base64url")))?;
     if bytes.len() != len {
         return Err(unprocessable(format!(
