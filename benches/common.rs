@@ -31,12 +31,8 @@ impl BenchDb {
             // the server's log: to see where a run's time goes.
             if let Ok(ms) = std::env::var("BENCH_POSTGRES_LOG_MS") {
                 let ms: u32 = ms.parse().expect("BENCH_POSTGRES_LOG_MS is milliseconds");
-                diesel::sql_query(format!(
-                    "ALTER DATABASE {name} SET log_min_duration_statement = {ms}"
-                ))
-                .execute(&mut c)
-                .unwrap();
                 for setting in [
+                    &format!("log_min_duration_statement = {ms}"),
                     "session_preload_libraries = 'auto_explain'",
                     &format!("auto_explain.log_min_duration = {ms}"),
                     "auto_explain.log_analyze = on",
