@@ -1,5 +1,5 @@
 //! The JSON API under /api/v1, for systems and for the pages' scripts.
-use super::auth::Caller;
+use super::auth::{Caller, Credentials};
 use super::errors::json_error;
 use super::AppState;
 use crate::domain::notification::Delivery;
@@ -234,16 +234,20 @@ impl RaiseBody {
 
 async fn raise_task(
     state: web::Data<AppState>,
-    Caller(staff): Caller,
+    auth: Credentials,
     body: web::Json<RaiseBody>,
 ) -> AppResult<HttpResponse> {
-    let new = body.into_inner().validate()?;
+    // Checked after the credentials, so a caller who may not raise learns nothing more.
+    let new = body.into_inner().validate();
     let now = state.clock.now();
     let policy = state.config.policy.clone();
     let view = state
         .store
         .write_then_read(
-            move |c| tasks::raise(c, &staff, new, now, &policy),
+            move |c| {
+                let staff = auth.staff(c, now)?;
+                tasks::raise(c, &staff, new?, now, &policy)
+            },
             move |c, task| one_view(c, task, now),
         )
         .await?;
@@ -316,10 +320,34 @@ fn assignee_ids(conn: &mut DbConnection, key: &str, caller: &Staff) -> AppResult
 
 async fn list_tasks(
     state: web::Data<AppState>,
-    Caller(staff): Caller,
+    auth: Credentials,
     params: web::Query<ListParams>,
 ) -> AppResult<HttpResponse> {
     let p = params.into_inner();
+    let assignee = p.assignee.clone();
+    // Checked after the credentials, so a caller who may not list learns nothing more.
+    let filter = list_filter(p);
+    let now = state.clock.now();
+    let (list, next) = state
+        .store
+        .read(move |c| {
+            let staff = auth.staff(c, now)?;
+            let mut filter = filter?;
+            if let Some(a) = assignee {
+                filter.assignees = Some(assignee_ids(c, a.trim(), &staff)?);
+            }
+            let (list, next) = tasks::list(c, &filter, now)?;
+            Ok((views(c, list, now)?, next))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "tasks": list,
+        "next": next.map(|c| c.encode()),
+    })))
+}
+
+/// A list request's filter, or what is wrong with its parameters.
+fn list_filter(p: ListParams) -> AppResult<Filter> {
     let limit = p.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(AppError::BadRequest(format!(
@@ -334,33 +362,17 @@ async fn list_tasks(
         })?),
         None => None,
     };
-    let mut filter = Filter {
+    Ok(Filter {
         statuses: parse_list("status", &p.status, Status::parse)?,
         priorities: parse_list("priority", &p.priority, Priority::parse)?,
-        ward: p.ward.clone(),
+        ward: p.ward,
         assignees: None,
         overdue: p.overdue,
         raised_by: None,
         escalated: false,
         after,
         limit,
-    };
-    let now = state.clock.now();
-    let assignee = p.assignee.clone();
-    let (list, next) = state
-        .store
-        .read(move |c| {
-            if let Some(a) = assignee {
-                filter.assignees = Some(assignee_ids(c, a.trim(), &staff)?);
-            }
-            let (list, next) = tasks::list(c, &filter, now)?;
-            Ok((views(c, list, now)?, next))
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "tasks": list,
-        "next": next.map(|c| c.encode()),
-    })))
+    })
 }
 
 /// An optional JSON body: empty means "no details"; anything else must be valid JSON.
@@ -471,18 +483,22 @@ fn command(action: &str, body: ActionBody) -> AppResult<Command> {
 async fn act_on_task(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Caller(staff): Caller,
+    auth: Credentials,
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> AppResult<HttpResponse> {
     let (id, action) = path.into_inner();
-    let cmd = command(&action, optional_body(&req, &body)?)?;
+    // Checked after the credentials, so a caller who may not act learns nothing more.
+    let cmd = optional_body(&req, &body).and_then(|b| command(&action, b));
     let now = state.clock.now();
     let policy = state.config.policy.clone();
     let view = state
         .store
         .write_then_read(
-            move |c| tasks::act(c, &id, &staff, cmd, now, &policy),
+            move |c| {
+                let staff = auth.staff(c, now)?;
+                tasks::act(c, &id, &staff, cmd?, now, &policy)
+            },
             move |c, task| one_view(c, task, now),
         )
         .await?;
@@ -801,17 +817,17 @@ async fn task_notifications(
 }
 
 /// The escalation dashboard's figures, for systems (the page shows the same).
-async fn dashboard(state: web::Data<AppState>, Caller(staff): Caller) -> AppResult<HttpResponse> {
-    if !staff.watches_wards() {
-        return Err(AppError::Forbidden(
-            "the dashboard is for bed managers, coordinators and admins".into(),
-        ));
-    }
+async fn dashboard(state: web::Data<AppState>, auth: Credentials) -> AppResult<HttpResponse> {
     let now = state.clock.now();
     let figures = state.store.figures.clone();
     let body = state
         .store
         .read(move |c| {
+            if !auth.staff(c, now)?.watches_wards() {
+                return Err(AppError::Forbidden(
+                    "the dashboard is for bed managers, coordinators and admins".into(),
+                ));
+            }
             let d = crate::store::dashboard::load(c, now, &figures)?;
             let late: Vec<_> = d
                 .late

@@ -1,11 +1,13 @@
 //! Who is calling: `Authorization: Bearer <token>` for systems, or the session cookie of a
 //! signed-in browser (with its CSRF token on anything that changes state).
 use super::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, AppResult};
 use crate::store::directory::{self, Staff};
 use crate::store::sessions;
+use crate::store::DbConnection;
 use actix_web::http::{header, Method};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -21,26 +23,87 @@ pub struct Session {
     pub csrf: String,
 }
 
+/// The caller's credentials as the request carries them, not yet checked against the
+/// database. The busiest handlers (raise, act, list, dashboard) check them inside their own
+/// database call with [`Credentials::staff`]: a separate lookup first cost each request
+/// another trip to a database thread and a read on a connection whose page cache every
+/// commit empties. A request with no credentials at all is refused at once.
+pub struct Credentials(Credential);
+
 enum Credential {
     Bearer(String),
-    Cookie,
+    /// A session cookie; `csrf` is the X-CSRF-Token header a state-changing request sent.
+    Session {
+        token: String,
+        csrf: Option<String>,
+        safe: bool,
+    },
 }
 
-fn credential(req: &HttpRequest) -> Result<Option<Credential>, AppError> {
-    if let Some(h) = req.headers().get(header::AUTHORIZATION) {
-        let h = h.to_str().map_err(|_| {
-            AppError::Unauthorized("the Authorization header is not readable text".into())
-        })?;
-        return match h.split_once(' ') {
-            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
-                Ok(Some(Credential::Bearer(t.trim().to_string())))
-            }
-            _ => Err(AppError::Unauthorized(
-                "the Authorization header must be: Bearer <token>".into(),
-            )),
+impl Credentials {
+    fn of(req: &HttpRequest) -> Result<Credentials, AppError> {
+        if let Some(h) = req.headers().get(header::AUTHORIZATION) {
+            let h = h.to_str().map_err(|_| {
+                AppError::Unauthorized("the Authorization header is not readable text".into())
+            })?;
+            return match h.split_once(' ') {
+                Some((scheme, t))
+                    if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() =>
+                {
+                    Ok(Credentials(Credential::Bearer(t.trim().to_string())))
+                }
+                _ => Err(AppError::Unauthorized(
+                    "the Authorization header must be: Bearer <token>".into(),
+                )),
+            };
+        }
+        let Some(cookie) = req.cookie(SESSION_COOKIE) else {
+            return Err(AppError::Unauthorized(
+                "sign in: send Authorization: Bearer <token>".into(),
+            ));
         };
+        let csrf = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(Credentials(Credential::Session {
+            token: cookie.value().to_string(),
+            csrf,
+            safe: matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS),
+        }))
     }
-    Ok(req.cookie(SESSION_COOKIE).map(|_| Credential::Cookie))
+
+    /// The active member of staff these credentials belong to, or why not.
+    pub fn staff(&self, conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Staff> {
+        match &self.0 {
+            Credential::Bearer(token) => directory::staff_by_token(conn, token)?.ok_or_else(|| {
+                AppError::Unauthorized(
+                    "the token is not valid (mistyped, replaced or the account is inactive)".into(),
+                )
+            }),
+            Credential::Session { token, csrf, safe } => {
+                let (staff, expected) = sessions::find(conn, token, now)?.ok_or_else(|| {
+                    AppError::Unauthorized("your session has ended: sign in again".into())
+                })?;
+                if !safe && csrf.as_deref() != Some(expected.as_str()) {
+                    return Err(AppError::Forbidden(
+                        "missing or wrong X-CSRF-Token header: reload the page".into(),
+                    ));
+                }
+                Ok(staff)
+            }
+        }
+    }
+}
+
+impl FromRequest for Credentials {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Credentials, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Credentials::of(req))
+    }
 }
 
 /// Looks up a session cookie's owner.
@@ -62,44 +125,14 @@ impl FromRequest for Caller {
     type Future = Pin<Box<dyn Future<Output = Result<Caller, AppError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
+        let credentials = Credentials::of(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| AppError::Internal("no app state".into()))?;
-            match credential(&req)? {
-                None => Err(AppError::Unauthorized(
-                    "sign in: send Authorization: Bearer <token>".into(),
-                )),
-                Some(Credential::Bearer(token)) => state
-                    .store
-                    .read(move |c| directory::staff_by_token(c, &token))
-                    .await?
-                    .map(Caller)
-                    .ok_or_else(|| {
-                        AppError::Unauthorized(
-                            "the token is not valid (mistyped, replaced or the account is inactive)".into(),
-                        )
-                    }),
-                Some(Credential::Cookie) => {
-                    let session = session_of(&state, &req).await?.ok_or_else(|| {
-                        AppError::Unauthorized("your session has ended: sign in again".into())
-                    })?;
-                    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-                    let sent = req
-                        .headers()
-                        .get(CSRF_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    if !safe && sent != session.csrf {
-                        return Err(AppError::Forbidden(
-                            "missing or wrong X-CSRF-Token header: reload the page".into(),
-                        ));
-                    }
-                    Ok(Caller(session.staff))
-                }
-            }
+            let credentials = credentials?;
+            let state = state.ok_or_else(|| AppError::Internal("no app state".into()))?;
+            let now = state.clock.now();
+            let staff = state.store.read(move |c| credentials.staff(c, now)).await?;
+            Ok(Caller(staff))
         })
     }
 }
