@@ -1,5 +1,6 @@
 //! Staff, wards, on-call roles ("bleeps") and who holds them.
 use super::schema::{oncall_roles, role_holdings, staff, wards};
+use super::sql::load_by_ids;
 use super::{from_db, new_id, to_db, DbConnection};
 use crate::domain::staff::{format_permissions, parse_permissions};
 use crate::domain::task::required_text;
@@ -215,15 +216,7 @@ pub fn list_staff(conn: &mut DbConnection) -> AppResult<Vec<Staff>> {
 
 /// Names of the given staff, for showing who did what.
 pub fn staff_names(conn: &mut DbConnection, ids: &[&str]) -> AppResult<HashMap<String, String>> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    Ok(staff::table
-        .filter(staff::id.eq_any(ids))
-        .select((staff::id, staff::name))
-        .load::<(String, String)>(conn)?
-        .into_iter()
-        .collect())
+    names_by_id(conn, "staff", ids)
 }
 
 pub fn add_ward(conn: &mut DbConnection, name: &str, now: DateTime<Utc>) -> AppResult<String> {
@@ -337,15 +330,26 @@ pub fn list_roles(conn: &mut DbConnection) -> AppResult<Vec<Role>> {
 }
 
 pub fn role_names(conn: &mut DbConnection, ids: &[&str]) -> AppResult<HashMap<String, String>> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    Ok(oncall_roles::table
-        .filter(oncall_roles::id.eq_any(ids))
-        .select((oncall_roles::id, oncall_roles::name))
-        .load::<(String, String)>(conn)?
-        .into_iter()
-        .collect())
+    names_by_id(conn, "oncall_roles", ids)
+}
+
+#[derive(QueryableByName)]
+struct IdName {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
+/// `id → name` for the given ids of a table with those two columns.
+fn names_by_id(
+    conn: &mut DbConnection,
+    table: &'static str,
+    ids: &[&str],
+) -> AppResult<HashMap<String, String>> {
+    let sql = format!("SELECT id, name FROM {table} WHERE id IN IDS");
+    let rows: Vec<IdName> = load_by_ids(conn, &sql, ids)?;
+    Ok(rows.into_iter().map(|r| (r.id, r.name)).collect())
 }
 
 /// Staff ids of whoever holds the role now.

@@ -11,6 +11,7 @@ pub mod notifications;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
+pub mod sql;
 pub mod tasks;
 
 use crate::config::DatabaseUrl;
@@ -178,12 +179,14 @@ fn group_writer(
         let size = group.len();
         let mut answers = Vec::with_capacity(group.len());
         let mut waiting = group.into_iter();
+        let mut ran = started;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             c.transaction::<_, AppError, _>(|c| {
                 c.batch_execute(SQLITE_TAKE_WRITE_LOCK)?;
                 for command in waiting.by_ref() {
                     answers.push(command.run(c));
                 }
+                ran = std::time::Instant::now();
                 Ok(())
             })
         }));
@@ -201,6 +204,7 @@ fn group_writer(
         tracing::debug!(
             commands = size,
             micros = started.elapsed().as_micros() as u64,
+            commit_micros = ran.elapsed().as_micros() as u64,
             "group committed"
         );
         answers.into_iter().for_each(|a| a(error.as_ref()));

@@ -1,6 +1,7 @@
 //! The outbox: the one place notifications are enqueued, claimed, and their outcome recorded.
 use super::directory::{self, Role};
 use super::schema::{notifications, push_subscriptions, staff};
+use super::sql::{insert_rows, load_by_ids, on_backend, Sql};
 use super::tasks::{Assignee, Task};
 use super::{from_db, new_id, to_db, DbConnection};
 use crate::domain::notification::{Channel, Delivery};
@@ -80,13 +81,20 @@ pub fn addresses(conn: &mut DbConnection, ids: &[String]) -> AppResult<Vec<Addre
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let found: std::collections::HashMap<String, Option<String>> = staff::table
-        .filter(staff::id.eq_any(ids))
-        .filter(staff::active.eq(true))
-        .select((staff::id, staff::email))
-        .load::<(String, Option<String>)>(conn)?
-        .into_iter()
-        .collect();
+    #[derive(QueryableByName)]
+    #[diesel(table_name = staff)]
+    struct Row {
+        id: String,
+        email: Option<String>,
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let rows: Vec<Row> = load_by_ids(
+        conn,
+        "SELECT id, email FROM staff WHERE active AND id IN IDS",
+        &refs,
+    )?;
+    let found: std::collections::HashMap<String, Option<String>> =
+        rows.into_iter().map(|r| (r.id, r.email)).collect();
     Ok(ids
         .iter()
         .filter_map(|id| {
@@ -150,21 +158,9 @@ pub fn outbox_rows(
     }
 }
 
-/// Rows per INSERT statement: well under either database's limit on bound values.
-const ROWS_PER_INSERT: usize = 500;
-
 /// Writes outbox rows, many to a statement.
 pub fn insert_outbox(conn: &mut DbConnection, rows: &[NewNotification]) -> AppResult<usize> {
-    let mut n = 0;
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        // The multi backend has no multi-row INSERT; each backend has its own.
-        let insert = diesel::insert_into(notifications::table).values(chunk);
-        n += match conn {
-            DbConnection::Sqlite(c) => insert.execute(c)?,
-            DbConnection::Pg(c) => insert.execute(c)?,
-        };
-    }
-    Ok(n)
+    Ok(insert_rows!(conn, notifications::table, rows))
 }
 
 /// Enqueues a task's notifications to these recipients, in the caller's transaction.
@@ -181,18 +177,22 @@ pub fn enqueue(
     insert_outbox(conn, &rows)
 }
 
+/// Why a notification was not sent after all.
+const NO_LONGER_NEEDED: &str = "the task no longer needs this notification";
+
 /// Stops what has not gone out yet: the task no longer needs anyone's attention.
 pub fn cancel_pending(conn: &mut DbConnection, task_id: &str) -> AppResult<usize> {
-    Ok(diesel::update(
-        notifications::table
-            .filter(notifications::task_id.eq(task_id))
-            .filter(notifications::status.eq(Delivery::Pending.code())),
-    )
-    .set((
-        notifications::status.eq(Delivery::Cancelled.code()),
-        notifications::last_error.eq(Some("the task no longer needs this notification")),
-    ))
-    .execute(conn)?)
+    use diesel::sql_types::Text;
+    // By hand so that it is prepared once per connection (see `store::sql`).
+    const CANCEL: &str = "UPDATE notifications SET status = ?, last_error = ? \
+                          WHERE task_id = ? AND status = ?";
+    let (cancelled, pending) = (Delivery::Cancelled.code(), Delivery::Pending.code());
+    Ok(on_backend!(conn, |c| Sql::new(CANCEL)
+        .bind::<Text, _>(cancelled)
+        .bind::<Text, _>(NO_LONGER_NEEDED)
+        .bind::<Text, _>(task_id)
+        .bind::<Text, _>(pending)
+        .execute(c)?))
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -292,42 +292,31 @@ pub fn record(
     outcome: &Outcome,
     now: DateTime<Utc>,
 ) -> AppResult<bool> {
-    let target = notifications::table
-        .filter(notifications::id.eq(id))
-        .filter(notifications::status.eq(Delivery::Sending.code()))
-        .filter(notifications::lease_owner.eq(owner));
-    let n = match outcome {
-        Outcome::Sent => diesel::update(target)
-            .set((
-                notifications::status.eq(Delivery::Sent.code()),
-                notifications::sent_at.eq(Some(to_db(now))),
-                notifications::lease_until.eq(None::<NaiveDateTime>),
-                notifications::last_error.eq(None::<String>),
-            ))
-            .execute(conn)?,
-        Outcome::Retry { at, error } => diesel::update(target)
-            .set((
-                notifications::status.eq(Delivery::Pending.code()),
-                notifications::due_at.eq(to_db(*at)),
-                notifications::lease_until.eq(None::<NaiveDateTime>),
-                notifications::last_error.eq(Some(error)),
-            ))
-            .execute(conn)?,
-        Outcome::Cancelled => diesel::update(target)
-            .set((
-                notifications::status.eq(Delivery::Cancelled.code()),
-                notifications::lease_until.eq(None::<NaiveDateTime>),
-                notifications::last_error.eq(Some("the task no longer needs this notification")),
-            ))
-            .execute(conn)?,
-        Outcome::Failed { error } => diesel::update(target)
-            .set((
-                notifications::status.eq(Delivery::Failed.code()),
-                notifications::lease_until.eq(None::<NaiveDateTime>),
-                notifications::last_error.eq(Some(error)),
-            ))
-            .execute(conn)?,
+    use diesel::sql_types::{Nullable, Text, Timestamp};
+    // One statement for every outcome, by hand so that it is prepared once per connection
+    // (see `store::sql`). Only the lease holder may record.
+    const RECORD: &str = "UPDATE notifications SET status = ?, due_at = coalesce(?, due_at), \
+         sent_at = coalesce(?, sent_at), lease_until = NULL, last_error = ? \
+         WHERE id = ? AND status = 'sending' AND lease_owner = ?";
+    let (status, due_at, sent_at, error): (Delivery, _, _, Option<&str>) = match outcome {
+        Outcome::Sent => (Delivery::Sent, None, Some(to_db(now)), None),
+        Outcome::Retry { at, error } => (
+            Delivery::Pending,
+            Some(to_db(*at)),
+            None,
+            Some(error.as_str()),
+        ),
+        Outcome::Cancelled => (Delivery::Cancelled, None, None, Some(NO_LONGER_NEEDED)),
+        Outcome::Failed { error } => (Delivery::Failed, None, None, Some(error.as_str())),
     };
+    let n = on_backend!(conn, |c| Sql::new(RECORD)
+        .bind::<Text, _>(status.code())
+        .bind::<Nullable<Timestamp>, _>(due_at)
+        .bind::<Nullable<Timestamp>, _>(sent_at)
+        .bind::<Nullable<Text>, _>(error)
+        .bind::<Text, _>(id)
+        .bind::<Text, _>(owner)
+        .execute(c)?);
     Ok(n == 1)
 }
 

@@ -3,12 +3,14 @@
 use super::directory::{self, Staff};
 use super::notifications;
 use super::schema::{task_events, tasks};
+use super::sql::{insert_rows, on_backend, Sql};
 use super::{from_db, new_id, to_db, DbConnection};
 use crate::domain::task::{required_text, Policy, MAX_TEXT};
 use crate::domain::{Action, Category, NhsNumber, OutcomeCode, Permission, Priority, Status};
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -354,14 +356,7 @@ struct LastSeq {
 
 /// Writes many timeline entries, many to a statement.
 pub fn insert_events(conn: &mut DbConnection, rows: &[NewEventRow]) -> AppResult<()> {
-    for chunk in rows.chunks(500) {
-        // The multi backend has no multi-row INSERT; each backend has its own.
-        let insert = diesel::insert_into(task_events::table).values(chunk);
-        match conn {
-            DbConnection::Sqlite(c) => insert.execute(c)?,
-            DbConnection::Pg(c) => insert.execute(c)?,
-        };
-    }
+    insert_rows!(conn, task_events::table, rows);
     Ok(())
 }
 
@@ -551,60 +546,97 @@ pub fn raise(
     Ok(task)
 }
 
-#[derive(AsChangeset)]
-#[diesel(table_name = tasks, treat_none_as_null = true)]
-struct TaskChanges<'a> {
-    status: &'a str,
-    assignee_role_id: Option<&'a str>,
-    assignee_staff_id: Option<&'a str>,
-    ack_deadline: NaiveDateTime,
-    acknowledged_by: Option<&'a str>,
-    acknowledged_at: Option<NaiveDateTime>,
-    started_at: Option<NaiveDateTime>,
-    ended_at: Option<NaiveDateTime>,
-    outcome_code: Option<&'a str>,
-    outcome_text: Option<&'a str>,
-    status_reason: Option<&'a str>,
-    escalation_level: i32,
-    next_escalation_at: Option<NaiveDateTime>,
-    version: i64,
-    updated_at: NaiveDateTime,
+/// A column's new value, for an `UPDATE` that sets only the columns that change.
+#[derive(PartialEq)]
+enum ColumnValue<'a> {
+    Text(Option<&'a str>),
+    Time(Option<NaiveDateTime>),
+    Int(i32),
+    BigInt(i64),
 }
 
-/// Writes `next` over the stored task if nobody changed it since `expected_version`.
-pub(crate) fn save_if_unchanged(
-    conn: &mut DbConnection,
-    next: &Task,
-    expected_version: i64,
-) -> AppResult<bool> {
-    let (role_id, staff_id) = match &next.assignee {
+/// The task's stored columns that status changes may alter, with their values.
+fn changeable_columns(t: &Task) -> [(&'static str, ColumnValue<'_>); 15] {
+    use ColumnValue::*;
+    let (role_id, staff_id) = match &t.assignee {
         Assignee::Role(r) => (Some(r.as_str()), None),
         Assignee::Staff(s) => (None, Some(s.as_str())),
     };
-    let changes = TaskChanges {
-        status: next.status.code(),
-        assignee_role_id: role_id,
-        assignee_staff_id: staff_id,
-        ack_deadline: to_db(next.ack_deadline),
-        acknowledged_by: next.acknowledged_by.as_deref(),
-        acknowledged_at: next.acknowledged_at.map(to_db),
-        started_at: next.started_at.map(to_db),
-        ended_at: next.ended_at.map(to_db),
-        outcome_code: next.outcome.as_ref().map(|(c, _)| c.code()),
-        outcome_text: next.outcome.as_ref().map(|(_, t)| t.as_str()),
-        status_reason: next.status_reason.as_deref(),
-        escalation_level: next.escalation_level,
-        next_escalation_at: next.next_escalation_at.map(to_db),
-        version: next.version,
-        updated_at: to_db(next.updated_at),
-    };
-    let n = diesel::update(
-        tasks::table
-            .filter(tasks::id.eq(&next.id))
-            .filter(tasks::version.eq(expected_version)),
-    )
-    .set(&changes)
-    .execute(conn)?;
+    [
+        ("status", Text(Some(t.status.code()))),
+        ("assignee_role_id", Text(role_id)),
+        ("assignee_staff_id", Text(staff_id)),
+        ("ack_deadline", Time(Some(to_db(t.ack_deadline)))),
+        ("acknowledged_by", Text(t.acknowledged_by.as_deref())),
+        ("acknowledged_at", Time(t.acknowledged_at.map(to_db))),
+        ("started_at", Time(t.started_at.map(to_db))),
+        ("ended_at", Time(t.ended_at.map(to_db))),
+        (
+            "outcome_code",
+            Text(t.outcome.as_ref().map(|(c, _)| c.code())),
+        ),
+        (
+            "outcome_text",
+            Text(t.outcome.as_ref().map(|(_, x)| x.as_str())),
+        ),
+        ("status_reason", Text(t.status_reason.as_deref())),
+        ("escalation_level", Int(t.escalation_level)),
+        ("next_escalation_at", Time(t.next_escalation_at.map(to_db))),
+        ("version", BigInt(t.version)),
+        ("updated_at", Time(Some(to_db(t.updated_at)))),
+    ]
+}
+
+/// `UPDATE tasks SET <what differs> WHERE id = ? AND version = ?`.
+fn task_update<'a, DB>(
+    changed: Vec<(&'static str, ColumnValue<'a>)>,
+    id: &'a str,
+    expected_version: i64,
+) -> Sql<'a, DB>
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<Text>
+        + diesel::sql_types::HasSqlType<Timestamp>
+        + diesel::sql_types::HasSqlType<Integer>
+        + diesel::sql_types::HasSqlType<BigInt>,
+    &'a str: diesel::serialize::ToSql<Text, DB>,
+    NaiveDateTime: diesel::serialize::ToSql<Timestamp, DB>,
+    i32: diesel::serialize::ToSql<Integer, DB>,
+    i64: diesel::serialize::ToSql<BigInt, DB>,
+{
+    let set: Vec<String> = changed.iter().map(|(c, _)| format!("{c} = ?")).collect();
+    let mut sql = Sql::new(format!(
+        "UPDATE tasks SET {} WHERE id = ? AND version = ?",
+        set.join(", ")
+    ));
+    for (_, value) in changed {
+        sql = match value {
+            ColumnValue::Text(v) => sql.bind::<Nullable<Text>, _>(v),
+            ColumnValue::Time(v) => sql.bind::<Nullable<Timestamp>, _>(v),
+            ColumnValue::Int(v) => sql.bind::<Integer, _>(v),
+            ColumnValue::BigInt(v) => sql.bind::<BigInt, _>(v),
+        };
+    }
+    sql.bind::<Text, _>(id).bind::<BigInt, _>(expected_version)
+}
+
+/// Writes `next` over the stored task if nobody changed it since it was `before`. Only the
+/// columns that differ are set: SQLite rewrites the entries of every index on a column
+/// the statement sets, changed or not, and the task table has ten.
+pub(crate) fn save_if_unchanged(
+    conn: &mut DbConnection,
+    next: &Task,
+    before: &Task,
+) -> AppResult<bool> {
+    let old = changeable_columns(before);
+    let changed: Vec<_> = changeable_columns(next)
+        .into_iter()
+        .zip(old)
+        .filter(|(new, old)| new.1 != old.1)
+        .map(|(new, _)| new)
+        .collect();
+    let n = on_backend!(conn, |c| task_update(changed, &next.id, before.version)
+        .execute(c)?);
     Ok(n == 1)
 }
 
@@ -763,7 +795,7 @@ pub fn act(
                 }));
             }
         }
-        if !save_if_unchanged(conn, &next, task.version)? {
+        if !save_if_unchanged(conn, &next, &task)? {
             continue;
         }
         append_event(
@@ -868,6 +900,16 @@ pub struct Event {
 
 /// The task's whole story, oldest first.
 pub fn timeline(conn: &mut DbConnection, id: &str) -> AppResult<Vec<Event>> {
+    timeline_knowing(conn, id, &std::collections::HashMap::new())
+}
+
+/// The same, given names of staff already looked up (`id → name`): only the other actors'
+/// names are read.
+pub fn timeline_knowing(
+    conn: &mut DbConnection,
+    id: &str,
+    known: &std::collections::HashMap<String, String>,
+) -> AppResult<Vec<Event>> {
     type Row = (
         i32,
         NaiveDateTime,
@@ -890,8 +932,14 @@ pub fn timeline(conn: &mut DbConnection, id: &str) -> AppResult<Vec<Event>> {
             task_events::detail,
         ))
         .load(conn)?;
-    let ids: Vec<&str> = rows.iter().filter_map(|r| r.2.as_deref()).collect();
-    let names = directory::staff_names(conn, &ids)?;
+    let mut ids: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.2.as_deref())
+        .filter(|id| !known.contains_key(*id))
+        .collect();
+    ids.dedup();
+    let mut names = directory::staff_names(conn, &ids)?;
+    names.extend(known.iter().map(|(k, v)| (k.clone(), v.clone())));
     Ok(rows
         .into_iter()
         .map(

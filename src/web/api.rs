@@ -168,7 +168,14 @@ pub fn one_view(conn: &mut DbConnection, task: Task, now: DateTime<Utc>) -> AppR
     let mut v = views(conn, vec![task], now)?
         .pop()
         .ok_or_else(|| AppError::Internal("view of one task is empty".into()))?;
-    v.timeline = Some(tasks::timeline(conn, &id)?);
+    let mut known: HashMap<String, String> = HashMap::new();
+    for p in [Some(&v.raised_by), v.acknowledged_by.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        known.insert(p.id.clone(), p.name.clone());
+    }
+    v.timeline = Some(tasks::timeline_knowing(conn, &id, &known)?);
     Ok(v)
 }
 

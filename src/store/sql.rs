@@ -1,0 +1,204 @@
+//! Statements written out by hand that the connection prepares once and keeps.
+//!
+//! diesel keeps a prepared statement per connection for most queries built with its DSL,
+//! but prepares every `UPDATE`, every `sql_query` and every `IN (…)` list anew on each call
+//! (they mark themselves unsafe to cache). On SQLite preparing is parsing and planning:
+//! for the writer thread, which every command waits for, it was a large share of each
+//! command. [`Sql`] is a statement whose text is fixed by the caller and whose parameters
+//! are bound by position; diesel's statement cache keeps it under its text, so each
+//! distinct text is prepared once per connection.
+use diesel::backend::Backend;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{HasSqlType, Untyped};
+use diesel::{QueryResult, RunQueryDsl};
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+/// A statement's text, with `?` for each parameter (written `$1`, `$2`, … for PostgreSQL
+/// when the statement is built), and the parameters in order. The text must not hold a
+/// `?` anywhere else, such as in a string literal.
+pub struct Sql<'a, DB: Backend> {
+    text: Cow<'a, str>,
+    binds: Vec<Box<dyn QueryFragment<DB> + Send + 'a>>,
+}
+
+impl<'a, DB: Backend> Sql<'a, DB> {
+    pub fn new(text: impl Into<Cow<'a, str>>) -> Sql<'a, DB> {
+        Sql {
+            text: text.into(),
+            binds: Vec::new(),
+        }
+    }
+
+    /// Binds the next parameter, as SQL type `ST`.
+    pub fn bind<ST, V>(mut self, value: V) -> Sql<'a, DB>
+    where
+        DB: HasSqlType<ST>,
+        V: ToSql<ST, DB> + Send + 'a,
+        ST: Send + 'a,
+    {
+        self.binds.push(Box::new(Param::<ST, V> {
+            value,
+            sql_type: PhantomData,
+        }));
+        self
+    }
+}
+
+struct Param<ST, V> {
+    value: V,
+    sql_type: PhantomData<ST>,
+}
+
+impl<ST, V, DB> QueryFragment<DB> for Param<ST, V>
+where
+    DB: Backend + HasSqlType<ST>,
+    V: ToSql<ST, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_bind_param::<ST, V>(&self.value)
+    }
+}
+
+impl<DB: Backend> QueryFragment<DB> for Sql<'_, DB> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let mut pieces = self.text.split('?');
+        out.push_sql(pieces.next().unwrap_or_default());
+        let mut binds = self.binds.iter();
+        for piece in pieces {
+            let bind = binds.next().ok_or_else(|| {
+                diesel::result::Error::QueryBuilderError(
+                    format!("a statement has more ? than parameters: {}", self.text).into(),
+                )
+            })?;
+            bind.walk_ast(out.reborrow())?;
+            out.push_sql(piece);
+        }
+        if binds.next().is_some() {
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!("a statement has more parameters than ?: {}", self.text).into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Not a static id: diesel then keys its statement cache by the statement's text.
+impl<DB: Backend> QueryId for Sql<'_, DB> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<DB: Backend> Query for Sql<'_, DB> {
+    type SqlType = Untyped;
+}
+
+impl<DB: Backend, Conn> RunQueryDsl<Conn> for Sql<'_, DB> {}
+
+/// Evaluates the same expression on whichever backend `conn` is, with `$c` bound to that
+/// backend's own connection: an [`Sql`] is built for one backend, so that the parameters
+/// are written and bound the way that backend wants them.
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::store::DbConnection::Sqlite($c) => $body,
+            $crate::store::DbConnection::Pg($c) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
+/// Loads the rows of a statement whose one parameter is a list of ids, written `IDS` in
+/// `sql` (as in `SELECT id, name FROM staff WHERE id IN IDS`). The ids go in as one value
+/// (a JSON array for SQLite, an array for PostgreSQL), so the statement's text is the same
+/// whatever their number and it is prepared once per connection; an `IN (?, ?, …)` list
+/// is prepared anew on every call.
+pub fn load_by_ids<T>(
+    conn: &mut crate::store::DbConnection,
+    sql: &str,
+    ids: &[&str],
+) -> QueryResult<Vec<T>>
+where
+    T: diesel::QueryableByName<diesel::sqlite::Sqlite>
+        + diesel::QueryableByName<diesel::pg::Pg>
+        + 'static,
+{
+    use diesel::sql_types::{Array, Text};
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    match conn {
+        crate::store::DbConnection::Sqlite(c) => {
+            let ids = serde_json::to_string(ids)
+                .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+            Sql::new(sql.replace("IDS", "(SELECT value FROM json_each(?))"))
+                .bind::<Text, _>(ids)
+                .load(c)
+        }
+        crate::store::DbConnection::Pg(c) => Sql::new(sql.replace("IDS", "(SELECT unnest(?))"))
+            .bind::<Array<Text>, _>(ids)
+            .load(c),
+    }
+}
+
+/// Inserts `rows` into `table`, up to 500 to a statement (well under either database's
+/// limit on bound values), and evaluates to how many. One
+/// row goes in as a one-row `INSERT`, which diesel prepares once per connection; a
+/// multi-row `INSERT` is prepared anew each time (its text depends on the number of rows),
+/// and the multi backend has none, so each backend runs its own.
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        let mut n = 0;
+        for chunk in $rows.chunks(500) {
+            n += match chunk {
+                [one] => diesel::insert_into($table).values(one).execute($conn)?,
+                _ => $crate::store::sql::on_backend!($conn, |c| diesel::insert_into($table)
+                    .values(chunk)
+                    .execute(c)?),
+            };
+        }
+        n
+    }};
+}
+pub(crate) use insert_rows;
+
+#[cfg(test)]
+mod tests {
+    use super::Sql;
+    use diesel::pg::Pg;
+    use diesel::sql_types::{Integer, Text};
+    use diesel::sqlite::Sqlite;
+    use diesel::{debug_query, Connection, RunQueryDsl, SqliteConnection};
+
+    #[test]
+    fn parameters_are_written_the_way_each_backend_wants() {
+        let pg = Sql::<Pg>::new("UPDATE t SET a = ? WHERE id = ?")
+            .bind::<Integer, _>(1)
+            .bind::<Text, _>("x");
+        assert!(debug_query(&pg)
+            .to_string()
+            .starts_with("UPDATE t SET a = $1 WHERE id = $2"));
+        let lite = Sql::<Sqlite>::new("UPDATE t SET a = ? WHERE id = ?")
+            .bind::<Integer, _>(1)
+            .bind::<Text, _>("x");
+        assert!(debug_query(&lite)
+            .to_string()
+            .starts_with("UPDATE t SET a = ? WHERE id = ?"));
+    }
+
+    #[test]
+    fn a_miscounted_statement_is_an_error_not_a_panic() {
+        let mut c = SqliteConnection::establish(":memory:").unwrap();
+        let short = Sql::<Sqlite>::new("SELECT ? + ?").bind::<Integer, _>(1);
+        assert!(short.execute(&mut c).is_err());
+        let long = Sql::<Sqlite>::new("SELECT ?")
+            .bind::<Integer, _>(1)
+            .bind::<Integer, _>(2);
+        assert!(long.execute(&mut c).is_err());
+        let right = Sql::<Sqlite>::new("SELECT ? + ?")
+            .bind::<Integer, _>(1)
+            .bind::<Integer, _>(2);
+        assert_eq!(right.execute(&mut c).unwrap(), 0);
+    }
+}
