@@ -1,5 +1,6 @@
 //! The bed manager's view: what is open where, what is late, how fast tasks are picked up.
 use super::schema::{notifications, task_events, tasks};
+use super::sql::{on_backend, Sql};
 use super::tasks::{Filter, Task};
 use super::{from_db, to_db, DbConnection};
 use crate::domain::{Priority, Status};
@@ -133,6 +134,22 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     sorted.get(rank - 1).copied()
 }
 
+/// The 20 latest failed deliveries, through the partial index `notifications_failed`
+/// (which needs the status as a literal).
+const LATEST_FAILED: &str = "SELECT task_id, recipient_id, channel, level, last_error, created_at \
+     FROM notifications WHERE status = 'failed' ORDER BY created_at DESC LIMIT 20";
+
+#[derive(QueryableByName)]
+#[diesel(table_name = notifications)]
+struct FailedRow {
+    task_id: String,
+    recipient_id: String,
+    channel: String,
+    level: i32,
+    last_error: Option<String>,
+    created_at: NaiveDateTime,
+}
+
 pub fn load(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
@@ -197,20 +214,7 @@ pub fn load(
     }
     let per_hour = figures.per_hour.clone();
 
-    type FailedRow = (String, String, String, i32, Option<String>, NaiveDateTime);
-    let failed: Vec<FailedRow> = notifications::table
-        .filter(notifications::status.eq("failed"))
-        .order(notifications::created_at.desc())
-        .limit(20)
-        .select((
-            notifications::task_id,
-            notifications::recipient_id,
-            notifications::channel,
-            notifications::level,
-            notifications::last_error,
-            notifications::created_at,
-        ))
-        .load(conn)?;
+    let failed: Vec<FailedRow> = on_backend!(conn, |c| Sql::new(LATEST_FAILED).load(c)?);
     Ok(Dashboard {
         wards: wards.into_values().collect(),
         late,
@@ -218,13 +222,20 @@ pub fn load(
         failed: failed
             .into_iter()
             .map(
-                |(task_id, recipient_id, channel, level, error, at)| FailedDelivery {
+                |FailedRow {
+                     task_id,
+                     recipient_id,
+                     channel,
+                     level,
+                     last_error,
+                     created_at,
+                 }| FailedDelivery {
                     task_id,
                     recipient_id,
                     channel,
                     level,
-                    error: error.unwrap_or_default(),
-                    at: from_db(at),
+                    error: last_error.unwrap_or_default(),
+                    at: from_db(created_at),
                 },
             )
             .collect(),

@@ -646,3 +646,43 @@ async fn bad_devices_and_chains_are_refused_clearly() {
         404
     );
 }
+
+/// The dashboard lists the 20 latest failed deliveries, newest first, however many failed
+/// before them (they are read through an index of failed rows alone).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_shows_the_latest_failed_deliveries_newest_first() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    // Amy has registered no phone: each task's push fails for good at its first attempt.
+    let mut ids = Vec::new();
+    for bed in 1..=23 {
+        let over = json!({ "bed": bed.to_string() });
+        ids.push(app.raised(&w.nurse.token, &w.fy1, over).await);
+        app.advance(1);
+    }
+    app.eventually("every push has failed", || async {
+        let (_, f) = app
+            .get(
+                "/api/v1/notifications?status=failed&limit=500",
+                &w.manager.token,
+            )
+            .await;
+        f["notifications"].as_array().map_or(0, Vec::len) == 23
+    })
+    .await;
+    let (s, d) = app.get("/api/v1/dashboard", &w.manager.token).await;
+    assert_eq!(s, 200, "{d}");
+    let failed = d["failed_deliveries"].as_array().unwrap();
+    let shown: Vec<&str> = failed
+        .iter()
+        .map(|f| f["task_id"].as_str().unwrap())
+        .collect();
+    let newest: Vec<&str> = ids.iter().rev().take(20).map(String::as_str).collect();
+    assert_eq!(shown, newest);
+    assert_eq!(failed[0]["channel"], "push");
+    assert_eq!(failed[0]["recipient_id"], w.amy.id.as_str());
+    assert!(
+        failed[0]["error"].as_str().unwrap().contains("no device"),
+        "{d}"
+    );
+}
