@@ -134,8 +134,7 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     sorted.get(rank - 1).copied()
 }
 
-/// The 20 latest failed deliveries, through the partial index `notifications_failed`
-/// (which needs the status as a literal).
+/// The 20 latest failed deliveries, through the index `notifications_by_status_created`.
 const LATEST_FAILED: &str = "SELECT task_id, recipient_id, channel, level, last_error, created_at \
      FROM notifications WHERE status = 'failed' ORDER BY created_at DESC LIMIT 20";
 
