@@ -195,7 +195,7 @@ pub fn cancel_pending(conn: &mut DbConnection, task_id: &str) -> AppResult<usize
         .execute(c)?))
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = notifications)]
 pub struct NotificationRow {
     pub id: String,
@@ -212,29 +212,33 @@ pub struct NotificationRow {
 }
 
 /// Rows ready to send: due and pending, or claimed by an instance whose lease ran out.
-#[diesel::dsl::auto_type]
-fn ready(now: NaiveDateTime) -> _ {
-    let pending: &'static str = Delivery::Pending.code();
-    let sending: &'static str = Delivery::Sending.code();
-    notifications::status
-        .eq(pending)
-        .and(notifications::due_at.le(now))
-        .or(notifications::status
-            .eq(sending)
-            .and(notifications::lease_until.lt(now)))
-}
+/// Both parameters are the time now.
+const READY: &str =
+    "((status = 'pending' AND due_at <= ?) OR (status = 'sending' AND lease_until < ?))";
 
+/// Ids of up to `limit` rows ready to send, the longest due first.
 pub fn due_ids(conn: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> AppResult<Vec<String>> {
-    Ok(notifications::table
-        .filter(ready(to_db(now)))
-        .order(notifications::due_at.asc())
-        .limit(limit)
-        .select(notifications::id)
-        .load(conn)?)
+    use diesel::sql_types::{Text, Timestamp};
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    // The limit is written into the text: SQLite prepares a statement whose LIMIT is a
+    // bound parameter anew each time it is bound (see `store`). There are at most as many
+    // texts as the largest batch.
+    let sql = format!("SELECT id FROM notifications WHERE {READY} ORDER BY due_at LIMIT {limit}");
+    let now = to_db(now);
+    let ids: Vec<Id> = on_backend!(conn, |c| Sql::new(sql.as_str())
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(now)
+        .load(c)?);
+    Ok(ids.into_iter().map(|i| i.id).collect())
 }
 
 /// Claims up to `limit` due rows for `owner` with one conditional update: of several
-/// instances, each row goes to one. Returns the rows this call claimed.
+/// instances, each row goes to one. Returns the rows this call claimed, the longest due
+/// first.
 pub fn claim_due(
     conn: &mut DbConnection,
     owner: &str,
@@ -242,31 +246,28 @@ pub fn claim_due(
     lease_until: DateTime<Utc>,
     limit: i64,
 ) -> AppResult<Vec<NotificationRow>> {
+    use diesel::sql_types::{Text, Timestamp};
     let ids = due_ids(conn, now, limit)?;
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    diesel::update(
-        notifications::table
-            .filter(notifications::id.eq_any(&ids))
-            .filter(ready(to_db(now))),
-    )
-    .set((
-        notifications::status.eq(Delivery::Sending.code()),
-        notifications::lease_owner.eq(Some(owner)),
-        notifications::lease_until.eq(Some(to_db(lease_until))),
-        notifications::attempts.eq(notifications::attempts + 1),
-    ))
-    .execute(conn)?;
-    // This lease (owner and expiry together) names exactly the rows this call claimed.
-    Ok(notifications::table
-        .filter(notifications::id.eq_any(&ids))
-        .filter(notifications::status.eq(Delivery::Sending.code()))
-        .filter(notifications::lease_owner.eq(owner))
-        .filter(notifications::lease_until.eq(to_db(lease_until)))
-        .order(notifications::due_at.asc())
-        .select(NotificationRow::as_select())
-        .load(conn)?)
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let sql = format!(
+        "UPDATE notifications SET status = 'sending', lease_owner = ?, lease_until = ?, \
+         attempts = attempts + 1 WHERE {READY} AND id IN IDS \
+         RETURNING id, task_id, level, recipient_id, channel, status, attempts, due_at, \
+         last_error, created_at, sent_at"
+    );
+    let (now, lease_until) = (to_db(now), to_db(lease_until));
+    let mut rows: Vec<NotificationRow> = on_backend!(conn, |c| Sql::with_ids(&sql)
+        .bind::<Text, _>(owner)
+        .bind::<Timestamp, _>(lease_until)
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(now)
+        .bind_ids(&ids)
+        .load(c)?);
+    rows.sort_by_key(|r| r.due_at);
+    Ok(rows)
 }
 
 /// What happened to one delivery attempt.

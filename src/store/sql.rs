@@ -109,11 +109,45 @@ macro_rules! on_backend {
 }
 pub(crate) use on_backend;
 
-/// Loads the rows of a statement whose one parameter is a list of ids, written `IDS` in
-/// `sql` (as in `SELECT id, name FROM staff WHERE id IN IDS`). The ids go in as one value
-/// (a JSON array for SQLite, an array for PostgreSQL), so the statement's text is the same
-/// whatever their number and it is prepared once per connection; an `IN (?, ?, …)` list
-/// is prepared anew on every call.
+/// A list of ids bound as one parameter, written `IDS` in a statement's text (as in
+/// `SELECT id, name FROM staff WHERE id IN IDS`): a JSON array for SQLite, an array for
+/// PostgreSQL. The statement's text is then the same whatever the number of ids, so it is
+/// prepared once per connection; an `IN (?, ?, …)` list is prepared anew on every call.
+pub trait IdList: Backend + Sized {
+    /// What `IDS` stands for.
+    const IDS: &'static str;
+    fn bind_ids<'a>(sql: Sql<'a, Self>, ids: &'a [&'a str]) -> Sql<'a, Self>;
+}
+
+impl IdList for diesel::sqlite::Sqlite {
+    const IDS: &'static str = "(SELECT value FROM json_each(?))";
+    fn bind_ids<'a>(sql: Sql<'a, Self>, ids: &'a [&'a str]) -> Sql<'a, Self> {
+        // A list of strings always serializes.
+        sql.bind::<diesel::sql_types::Text, _>(serde_json::to_string(ids).unwrap_or_default())
+    }
+}
+
+impl IdList for diesel::pg::Pg {
+    const IDS: &'static str = "(SELECT unnest(?))";
+    fn bind_ids<'a>(sql: Sql<'a, Self>, ids: &'a [&'a str]) -> Sql<'a, Self> {
+        sql.bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ids)
+    }
+}
+
+impl<'a, DB: IdList> Sql<'a, DB> {
+    /// A statement whose text says `IDS` where [`Sql::bind_ids`] binds a list of ids.
+    pub fn with_ids(text: &str) -> Sql<'a, DB> {
+        Sql::new(text.replace("IDS", DB::IDS))
+    }
+
+    /// Binds the next parameter, `IDS`, to a list of ids.
+    pub fn bind_ids(self, ids: &'a [&'a str]) -> Sql<'a, DB> {
+        DB::bind_ids(self, ids)
+    }
+}
+
+/// Loads the rows of a statement whose one parameter is a list of ids, `IDS` (see
+/// [`IdList`]).
 pub fn load_by_ids<T>(
     conn: &mut crate::store::DbConnection,
     sql: &str,
@@ -124,22 +158,10 @@ where
         + diesel::QueryableByName<diesel::pg::Pg>
         + 'static,
 {
-    use diesel::sql_types::{Array, Text};
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    match conn {
-        crate::store::DbConnection::Sqlite(c) => {
-            let ids = serde_json::to_string(ids)
-                .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-            Sql::new(sql.replace("IDS", "(SELECT value FROM json_each(?))"))
-                .bind::<Text, _>(ids)
-                .load(c)
-        }
-        crate::store::DbConnection::Pg(c) => Sql::new(sql.replace("IDS", "(SELECT unnest(?))"))
-            .bind::<Array<Text>, _>(ids)
-            .load(c),
-    }
+    on_backend!(conn, |c| Sql::with_ids(sql).bind_ids(ids).load(c))
 }
 
 /// Inserts `rows` into `table`, up to 500 to a statement (well under either database's
