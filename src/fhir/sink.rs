@@ -9,6 +9,7 @@ use crate::config::{DispatchConfig, RecordConfig};
 use crate::domain::coded_enum;
 use crate::domain::notification::backoff;
 use crate::error::{AppError, AppResult};
+use crate::store::outbox::Outbox;
 use crate::store::schema::record_deliveries as rd;
 use crate::store::tasks::Task;
 use crate::store::{from_db, new_id, to_db, DbConnection, Store};
@@ -43,7 +44,7 @@ pub fn enqueue(conn: &mut DbConnection, task: &Task, now: DateTime<Utc>) -> AppR
     Ok(())
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = rd)]
 pub struct DeliveryRow {
     pub id: String,
@@ -59,51 +60,27 @@ pub struct DeliveryRow {
     pub delivered_at: Option<NaiveDateTime>,
 }
 
-/// Rows to send: due and not delivered, or claimed by an instance whose lease ran out.
-#[diesel::dsl::auto_type]
-fn ready(now: NaiveDateTime) -> _ {
-    let waiting: [&'static str; 2] = [RecordStatus::Pending.code(), RecordStatus::Failed.code()];
-    let sending: &'static str = RecordStatus::Sending.code();
-    rd::status
-        .eq_any(waiting)
-        .and(rd::due_at.le(now))
-        .or(rd::status.eq(sending).and(rd::lease_until.lt(now)))
-}
+/// The record outbox. A row marked `failed` is still waiting: it is retried at the longest
+/// back-off until it is delivered.
+const OUTBOX: Outbox = Outbox {
+    table: "record_deliveries",
+    waiting: "'pending', 'failed'",
+    columns: "id, task_id, task_version, status, attempts, due_at, lease_owner, lease_until, \
+              last_error, created_at, delivered_at",
+};
 
-pub fn due_ids(conn: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> AppResult<Vec<String>> {
-    Ok(rd::table
-        .filter(ready(to_db(now)))
-        .order(rd::due_at.asc())
-        .limit(limit)
-        .select(rd::id)
-        .load(conn)?)
-}
-
-/// Claims one row with a lease by a conditional update: of several instances, one wins.
-pub fn claim(
+/// Claims up to `limit` rows ready to send for `owner`, the longest due first: of several
+/// instances, each row goes to one.
+pub fn claim_due(
     conn: &mut DbConnection,
-    id: &str,
     owner: &str,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
-) -> AppResult<Option<DeliveryRow>> {
-    let n = diesel::update(rd::table.filter(rd::id.eq(id)).filter(ready(to_db(now))))
-        .set((
-            rd::status.eq(RecordStatus::Sending.code()),
-            rd::lease_owner.eq(Some(owner)),
-            rd::lease_until.eq(Some(to_db(lease_until))),
-            rd::attempts.eq(rd::attempts + 1),
-        ))
-        .execute(conn)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    Ok(Some(
-        rd::table
-            .find(id)
-            .select(DeliveryRow::as_select())
-            .get_result(conn)?,
-    ))
+    limit: i64,
+) -> AppResult<Vec<DeliveryRow>> {
+    let mut rows: Vec<DeliveryRow> = OUTBOX.claim(conn, owner, now, lease_until, limit)?;
+    rows.sort_by_key(|r| r.due_at);
+    Ok(rows)
 }
 
 /// What happened to one attempt.
@@ -303,18 +280,24 @@ impl Sink {
             now + Duration::from_std(self.dispatch.lease).unwrap_or(Duration::seconds(60));
         let owner = self.owner.clone();
         let (base, record_base) = (self.public_url.clone(), self.config.base_url.clone());
+        // The claim is one short write; the records are read and mapped after it commits,
+        // off the writer.
+        let rows = self
+            .store
+            .write(move |c| claim_due(c, &owner, now, lease_until, limit))
+            .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
         self.store
-            .write(move |c| {
-                let mut jobs = Vec::new();
-                for id in due_ids(c, now, limit)? {
-                    let Some(row) = claim(c, &id, &owner, now, lease_until)? else {
-                        continue;
-                    };
-                    let rec = super::load(c, &row.task_id)?;
-                    let bundle = mapping::transaction(&rec, &base, &record_base);
-                    jobs.push(Job { row, bundle });
-                }
-                Ok(jobs)
+            .read(move |c| {
+                rows.into_iter()
+                    .map(|row| {
+                        let rec = super::load(c, &row.task_id)?;
+                        let bundle = mapping::transaction(&rec, &base, &record_base);
+                        Ok(Job { row, bundle })
+                    })
+                    .collect()
             })
             .await
     }

@@ -8,6 +8,7 @@
 pub mod dashboard;
 pub mod directory;
 pub mod notifications;
+pub mod outbox;
 pub mod schema;
 pub mod sessions;
 pub mod settings;

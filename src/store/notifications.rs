@@ -1,5 +1,6 @@
 //! The outbox: the one place notifications are enqueued, claimed, and their outcome recorded.
 use super::directory::{self, Role};
+use super::outbox::Outbox;
 use super::schema::{notifications, push_subscriptions, staff};
 use super::sql::{insert_rows, load_by_ids, on_backend, Sql};
 use super::tasks::{Assignee, Task};
@@ -211,30 +212,13 @@ pub struct NotificationRow {
     pub sent_at: Option<NaiveDateTime>,
 }
 
-/// Rows ready to send: due and pending, or claimed by an instance whose lease ran out.
-/// Both parameters are the time now.
-const READY: &str =
-    "((status = 'pending' AND due_at <= ?) OR (status = 'sending' AND lease_until < ?))";
-
-/// Ids of up to `limit` rows ready to send, the longest due first.
-pub fn due_ids(conn: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> AppResult<Vec<String>> {
-    use diesel::sql_types::{Text, Timestamp};
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = Text)]
-        id: String,
-    }
-    // The limit is written into the text: SQLite prepares a statement whose LIMIT is a
-    // bound parameter anew each time it is bound (see `store`). There are at most as many
-    // texts as the largest batch.
-    let sql = format!("SELECT id FROM notifications WHERE {READY} ORDER BY due_at LIMIT {limit}");
-    let now = to_db(now);
-    let ids: Vec<Id> = on_backend!(conn, |c| Sql::new(sql.as_str())
-        .bind::<Timestamp, _>(now)
-        .bind::<Timestamp, _>(now)
-        .load(c)?);
-    Ok(ids.into_iter().map(|i| i.id).collect())
-}
+/// The notifications outbox.
+pub const OUTBOX: Outbox = Outbox {
+    table: "notifications",
+    waiting: "'pending'",
+    columns: "id, task_id, level, recipient_id, channel, status, attempts, due_at, \
+              last_error, created_at, sent_at",
+};
 
 /// Claims up to `limit` due rows for `owner` with one conditional update: of several
 /// instances, each row goes to one. Returns the rows this call claimed, the longest due
@@ -246,26 +230,7 @@ pub fn claim_due(
     lease_until: DateTime<Utc>,
     limit: i64,
 ) -> AppResult<Vec<NotificationRow>> {
-    use diesel::sql_types::{Text, Timestamp};
-    let ids = due_ids(conn, now, limit)?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let sql = format!(
-        "UPDATE notifications SET status = 'sending', lease_owner = ?, lease_until = ?, \
-         attempts = attempts + 1 WHERE {READY} AND id IN IDS \
-         RETURNING id, task_id, level, recipient_id, channel, status, attempts, due_at, \
-         last_error, created_at, sent_at"
-    );
-    let (now, lease_until) = (to_db(now), to_db(lease_until));
-    let mut rows: Vec<NotificationRow> = on_backend!(conn, |c| Sql::with_ids(&sql)
-        .bind::<Text, _>(owner)
-        .bind::<Timestamp, _>(lease_until)
-        .bind::<Timestamp, _>(now)
-        .bind::<Timestamp, _>(now)
-        .bind_ids(&ids)
-        .load(c)?);
+    let mut rows: Vec<NotificationRow> = OUTBOX.claim(conn, owner, now, lease_until, limit)?;
     rows.sort_by_key(|r| r.due_at);
     Ok(rows)
 }
