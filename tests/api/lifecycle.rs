@@ -280,6 +280,14 @@ async fn a_declined_task_is_reassigned_with_a_fresh_deadline() {
     assert_eq!(t["assignee"]["name"], "Dr Ben Hughes");
     assert_eq!(t["ack_deadline"], "2026-11-26T02:12:00Z");
     assert_eq!(t["overdue"], false);
+    // What is stored is what the answer said: only the changed columns are written, so
+    // this catches one left behind (the decline's end time, the role it was assigned to).
+    let (_, stored) = w
+        .app
+        .get(&format!("/api/v1/tasks/{id}"), &w.ben.token)
+        .await;
+    assert_eq!(stored, t);
+    assert_eq!(stored["ended_at"], serde_json::Value::Null, "{stored}");
     assert_eq!(
         w.app
             .act(&id, "acknowledge", &w.ben.token, json!({}))
