@@ -25,10 +25,10 @@ async fn stamp(state: &AppState) -> Option<Stamp> {
         .read(|c| {
             let changed = tasks::table
                 .select(diesel::dsl::max(tasks::updated_at))
-                .first::<Option<NaiveDateTime>>(c)?;
+                .get_result::<Option<NaiveDateTime>>(c)?;
             let raised = tasks::table
                 .select(diesel::dsl::max(tasks::raised_at))
-                .first::<Option<NaiveDateTime>>(c)?;
+                .get_result::<Option<NaiveDateTime>>(c)?;
             let failed = notifications::table
                 .filter(notifications::status.eq(Delivery::Failed.code()))
                 .count()
