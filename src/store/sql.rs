@@ -109,8 +109,9 @@ macro_rules! on_backend {
 }
 pub(crate) use on_backend;
 
-/// A list of ids bound as one parameter, written `IDS` in a statement's text (as in
-/// `SELECT id, name FROM staff WHERE id IN IDS`): a JSON array for SQLite, an array for
+/// A list of ids bound as one parameter, written `IDS` in a statement's text: a one-column
+/// subquery whose column is `id`, so it serves both `WHERE id IN IDS` and `FROM IDS AS x`
+/// (then `x.id`). The ids go in as a JSON array for SQLite, an array for
 /// PostgreSQL. The statement's text is then the same whatever the number of ids, so it is
 /// prepared once per connection; an `IN (?, ?, …)` list is prepared anew on every call.
 pub trait IdList: Backend + Sized {
@@ -120,7 +121,7 @@ pub trait IdList: Backend + Sized {
 }
 
 impl IdList for diesel::sqlite::Sqlite {
-    const IDS: &'static str = "(SELECT value FROM json_each(?))";
+    const IDS: &'static str = "(SELECT value AS id FROM json_each(?))";
     fn bind_ids<'a>(sql: Sql<'a, Self>, ids: &'a [&'a str]) -> Sql<'a, Self> {
         // A list of strings always serializes.
         sql.bind::<diesel::sql_types::Text, _>(serde_json::to_string(ids).unwrap_or_default())
@@ -128,7 +129,7 @@ impl IdList for diesel::sqlite::Sqlite {
 }
 
 impl IdList for diesel::pg::Pg {
-    const IDS: &'static str = "(SELECT unnest(?))";
+    const IDS: &'static str = "(SELECT unnest(?) AS id)";
     fn bind_ids<'a>(sql: Sql<'a, Self>, ids: &'a [&'a str]) -> Sql<'a, Self> {
         sql.bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ids)
     }

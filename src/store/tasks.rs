@@ -3,7 +3,7 @@
 use super::directory::{self, Staff};
 use super::notifications;
 use super::schema::{task_events, tasks};
-use super::sql::{insert_rows, on_backend, Sql};
+use super::sql::{insert_rows, load_by_ids, on_backend, Sql};
 use super::{from_db, new_id, to_db, DbConnection};
 use crate::domain::task::{required_text, Policy, MAX_TEXT};
 use crate::domain::{Action, Category, NhsNumber, OutcomeCode, Permission, Priority, Status};
@@ -322,24 +322,11 @@ pub fn last_seqs(
     conn: &mut DbConnection,
     ids: &[&str],
 ) -> AppResult<std::collections::HashMap<String, i32>> {
-    use diesel::sql_types::{Array, Text};
+    const LAST_SEQS: &str = "SELECT x.id, \
+         (SELECT max(e.seq) FROM task_events e WHERE e.task_id = x.id) AS seq FROM IDS AS x";
     let mut out = std::collections::HashMap::new();
     for chunk in ids.chunks(1000) {
-        let rows: Vec<LastSeq> = match conn {
-            DbConnection::Pg(pg) => diesel::sql_query(
-                "SELECT x.id, (SELECT max(e.seq) FROM task_events e WHERE e.task_id = x.id) AS seq \
-                 FROM unnest($1::text[]) AS x(id)",
-            )
-            .bind::<Array<Text>, _>(chunk)
-            .load(pg)?,
-            DbConnection::Sqlite(lite) => diesel::sql_query(
-                "SELECT x.value AS id, \
-                   (SELECT max(e.seq) FROM task_events e WHERE e.task_id = x.value) AS seq \
-                 FROM json_each(?) AS x",
-            )
-            .bind::<Text, _>(serde_json::to_string(chunk).unwrap_or_default())
-            .load(lite)?,
-        };
+        let rows: Vec<LastSeq> = load_by_ids(conn, LAST_SEQS, chunk)?;
         out.extend(rows.into_iter().map(|r| (r.id, r.seq.unwrap_or(0))));
     }
     Ok(out)
