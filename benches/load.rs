@@ -273,7 +273,7 @@ async fn run(backend: &str, a: &Args) {
         .args(["--database", &db.url_text, "demo"])
         .env("RUST_LOG", "warn")
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot run the service binary {bin} (BENCH_BIN?): {e}"));
     let demo = String::from_utf8_lossy(&out.stdout).to_string();
     let nurse = token_of(&demo, "grace.okafor@");
     let doctor = token_of(&demo, "amy.patel@");
