@@ -103,6 +103,7 @@ impl Application {
             outbox: Arc::new(tokio::sync::Notify::new()),
             links: links.clone(),
             vapid_public_key: vapid.public_key.clone(),
+            changes: Arc::default(),
         };
         let dispatcher = notify::dispatch::Dispatcher {
             store,

@@ -21,6 +21,8 @@ pub struct AppState {
     pub outbox: Arc<tokio::sync::Notify>,
     pub links: crate::notify::links::LinkSigner,
     pub vapid_public_key: String,
+    /// What open pages wait on to learn that something changed.
+    pub changes: Arc<pages::events::Changes>,
 }
 
 /// Largest request body accepted: a task is a few kilobytes at most.

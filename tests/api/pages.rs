@@ -268,3 +268,65 @@ async fn the_task_form_names_each_problem_and_keeps_what_was_typed() {
         .starts_with("/tasks/raised?raised="));
     assert_eq!(app.task_count().await, 1);
 }
+
+/// Opens the change stream of the pages (`/events`) as this person.
+async fn listen(app: &TestApp, who: &Person) -> reqwest::Response {
+    let res = app
+        .client
+        .get(format!("{}/events", app.base))
+        .bearer_auth(&who.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    res
+}
+
+/// The name of the next event on a change stream within `wait`, skipping keep-alive
+/// comments; `None` if none comes.
+async fn next_event(stream: &mut reqwest::Response, wait: std::time::Duration) -> Option<String> {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let chunk = tokio::time::timeout_at(until, stream.chunk()).await.ok()?;
+        let chunk = chunk.expect("the stream stays readable")?;
+        let text = String::from_utf8_lossy(&chunk).to_string();
+        if let Some(line) = text.lines().find(|l| l.starts_with("event: ")) {
+            return Some(line["event: ".len()..].to_string());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_open_page_hears_of_a_change_and_of_nothing_else() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let short = std::time::Duration::from_millis(1500);
+    let long = std::time::Duration::from_secs(10);
+    let mut board = listen(app, &w.manager).await;
+    let mut list = listen(app, &w.nurse).await;
+    // Where each page starts is not a change.
+    assert_eq!(next_event(&mut board, short).await, None);
+    assert_eq!(next_event(&mut list, short).await, None);
+
+    app.raised(&w.nurse.token, &w.fy1, json!({})).await;
+    assert_eq!(
+        next_event(&mut board, long).await.as_deref(),
+        Some("change")
+    );
+    assert_eq!(next_event(&mut list, long).await.as_deref(), Some("change"));
+    // Said once, not again on every poll.
+    assert_eq!(next_event(&mut board, short).await, None);
+
+    // With every page closed the poller stops; a page opened later is still told.
+    drop((board, list));
+    tokio::time::sleep(short).await;
+    let mut later = listen(app, &w.amy).await;
+    assert_eq!(next_event(&mut later, short).await, None);
+    app.advance(60);
+    app.raised(&w.nurse.token, &w.fy1, json!({})).await;
+    assert_eq!(
+        next_event(&mut later, long).await.as_deref(),
+        Some("change")
+    );
+}
