@@ -271,30 +271,39 @@ pub struct NewEvent<'a> {
 
 /// Appends one event to a task's timeline. The task row must already have been updated in
 /// this transaction: its row lock orders concurrent writers, so the sequence number is free.
+///
+/// One statement, which works out the number as it inserts: an event is written by every
+/// command, on SQLite's one writer, and a separate `max(seq)` read was a statement more for
+/// each (see BENCHMARKS.md §1).
 pub fn append_event(
     conn: &mut DbConnection,
     task_id: &str,
     at: DateTime<Utc>,
     e: NewEvent,
 ) -> AppResult<i32> {
-    let last: Option<i32> = task_events::table
-        .filter(task_events::task_id.eq(task_id))
-        .select(diesel::dsl::max(task_events::seq))
-        .get_result(conn)?;
-    let seq = last.unwrap_or(0) + 1;
-    diesel::insert_into(task_events::table)
-        .values((
-            task_events::task_id.eq(task_id),
-            task_events::seq.eq(seq),
-            task_events::at.eq(to_db(at)),
-            task_events::actor_id.eq(e.actor),
-            task_events::kind.eq(e.kind),
-            task_events::from_status.eq(e.from.map(|s| s.code())),
-            task_events::to_status.eq(e.to.map(|s| s.code())),
-            task_events::detail.eq(e.detail.map(|d| d.to_string())),
-        ))
-        .execute(conn)?;
-    Ok(seq)
+    const APPEND: &str = "INSERT INTO task_events \
+         (task_id, seq, at, actor_id, kind, from_status, to_status, detail) \
+         SELECT ?, coalesce(max(seq), 0) + 1, ?, ?, ?, ?, ?, ? \
+         FROM task_events WHERE task_id = ? RETURNING seq";
+    let detail = e.detail.map(|d| d.to_string());
+    let row: Appended = on_backend!(conn, |c| Sql::new(APPEND)
+        .bind::<Text, _>(task_id)
+        .bind::<Timestamp, _>(to_db(at))
+        .bind::<Nullable<Text>, _>(e.actor)
+        .bind::<Text, _>(e.kind)
+        .bind::<Nullable<Text>, _>(e.from.map(|s| s.code()))
+        .bind::<Nullable<Text>, _>(e.to.map(|s| s.code()))
+        .bind::<Nullable<Text>, _>(detail.as_deref())
+        .bind::<Text, _>(task_id)
+        .get_result(c)?);
+    Ok(row.seq)
+}
+
+/// The row of [`append_event`].
+#[derive(QueryableByName)]
+struct Appended {
+    #[diesel(sql_type = Integer)]
+    seq: i32,
 }
 
 /// One timeline entry to write with others in one statement.
