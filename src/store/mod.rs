@@ -357,6 +357,31 @@ where
         .map_err(|e| AppError::Internal(format!("database worker failed: {e}")))?
 }
 
+/// A task's timeline is its record (and the FHIR Provenance sent to the patient record):
+/// the database refuses to change or remove an event once written, whoever asks. Kept here
+/// rather than in `migrations/`, which both backends share, because each writes a trigger
+/// its own way; every statement is idempotent and runs at each start.
+const SQLITE_APPEND_ONLY: &str = "\
+CREATE TRIGGER IF NOT EXISTS task_events_no_update BEFORE UPDATE ON task_events \
+BEGIN SELECT RAISE(ABORT, 'task_events is append-only: an event cannot be changed'); END; \
+CREATE TRIGGER IF NOT EXISTS task_events_no_delete BEFORE DELETE ON task_events \
+BEGIN SELECT RAISE(ABORT, 'task_events is append-only: an event cannot be removed'); END;";
+const PG_APPEND_ONLY: &str = "\
+CREATE OR REPLACE FUNCTION task_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ \
+BEGIN RAISE EXCEPTION 'task_events is append-only: an event cannot be changed or removed (%)', TG_OP; END $$; \
+DO $$ BEGIN \
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'task_events_no_change') THEN \
+    CREATE TRIGGER task_events_no_change BEFORE UPDATE OR DELETE ON task_events \
+    FOR EACH ROW EXECUTE FUNCTION task_events_append_only(); \
+  END IF; \
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'task_events_no_truncate') THEN \
+    CREATE TRIGGER task_events_no_truncate BEFORE TRUNCATE ON task_events \
+    FOR EACH STATEMENT EXECUTE FUNCTION task_events_append_only(); \
+  END IF; \
+END $$;";
+// (Created only when missing, so an instance starting beside running ones takes no lock
+// on the table.)
+
 /// Applies pending migrations. On PostgreSQL an advisory lock keeps several instances
 /// starting together from migrating at once.
 pub fn migrate(conn: &mut DbConnection) -> Result<(), String> {
@@ -372,7 +397,15 @@ pub fn migrate(conn: &mut DbConnection) -> Result<(), String> {
     let result = conn
         .run_pending_migrations(MIGRATIONS)
         .map(|_| ())
-        .map_err(|e| e.to_string());
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let guard = match conn {
+                DbConnection::Sqlite(_) => SQLITE_APPEND_ONLY,
+                DbConnection::Pg(_) => PG_APPEND_ONLY,
+            };
+            conn.batch_execute(guard)
+                .map_err(|e| format!("cannot guard the timeline: {e}"))
+        });
     if let DbConnection::Pg(c) = conn {
         c.batch_execute(UNLOCK).map_err(|e| e.to_string())?;
     }

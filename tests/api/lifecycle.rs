@@ -449,3 +449,43 @@ async fn tasks_list_by_filter_and_pages_without_gaps_or_repeats() {
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
     assert_eq!(seen, newest_first);
 }
+
+/// The timeline is the task's record: the database itself refuses to change or remove an
+/// event, whoever asks, and the story read back afterwards is the one written.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_refuses_to_change_or_remove_a_timeline_event() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app.raised(&w.nurse.token, &w.fy1, json!({})).await;
+    let (status, _) = app.act(&id, "acknowledge", &w.amy.token, json!({})).await;
+    assert_eq!(status, 200);
+    let (_, before) = app
+        .get(&format!("/api/v1/tasks/{id}"), &w.nurse.token)
+        .await;
+    assert_eq!(kinds(&before), ["raised", "acknowledged"]);
+
+    for statement in [
+        "UPDATE task_events SET kind = 'completed' WHERE kind = 'acknowledged'",
+        "DELETE FROM task_events WHERE kind = 'acknowledged'",
+    ] {
+        let store = app.store.clone();
+        let refused = tokio::task::spawn_blocking(move || {
+            use diesel::RunQueryDsl;
+            store.write_now(|c| {
+                diesel::sql_query(statement)
+                    .execute(c)
+                    .map_err(|e| bleepless::error::AppError::Unprocessable(e.to_string()))
+            })
+        })
+        .await
+        .unwrap();
+        let error = refused.expect_err(statement).to_string();
+        assert!(error.contains("append-only"), "{statement}: {error}");
+    }
+
+    let (_, after) = app
+        .get(&format!("/api/v1/tasks/{id}"), &w.nurse.token)
+        .await;
+    assert_eq!(after["timeline"], before["timeline"]);
+    assert_eq!(app.event_count().await, 2);
+}
