@@ -57,6 +57,21 @@ struct Done {
     devices: Vec<(String, DeviceResult)>,
 }
 
+/// What to write of each device a batch of sends reached: its latest result, or that it is
+/// gone if its push service said so to any of them. One write per device, not per push: a
+/// doctor's phone that took a hundred pushes in a batch is one row to update.
+fn device_results(batch: &[Done]) -> Vec<(&str, &DeviceResult)> {
+    let mut latest: Vec<(&str, &DeviceResult)> = Vec::new();
+    for (device, result) in batch.iter().flat_map(|d| &d.devices) {
+        match latest.iter_mut().find(|seen| seen.0 == device.as_str()) {
+            Some((_, DeviceResult::Gone)) => {}
+            Some((_, seen)) => *seen = result,
+            None => latest.push((device, result)),
+        }
+    }
+    latest
+}
+
 fn urgency(p: Priority) -> Urgency {
     match p {
         Priority::Stat | Priority::Asap => Urgency::High,
@@ -212,16 +227,28 @@ impl Dispatcher {
         let result = self
             .store
             .write(move |c| {
+                // Sent, the common outcome, is one statement for the whole batch; the others
+                // carry their own error or retry time, one statement each.
+                let sent: Vec<&str> = batch
+                    .iter()
+                    .filter(|d| matches!(d.outcome, Outcome::Sent))
+                    .map(|d| d.id.as_str())
+                    .collect();
+                let recorded = notifications::record_sent(c, &sent, &owner, now)?;
                 for done in &batch {
-                    if !notifications::record(c, &done.id, &owner, &done.outcome, now)? {
+                    let held = match done.outcome {
+                        Outcome::Sent => recorded.contains(done.id.as_str()),
+                        _ => notifications::record(c, &done.id, &owner, &done.outcome, now)?,
+                    };
+                    if !held {
                         tracing::warn!(task_id = %done.task_id, notification = %done.id, "lease lost before the outcome was recorded");
                     }
-                    for (device, result) in &done.devices {
-                        match result {
-                            DeviceResult::Gone => notifications::forget_device(c, device)?,
-                            DeviceResult::Delivered => notifications::device_result(c, device, None, now)?,
-                            DeviceResult::Failed(e) => notifications::device_result(c, device, Some(e), now)?,
-                        }
+                }
+                for (device, result) in device_results(&batch) {
+                    match result {
+                        DeviceResult::Gone => notifications::forget_device(c, device)?,
+                        DeviceResult::Delivered => notifications::device_result(c, device, None, now)?,
+                        DeviceResult::Failed(e) => notifications::device_result(c, device, Some(e), now)?,
                     }
                 }
                 Ok(())
@@ -401,5 +428,76 @@ impl Dispatcher {
             Err(EmailError::Retry(e)) => self.retry_or_fail(row, e, now),
             Err(EmailError::Permanent(e)) => Outcome::Failed { error: e },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(id: &str, devices: Vec<(&str, DeviceResult)>) -> Done {
+        Done {
+            id: id.into(),
+            task_id: "t".into(),
+            outcome: Outcome::Sent,
+            devices: devices
+                .into_iter()
+                .map(|(d, r)| (d.to_string(), r))
+                .collect(),
+        }
+    }
+
+    fn summary(batch: &[Done]) -> Vec<(String, String)> {
+        device_results(batch)
+            .into_iter()
+            .map(|(d, r)| {
+                let r = match r {
+                    DeviceResult::Delivered => "delivered".to_string(),
+                    DeviceResult::Gone => "gone".to_string(),
+                    DeviceResult::Failed(e) => format!("failed: {e}"),
+                };
+                (d.to_string(), r)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_device_is_written_once_with_its_latest_result_and_gone_stays_gone() {
+        let batch = [
+            done(
+                "n1",
+                vec![
+                    ("phone", DeviceResult::Delivered),
+                    ("tablet", DeviceResult::Gone),
+                ],
+            ),
+            done("n2", vec![("phone", DeviceResult::Failed("503".into()))]),
+            done(
+                "n3",
+                vec![
+                    ("tablet", DeviceResult::Delivered),
+                    ("watch", DeviceResult::Delivered),
+                ],
+            ),
+        ];
+        assert_eq!(
+            summary(&batch),
+            [
+                ("phone".to_string(), "failed: 503".to_string()),
+                ("tablet".to_string(), "gone".to_string()),
+                ("watch".to_string(), "delivered".to_string()),
+            ]
+        );
+        let later = [
+            done(
+                "n4",
+                vec![("phone", DeviceResult::Failed("timeout".into()))],
+            ),
+            done("n5", vec![("phone", DeviceResult::Delivered)]),
+        ];
+        assert_eq!(
+            summary(&later),
+            [("phone".to_string(), "delivered".to_string())]
+        );
     }
 }

@@ -250,6 +250,35 @@ pub enum Outcome {
     Cancelled,
 }
 
+/// Records that these notifications were sent, in one statement, and returns those whose
+/// lease this instance still held (only they are recorded).
+pub fn record_sent(
+    conn: &mut DbConnection,
+    ids: &[&str],
+    owner: &str,
+    now: DateTime<Utc>,
+) -> AppResult<std::collections::HashSet<String>> {
+    use diesel::sql_types::{Text, Timestamp};
+    #[derive(QueryableByName)]
+    struct Recorded {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    const RECORD_SENT: &str = "UPDATE notifications SET status = 'sent', sent_at = ?, \
+         lease_until = NULL, last_error = NULL \
+         WHERE id IN IDS AND status = 'sending' AND lease_owner = ? RETURNING id";
+    let mut held = std::collections::HashSet::new();
+    for chunk in ids.chunks(1000) {
+        let rows: Vec<Recorded> = on_backend!(conn, |c| Sql::with_ids(RECORD_SENT)
+            .bind::<Timestamp, _>(to_db(now))
+            .bind_ids(chunk)
+            .bind::<Text, _>(owner)
+            .load(c)?);
+        held.extend(rows.into_iter().map(|r| r.id));
+    }
+    Ok(held)
+}
+
 /// Records an attempt's outcome, if this instance still holds the lease.
 pub fn record(
     conn: &mut DbConnection,
@@ -455,16 +484,20 @@ pub fn device_result(
     error: Option<&str>,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
+    use diesel::sql_types::{Text, Timestamp};
+    // By hand, so that each is prepared once per connection (see `store::sql`).
+    const DELIVERED: &str =
+        "UPDATE push_subscriptions SET last_success_at = ?, last_error = NULL WHERE id = ?";
+    const FAILED: &str = "UPDATE push_subscriptions SET last_error = ? WHERE id = ?";
     match error {
-        None => diesel::update(push_subscriptions::table.find(id))
-            .set((
-                push_subscriptions::last_success_at.eq(Some(to_db(now))),
-                push_subscriptions::last_error.eq(None::<String>),
-            ))
-            .execute(conn)?,
-        Some(e) => diesel::update(push_subscriptions::table.find(id))
-            .set(push_subscriptions::last_error.eq(Some(e)))
-            .execute(conn)?,
+        None => on_backend!(conn, |c| Sql::new(DELIVERED)
+            .bind::<Timestamp, _>(to_db(now))
+            .bind::<Text, _>(id)
+            .execute(c)?),
+        Some(e) => on_backend!(conn, |c| Sql::new(FAILED)
+            .bind::<Text, _>(e)
+            .bind::<Text, _>(id)
+            .execute(c)?),
     };
     Ok(())
 }

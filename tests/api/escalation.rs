@@ -686,3 +686,83 @@ async fn the_dashboard_shows_the_latest_failed_deliveries_newest_first() {
         "{d}"
     );
 }
+
+/// Of several instances, only the one holding a notification's lease may record it sent:
+/// another that sent it too (its lease ran out and was taken over) records nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_lease_holder_records_a_notification_sent() {
+    use bleepless::store::notifications as outbox;
+    use bleepless::store::schema::notifications;
+    use diesel::prelude::*;
+    let w = Ward::new().await;
+    let app = &w.app;
+    let task = app.raised(&w.nurse.token, &w.fy1, json!({})).await;
+    let amy = w.amy.id.clone();
+    // Two rows claimed by instance A, with a lease this instance's dispatcher leaves alone.
+    let ids = app
+        .write(move |c, now| {
+            let mut ids = Vec::new();
+            for level in [7, 8] {
+                let id = format!("lease-test-{level}");
+                diesel::insert_into(notifications::table)
+                    .values((
+                        notifications::id.eq(&id),
+                        notifications::dedupe_key.eq(format!("{task}/{level}/{amy}/push")),
+                        notifications::task_id.eq(&task),
+                        notifications::level.eq(level),
+                        notifications::recipient_id.eq(&amy),
+                        notifications::channel.eq("push"),
+                        notifications::status.eq("sending"),
+                        notifications::attempts.eq(1),
+                        notifications::due_at.eq(now.naive_utc()),
+                        notifications::lease_owner.eq("instance-a"),
+                        notifications::lease_until
+                            .eq((now + chrono::Duration::hours(1)).naive_utc()),
+                        notifications::created_at.eq(now.naive_utc()),
+                    ))
+                    .execute(c)?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+        .await;
+    let status = |ids: Vec<String>| async move {
+        app.write(move |c, _| {
+            Ok(notifications::table
+                .filter(notifications::id.eq_any(&ids))
+                .select((notifications::status, notifications::sent_at.is_not_null()))
+                .load::<(String, bool)>(c)?)
+        })
+        .await
+    };
+
+    let (both, one) = (ids.clone(), vec![ids[0].clone()]);
+    let by_b = app
+        .write(move |c, now| {
+            let refs: Vec<&str> = both.iter().map(String::as_str).collect();
+            outbox::record_sent(c, &refs, "instance-b", now)
+        })
+        .await;
+    assert!(by_b.is_empty(), "{by_b:?}");
+    assert_eq!(
+        status(ids.clone()).await,
+        [
+            ("sending".to_string(), false),
+            ("sending".to_string(), false)
+        ]
+    );
+
+    let by_a = app
+        .write(move |c, now| {
+            let refs: Vec<&str> = one.iter().map(String::as_str).collect();
+            outbox::record_sent(c, &refs, "instance-a", now)
+        })
+        .await;
+    assert_eq!(by_a.into_iter().collect::<Vec<_>>(), [ids[0].clone()]);
+    let mut after = status(ids.clone()).await;
+    after.sort();
+    assert_eq!(
+        after,
+        [("sending".to_string(), false), ("sent".to_string(), true)]
+    );
+}
