@@ -264,9 +264,10 @@ pub fn record_sent(
         #[diesel(sql_type = Text)]
         id: String,
     }
+    // `coalesce(status, '')` is `outbox::BY_ID`: the rows are found by id.
     const RECORD_SENT: &str = "UPDATE notifications SET status = 'sent', sent_at = ?, \
          lease_until = NULL, last_error = NULL \
-         WHERE id IN IDS AND status = 'sending' AND lease_owner = ? RETURNING id";
+         WHERE id IN IDS AND coalesce(status, '') = 'sending' AND lease_owner = ? RETURNING id";
     let mut held = std::collections::HashSet::new();
     for chunk in ids.chunks(1000) {
         let rows: Vec<Recorded> = on_backend!(conn, |c| Sql::with_ids(RECORD_SENT)
