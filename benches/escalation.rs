@@ -4,6 +4,7 @@
 //! local push endpoint, and reports pushes per second and lateness (due → push received).
 //!
 //!   cargo bench --bench escalation -- [sqlite|postgres|both] [--tasks N] [--open N] [--due N]
+//!       [--alone] [--batch N]
 mod common;
 
 use bleepless::clock::{Clock, ManualClock};
@@ -23,6 +24,8 @@ struct Args {
     open: usize,
     due: usize,
     alone: bool,
+    /// The dispatcher's claim size; the service's default unless `--batch` says otherwise.
+    batch: i64,
 }
 
 fn args() -> Args {
@@ -32,6 +35,7 @@ fn args() -> Args {
         open: 100_000,
         due: 10_000,
         alone: false,
+        batch: DispatchConfig::default().batch,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -48,6 +52,10 @@ fn args() -> Args {
                 i += 1;
             }
             "--alone" => a.alone = true,
+            "--batch" => {
+                a.batch = next.map_or(a.batch, |n| n as i64);
+                i += 1;
+            }
             "--due" => {
                 a.due = next.unwrap_or(a.due);
                 i += 1;
@@ -134,7 +142,7 @@ async fn run(backend: &str, a: &Args) {
         .unwrap(),
         email: None,
         config: DispatchConfig {
-            batch: 200,
+            batch: a.batch,
             ..DispatchConfig::default()
         },
         links: LinkSigner::new(b"bench"),
@@ -178,8 +186,8 @@ async fn run(backend: &str, a: &Args) {
     };
     let (p50, p99, max) = summary(lateness);
     println!(
-        "\n## {backend}: {} tasks stored, {} open, {} due in the same second ({mode})",
-        a.tasks, a.open, a.due
+        "\n## {backend}: {} tasks stored, {} open, {} due in the same second ({mode}, claims of {})",
+        a.tasks, a.open, a.due, a.batch
     );
     println!("| measure | value |\n|---|---|");
     println!("| one tick: tasks escalated | {n} |");
