@@ -1,8 +1,8 @@
 //! The outbox: the one place notifications are enqueued, claimed, and their outcome recorded.
 use super::directory::{self, Role};
-use super::outbox::Outbox;
+use super::outbox::{Outbox, BY_ID};
 use super::schema::{notifications, push_subscriptions, staff};
-use super::sql::{insert_rows, load_by_ids, on_backend, Sql};
+use super::sql::{insert_rows, load_by_ids, on_backend, IdRow, Sql};
 use super::tasks::{Assignee, Task};
 use super::{from_db, new_id, to_db, DbConnection};
 use crate::domain::notification::{Channel, Delivery};
@@ -259,18 +259,15 @@ pub fn record_sent(
     now: DateTime<Utc>,
 ) -> AppResult<std::collections::HashSet<String>> {
     use diesel::sql_types::{Text, Timestamp};
-    #[derive(QueryableByName)]
-    struct Recorded {
-        #[diesel(sql_type = Text)]
-        id: String,
-    }
-    // `coalesce(status, '')` is `outbox::BY_ID`: the rows are found by id.
-    const RECORD_SENT: &str = "UPDATE notifications SET status = 'sent', sent_at = ?, \
+    // The rows are found by id (`outbox::BY_ID`).
+    let record_sent = format!(
+        "UPDATE notifications SET status = 'sent', sent_at = ?, \
          lease_until = NULL, last_error = NULL \
-         WHERE id IN IDS AND coalesce(status, '') = 'sending' AND lease_owner = ? RETURNING id";
+         WHERE id IN IDS AND {BY_ID} = 'sending' AND lease_owner = ? RETURNING id"
+    );
     let mut held = std::collections::HashSet::new();
     for chunk in ids.chunks(1000) {
-        let rows: Vec<Recorded> = on_backend!(conn, |c| Sql::with_ids(RECORD_SENT)
+        let rows: Vec<IdRow> = on_backend!(conn, |c| Sql::with_ids(&record_sent)
             .bind::<Timestamp, _>(to_db(now))
             .bind_ids(chunk)
             .bind::<Text, _>(owner)

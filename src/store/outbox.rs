@@ -1,6 +1,6 @@
 //! Claiming rows of an outbox table (notifications, record deliveries) with a lease, so
 //! that of several instances sharing one database each row goes to one.
-use super::sql::{on_backend, Sql};
+use super::sql::{on_backend, IdRow, Sql};
 use super::{to_db, DbConnection};
 use crate::error::AppResult;
 use chrono::{DateTime, Utc};
@@ -41,11 +41,6 @@ impl Outbox {
         now: DateTime<Utc>,
         limit: i64,
     ) -> AppResult<Vec<String>> {
-        #[derive(QueryableByName)]
-        struct Id {
-            #[diesel(sql_type = Text)]
-            id: String,
-        }
         // The limit is written into the text: SQLite prepares a statement whose LIMIT is a
         // bound parameter anew each time it is bound (see `store`). There are at most as
         // many texts as the largest batch.
@@ -55,7 +50,7 @@ impl Outbox {
             self.ready("status")
         );
         let now = to_db(now);
-        let ids: Vec<Id> = on_backend!(conn, |c| Sql::new(sql.as_str())
+        let ids: Vec<IdRow> = on_backend!(conn, |c| Sql::new(sql.as_str())
             .bind::<Timestamp, _>(now)
             .bind::<Timestamp, _>(now)
             .load(c)?);

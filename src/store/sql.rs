@@ -147,6 +147,13 @@ impl<'a, DB: IdList> Sql<'a, DB> {
     }
 }
 
+/// A row of one column, `id`: what a `SELECT id` or an `UPDATE … RETURNING id` gives back.
+#[derive(diesel::QueryableByName)]
+pub struct IdRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub id: String,
+}
+
 /// Loads the rows of a statement whose one parameter is a list of ids, `IDS` (see
 /// [`IdList`]).
 pub fn load_by_ids<T>(

@@ -3,7 +3,7 @@
 use super::directory::{self, Staff};
 use super::notifications;
 use super::schema::{task_events, tasks};
-use super::sql::{insert_rows, load_by_ids, on_backend, Sql};
+use super::sql::{insert_rows, load_by_ids, on_backend, IdRow, Sql};
 use super::{from_db, new_id, to_db, DbConnection};
 use crate::domain::task::{required_text, Policy, MAX_TEXT};
 use crate::domain::{Action, Category, NhsNumber, OutcomeCode, Permission, Priority, Status};
@@ -356,13 +356,6 @@ pub fn insert_events(conn: &mut DbConnection, rows: &[NewEventRow]) -> AppResult
     Ok(())
 }
 
-/// A row an `UPDATE … RETURNING id` changed.
-#[derive(QueryableByName)]
-struct Changed {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    id: String,
-}
-
 /// Applies escalations, each only if the task is still at the version it was read at.
 /// Returns the ids changed. PostgreSQL does them all in one statement, SQLite one per
 /// (level, next deadline).
@@ -383,7 +376,7 @@ pub(crate) fn save_escalations(
                     .iter()
                     .map(|t| t.next_escalation_at.map(to_db))
                     .collect();
-                let rows: Vec<Changed> = diesel::sql_query(
+                let rows: Vec<IdRow> = diesel::sql_query(
                     "UPDATE tasks SET escalation_level = x.level, next_escalation_at = x.next_at, \
                      version = tasks.version + 1, updated_at = $5 \
                      FROM unnest($1::text[], $2::bigint[], $3::int[], $4::timestamp[]) \
@@ -414,7 +407,7 @@ pub(crate) fn save_escalations(
             let mut out = std::collections::HashSet::new();
             for ((level, next_at), tasks) in by_target {
                 for chunk in tasks.chunks(1000) {
-                    let rows: Vec<Changed> = diesel::sql_query(
+                    let rows: Vec<IdRow> = diesel::sql_query(
                         "UPDATE tasks SET escalation_level = ?, next_escalation_at = ?, \
                          version = tasks.version + 1, updated_at = ? \
                          FROM json_each(?) AS x \
