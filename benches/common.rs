@@ -180,3 +180,29 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0)
 }
+
+/// The whole number after the flag at `argv[i]`, which must lie in `range`. A value that is
+/// missing, not a whole number or out of range stops the bench, saying which: running with
+/// a default instead would report figures for something not asked for.
+pub fn flag_number(argv: &[String], i: usize, range: std::ops::RangeInclusive<usize>) -> usize {
+    match argv.get(i + 1).map(|v| v.parse::<usize>()) {
+        Some(Ok(n)) if range.contains(&n) => n,
+        _ if *range.end() == usize::MAX => stop(&format!(
+            "{} needs a whole number of at least {} after it",
+            argv[i],
+            range.start()
+        )),
+        _ => stop(&format!(
+            "{} needs a whole number from {} to {} after it",
+            argv[i],
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+/// Stops the bench over its arguments, saying why.
+pub fn stop(why: &str) -> ! {
+    eprintln!("{why}");
+    std::process::exit(2);
+}

@@ -40,29 +40,28 @@ fn args() -> Args {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
-        let next = argv.get(i + 1).and_then(|v| v.parse::<usize>().ok());
         match argv[i].as_str() {
             "sqlite" | "postgres" => a.backends = vec![argv[i].clone()],
-            "--tasks" => {
-                a.tasks = next.unwrap_or(a.tasks);
-                i += 1;
-            }
-            "--open" => {
-                a.open = next.unwrap_or(a.open);
-                i += 1;
-            }
             "--alone" => a.alone = true,
-            "--batch" => {
-                a.batch = next.map_or(a.batch, |n| n as i64);
-                i += 1;
-            }
-            "--due" => {
-                a.due = next.unwrap_or(a.due);
+            flag @ ("--tasks" | "--open" | "--due" | "--batch") => {
+                let at_least = usize::from(flag != "--open");
+                let most = if flag == "--batch" { 1000 } else { usize::MAX };
+                let n = common::flag_number(&argv, i, at_least..=most);
+                match flag {
+                    "--tasks" => a.tasks = n,
+                    "--open" => a.open = n,
+                    "--due" => a.due = n,
+                    // As the service's `[dispatch] batch`.
+                    _ => a.batch = n as i64,
+                }
                 i += 1;
             }
             _ => {}
         }
         i += 1;
+    }
+    if !(a.due <= a.open && a.open <= a.tasks) {
+        common::stop("need --due <= --open <= --tasks");
     }
     a
 }

@@ -33,20 +33,17 @@ fn args() -> Args {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
-        let next = || argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
         match argv[i].as_str() {
             "sqlite" | "postgres" => a.backends = vec![argv[i].clone()],
             "both" => {}
-            "--seconds" => {
-                a.seconds = next().unwrap_or(a.seconds);
-                i += 1;
-            }
-            "--workers" => {
-                a.workers = next().map_or(a.workers, |v| v as usize);
-                i += 1;
-            }
-            "--preload" => {
-                a.preload = next().map_or(a.preload, |v| v as usize);
+            flag @ ("--seconds" | "--workers" | "--preload") => {
+                let at_least = usize::from(flag != "--preload");
+                let n = common::flag_number(&argv, i, at_least..=usize::MAX);
+                match flag {
+                    "--seconds" => a.seconds = n as u64,
+                    "--workers" => a.workers = n,
+                    _ => a.preload = n,
+                }
                 i += 1;
             }
             _ => {}
