@@ -303,6 +303,17 @@ async fn every_open_page_hears_of_a_change_and_of_nothing_else() {
     let app = &w.app;
     let short = std::time::Duration::from_millis(1500);
     let long = std::time::Duration::from_secs(10);
+    // A stranger, or a forged token, gets a 401 that says so, not a stream.
+    for token in [None, Some("forged")] {
+        let mut req = app.client.get(format!("{}/events", app.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let (status, body) = read(req.send().await.unwrap()).await;
+        assert_eq!(status, 401, "{body}");
+        let says = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(says.contains("sign in") || says.contains("token"), "{body}");
+    }
     let mut board = listen(app, &w.manager).await;
     let mut list = listen(app, &w.nurse).await;
     // Where each page starts is not a change.
