@@ -152,16 +152,15 @@ async fn run(backend: &str, a: &Args) {
     // By default as in the service: the dispatcher runs beside the tick and sends each
     // group of escalations' pushes as soon as that group is committed. With --alone the
     // tick runs by itself first, to time it without the dispatcher competing.
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let app = bleepless::app::App::new(store.clone(), Arc::new(clock.clone()), policy.clone());
+    let wake = app.wake.clone();
     let mut dispatcher = Some(dispatcher);
     let mut handle = None;
     if !a.alone {
         handle = dispatcher.take().map(|d| tokio::spawn(d.run(wake.clone())));
     }
     let started = Instant::now();
-    let n = bleepless::escalation::tick(&store, due_at, &policy, &wake)
-        .await
-        .unwrap();
+    let n = bleepless::escalation::tick(&app, due_at).await.unwrap();
     let tick = started.elapsed();
     let (handle, send_start) = match handle {
         Some(h) => (h, started),

@@ -1,6 +1,7 @@
 //! Bleepless: clinical tasks that reach a phone, escalate when nobody answers, and end up in
 //! the patient record. This crate builds the service so that `main` and the tests start it
 //! the same way.
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod demo;
@@ -96,11 +97,12 @@ impl Application {
             None => None,
         };
         let links = notify::links::LinkSigner::new(&secret);
+        let app = app::App::new(store.clone(), clock.clone(), config.policy.clone());
         let state = web::AppState {
             store: store.clone(),
             clock: clock.clone(),
             config: Arc::new(config.clone()),
-            outbox: Arc::new(tokio::sync::Notify::new()),
+            app,
             links: links.clone(),
             vapid_public_key: vapid.public_key.clone(),
             changes: Arc::default(),
@@ -154,14 +156,17 @@ impl Application {
     pub async fn run(self) -> std::io::Result<()> {
         let st = &self.state;
         let scheduler = tokio::spawn(escalation::run_scheduler(
+            st.app.clone(),
+            st.config.schedule.clone(),
+        ));
+        let dispatcher = tokio::spawn(self.dispatcher.run(st.app.wake.clone()));
+        let record_sink = fhir::sink::spawn(
             st.store.clone(),
             st.clock.clone(),
-            st.config.schedule.clone(),
-            st.config.policy.clone(),
-            st.outbox.clone(),
-        ));
-        let dispatcher = tokio::spawn(self.dispatcher.run(st.outbox.clone()));
-        let record_sink = fhir::sink::spawn(st);
+            st.config.record.clone(),
+            st.config.dispatch.clone(),
+            st.config.public_url.clone(),
+        );
         let result = self.server.await;
         scheduler.abort();
         dispatcher.abort();

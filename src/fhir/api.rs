@@ -1,9 +1,9 @@
 //! The FHIR R4 REST endpoint under `/fhir` (read-only, JSON), and the record delivery report
 //! under `/api/v1/record-deliveries`. Every error from `/fhir` is an OperationOutcome.
 use super::mapping::{self, FHIR_JSON};
-use super::sink::{self, RecordStatus};
 use crate::domain::NhsNumber;
 use crate::error::{AppError, AppResult};
+use crate::store::records::{self, RecordStatus};
 use crate::store::schema::tasks;
 use crate::store::{to_db, DbConnection};
 use crate::web::auth::Caller;
@@ -707,7 +707,7 @@ async fn list_deliveries(
         ));
     }
     let statuses = match &params.status {
-        Some(s) => sink::parse_statuses(s)?,
+        Some(s) => records::parse_statuses(s)?,
         None => vec![
             RecordStatus::Pending,
             RecordStatus::Sending,
@@ -722,7 +722,7 @@ async fn list_deliveries(
     }
     let list = state
         .store
-        .read(move |c| sink::list(c, &statuses, limit))
+        .read(move |c| records::list(c, &statuses, limit))
         .await?;
     Ok(HttpResponse::Ok().json(json!({
         "configured": state.config.record.is_some(),

@@ -1,8 +1,9 @@
 //! The bed manager's view: what is open where, what is late, how fast tasks are picked up.
 use super::schema::{notifications, task_events, tasks};
 use super::sql::{on_backend, Sql};
-use super::tasks::{Filter, Task};
+use super::tasks::Filter;
 use super::{from_db, to_db, DbConnection};
+use crate::domain::Task;
 use crate::domain::{Priority, Status};
 use crate::error::AppResult;
 use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};

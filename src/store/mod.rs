@@ -6,18 +6,21 @@
 //! whenever the parameter is bound again, so diesel's cached statement was compiled anew
 //! on every call (a fifth of the service's CPU under load, measured with perf).
 pub mod dashboard;
+mod database_url;
 pub mod directory;
+pub mod events;
 pub mod notifications;
 pub mod outbox;
+pub mod records;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
 pub mod sql;
 pub mod tasks;
 
-use crate::config::DatabaseUrl;
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, NaiveDateTime, Utc};
+pub use database_url::DatabaseUrl;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection};

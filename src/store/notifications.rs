@@ -1,74 +1,16 @@
 //! The outbox: the one place notifications are enqueued, claimed, and their outcome recorded.
-use super::directory::{self, Role};
+use super::directory;
 use super::outbox::{Outbox, BY_ID};
 use super::schema::{notifications, push_subscriptions, staff};
 use super::sql::{insert_rows, load_by_ids, on_backend, IdRow, Sql};
-use super::tasks::{Assignee, Task};
 use super::{from_db, new_id, to_db, DbConnection};
 use crate::domain::notification::{Channel, Delivery};
+use crate::domain::timeline::Person;
+use crate::domain::Task;
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
-
-/// The roles a task escalates through after its assignee, in order. For a task assigned to a
-/// role that is the role's chain; for one assigned to a person, the fallback role and its chain.
-pub fn escalation_roles(
-    conn: &mut DbConnection,
-    task: &Task,
-    fallback_role: Option<&str>,
-) -> AppResult<Vec<Role>> {
-    let (start, skip_first) = match &task.assignee {
-        Assignee::Role(r) => (Some(directory::role_by_id(conn, r)?), true),
-        Assignee::Staff(_) => match fallback_role {
-            Some(name) => (directory::find_role(conn, name)?, false),
-            None => (None, false),
-        },
-    };
-    let mut chain = Vec::new();
-    let mut next = start;
-    while let Some(role) = next {
-        if chain.iter().any(|r: &Role| r.id == role.id) || chain.len() >= 16 {
-            break;
-        }
-        next = match &role.escalates_to {
-            Some(id) => Some(directory::role_by_id(conn, id)?),
-            None => None,
-        };
-        chain.push(role);
-    }
-    if skip_first && !chain.is_empty() {
-        chain.remove(0);
-    }
-    Ok(chain)
-}
-
-/// Whoever the task is for right now: its assignee, or every current holder of its role.
-pub fn first_recipients(conn: &mut DbConnection, task: &Task) -> AppResult<Vec<String>> {
-    match &task.assignee {
-        Assignee::Staff(s) => Ok(vec![s.clone()]),
-        Assignee::Role(r) => directory::current_holders(conn, r),
-    }
-}
-
-/// Everyone reached at `level`: the first recipients and the holders of every role of the
-/// chain reached so far.
-pub fn recipients(
-    conn: &mut DbConnection,
-    task: &Task,
-    level: i32,
-    chain: &[Role],
-) -> AppResult<Vec<String>> {
-    let mut out = first_recipients(conn, task)?;
-    for role in chain.iter().take(level.max(0) as usize) {
-        for h in directory::current_holders(conn, &role.id)? {
-            if !out.contains(&h) {
-                out.push(h);
-            }
-        }
-    }
-    Ok(out)
-}
 
 /// A recipient who can be reached: active, with their email address if they have one.
 #[derive(Debug, Clone)]
@@ -318,7 +260,7 @@ pub struct NotificationView {
     pub id: String,
     pub task_id: String,
     pub level: i32,
-    pub recipient: super::tasks::Person,
+    pub recipient: Person,
     pub channel: String,
     pub status: String,
     pub attempts: i32,
@@ -353,7 +295,7 @@ pub fn list(
     Ok(rows
         .into_iter()
         .map(|r| NotificationView {
-            recipient: super::tasks::Person {
+            recipient: Person {
                 name: names.get(&r.recipient_id).cloned().unwrap_or_default(),
                 id: r.recipient_id,
             },

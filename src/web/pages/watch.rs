@@ -1,5 +1,6 @@
 //! The bed manager's escalation dashboard and the admin page.
 use super::{ok, see_other, PageError, PageResult, PageUser};
+use crate::app::roles::{self, HandedBy};
 use crate::domain::{Permission, Priority};
 use crate::error::AppError;
 use crate::store::dashboard;
@@ -325,14 +326,15 @@ async fn hand_over(
     user.require(&[Permission::Admin], "Handing over bleeps")?;
     let f = f.into_inner();
     user.check_csrf(&f.csrf)?;
-    let (by, now) = (user.0.staff.id.clone(), state.clock.now());
+    let by = user.0.staff.clone();
     let msg = state
-        .store
-        .write(move |c| {
+        .app
+        .run(move |c, ctx| {
             let role = directory::role_by_id(c, &f.role)?;
             let to = directory::staff_by_id(c, &f.to)?
                 .ok_or_else(|| AppError::Unprocessable("choose a member of staff".into()))?;
-            directory::hand_over(c, &role, &to, f.share.is_some(), Some(&by), now)?;
+            let by = HandedBy::Staff(&by);
+            roles::hand_over(c, ctx, &role, &to, f.share.is_some(), by)?;
             Ok(format!("{} now holds {}", to.name, role.name))
         })
         .await?;
