@@ -9,7 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod escalation;
 pub mod fhir;
-pub mod notify;
+pub mod outbox;
 pub mod store;
 pub mod web;
 
@@ -25,7 +25,7 @@ pub struct Application {
     pub addr: SocketAddr,
     pub state: web::AppState,
     server: actix_web::dev::Server,
-    dispatcher: notify::dispatch::Dispatcher,
+    worker: outbox::worker::Worker,
 }
 
 /// Keys and secrets the service makes on first start and keeps in the database, so that
@@ -34,7 +34,7 @@ fn load_or_make_secrets(
     store: &Store,
     config: &Config,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(notify::push::VapidKeys, Vec<u8>), String> {
+) -> Result<(outbox::push::VapidKeys, Vec<u8>), String> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let attempt = || {
@@ -42,7 +42,7 @@ fn load_or_make_secrets(
             let vapid = match &config.push.vapid {
                 Some((private, public)) => format!("{private}.{public}"),
                 None => store::settings::get_or_create(c, "vapid_keys", now, || {
-                    let k = notify::push::generate_vapid_keys();
+                    let k = outbox::push::generate_vapid_keys();
                     format!("{}.{}", k.private_key, k.public_key)
                 })?,
             };
@@ -66,7 +66,7 @@ fn load_or_make_secrets(
         .decode(secret)
         .map_err(|_| "stored link secret is unreadable")?;
     Ok((
-        notify::push::VapidKeys {
+        outbox::push::VapidKeys {
             private_key: private_key.to_string(),
             public_key: public_key.to_string(),
         },
@@ -88,15 +88,15 @@ impl Application {
         store: Store,
     ) -> Result<Application, String> {
         let (vapid, secret) = load_or_make_secrets(&store, &config, clock.now())?;
-        let push = notify::push::PushSender::new(&vapid, &config.push.subject, config.push.timeout)
+        let push = outbox::push::PushSender::new(&vapid, &config.push.subject, config.push.timeout)
             .map_err(|e| format!("push: {e}"))?;
         let email = match &config.email {
             Some(settings) => {
-                Some(notify::email::EmailSender::new(settings).map_err(|e| format!("email: {e}"))?)
+                Some(outbox::email::EmailSender::new(settings).map_err(|e| format!("email: {e}"))?)
             }
             None => None,
         };
-        let links = notify::links::LinkSigner::new(&secret);
+        let links = outbox::links::LinkSigner::new(&secret);
         let app = app::App::new(store.clone(), clock.clone(), config.policy.clone());
         let state = web::AppState {
             store: store.clone(),
@@ -107,15 +107,18 @@ impl Application {
             vapid_public_key: vapid.public_key.clone(),
             changes: Arc::default(),
         };
-        let dispatcher = notify::dispatch::Dispatcher {
+        let worker = outbox::worker::Worker {
             store,
             clock,
-            push,
-            email,
             config: config.dispatch.clone(),
-            links,
-            public_url: config.public_url.clone(),
-            ack_seconds: config.policy.ack_seconds,
+            notifier: outbox::notification::Notifier {
+                push,
+                email,
+                links,
+                public_url: config.public_url.clone(),
+                ack_seconds: config.policy.ack_seconds,
+            },
+            records: outbox::record::RecordServers::new(&config.record, &config.public_url)?,
             owner: uuid::Uuid::new_v4().to_string(),
         };
         let data = aweb::Data::new(state.clone());
@@ -143,7 +146,7 @@ impl Application {
             addr,
             state,
             server: server.run(),
-            dispatcher,
+            worker,
         })
     }
 
@@ -151,7 +154,7 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves requests, runs the escalation scheduler and the outbox dispatcher, until the
+    /// Serves requests, runs the escalation scheduler and the outbox worker, until the
     /// server stops.
     pub async fn run(self) -> std::io::Result<()> {
         let st = &self.state;
@@ -159,18 +162,10 @@ impl Application {
             st.app.clone(),
             st.config.schedule.clone(),
         ));
-        let dispatcher = tokio::spawn(self.dispatcher.run(st.app.wake.clone()));
-        let record_sink = fhir::sink::spawn(
-            st.store.clone(),
-            st.clock.clone(),
-            st.config.record.clone(),
-            st.config.dispatch.clone(),
-            st.config.public_url.clone(),
-        );
+        let worker = tokio::spawn(self.worker.run(st.app.wake.clone()));
         let result = self.server.await;
         scheduler.abort();
-        dispatcher.abort();
-        record_sink.inspect(tokio::task::JoinHandle::abort);
+        worker.abort();
         result
     }
 }

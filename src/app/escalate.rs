@@ -6,7 +6,7 @@ use crate::domain::escalation::{escalated, is_due, next_step};
 use crate::domain::{Assignee, Task};
 use crate::error::AppResult;
 use crate::store::events::{self, NewEventRow};
-use crate::store::notifications::{self, Addressee};
+use crate::store::outbox::{self, Addressee};
 use crate::store::{directory, tasks, to_db, DbConnection};
 use serde_json::json;
 use std::collections::HashMap;
@@ -30,7 +30,7 @@ fn plan(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResult<Plan> {
     }
     let step = next_step(task.escalation_level, &held);
     let recipients = recipients(conn, task, step.level, &chain)?;
-    let to = notifications::addresses(conn, &recipients)?;
+    let to = outbox::addresses(conn, &recipients)?;
     Ok(Plan {
         level: step.level,
         skipped: step
@@ -92,7 +92,7 @@ pub fn escalate(conn: &mut DbConnection, ctx: &Ctx, due: &[Task]) -> AppResult<V
     let ids: Vec<&str> = next.iter().map(|(_, n)| n.id.as_str()).collect();
     let mut seqs = events::last_seqs(conn, &ids)?;
     let mut rows = Vec::with_capacity(next.len());
-    let mut outbox = Vec::with_capacity(next.len());
+    let mut queued = Vec::with_capacity(next.len());
     let mut done = Vec::with_capacity(next.len());
     for (task, n) in &next {
         let p = &plans[&(task.assignee.clone(), task.escalation_level)];
@@ -111,12 +111,12 @@ pub fn escalate(conn: &mut DbConnection, ctx: &Ctx, due: &[Task]) -> AppResult<V
             "overdue_seconds": (ctx.now - task.ack_deadline).num_seconds(),
         });
         rows.push(event(&n.id, *seq, ctx, "escalated", detail));
-        let before = outbox.len();
-        notifications::outbox_rows(n, &p.to, ctx.policy.email, ctx.now, &mut outbox);
-        tracing::warn!(task_id = %n.id, level = p.level, notifications = outbox.len() - before, "task escalated");
+        let before = queued.len();
+        outbox::notifications(n, &p.to, ctx.policy.email, ctx.now, &mut queued);
+        tracing::warn!(task_id = %n.id, level = p.level, notifications = queued.len() - before, "task escalated");
         done.push((n.id.clone(), p.level));
     }
     events::insert_events(conn, &rows)?;
-    notifications::insert_outbox(conn, &outbox)?;
+    outbox::insert(conn, &queued)?;
     Ok(done)
 }

@@ -8,7 +8,8 @@ use crate::domain::{Action, Assignee, NewTask, Permission, Status, Task};
 use crate::error::{AppError, AppResult};
 use crate::store::directory::{self, Staff};
 use crate::store::events::{self, Event, NewEvent, Person};
-use crate::store::{new_id, notifications, records, tasks, DbConnection};
+use crate::store::outbox::{self, NewDelivery};
+use crate::store::{new_id, tasks, DbConnection};
 use serde_json::json;
 
 /// A status change as a caller asks for it; a reassignment names its new assignee as a
@@ -49,8 +50,10 @@ fn resolve_assignee(conn: &mut DbConnection, key: &str) -> AppResult<Assignee> {
 /// it is completed or cancelled, and again after every later change (a comment), so the
 /// record holds what Bleepless holds. The sender reads the task as it is when it sends.
 fn queue_for_record(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResult<()> {
-    if ctx.policy.record && matches!(task.status, Status::Completed | Status::Cancelled) {
-        records::enqueue(conn, &task.id, task.version, ctx.now)?;
+    if matches!(task.status, Status::Completed | Status::Cancelled) {
+        let mut rows = Vec::new();
+        outbox::for_the_record(task, &ctx.policy.records, ctx.now, &mut rows);
+        outbox::insert(conn, &rows)?;
     }
     Ok(())
 }
@@ -61,7 +64,10 @@ fn notify_first_recipients(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> A
     if recipients.is_empty() {
         tracing::warn!(task_id = %task.id, "no one holds the bleep this task is for");
     }
-    notifications::enqueue(conn, task, &recipients, ctx.policy.email, ctx.now)
+    let to = outbox::addresses(conn, &recipients)?;
+    let mut rows: Vec<NewDelivery> = Vec::new();
+    outbox::notifications(task, &to, ctx.policy.email, ctx.now, &mut rows);
+    outbox::insert(conn, &rows)
 }
 
 /// Raises a task: writes it and its `raised` event, and queues its first notifications.
@@ -193,7 +199,7 @@ pub fn act(
         };
         events::append_event(conn, id, ctx.now, event)?;
         // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
-        let cancelled = notifications::cancel_pending(conn, id)?;
+        let cancelled = outbox::cancel_chasing(conn, id)?;
         if action == Action::Reassign {
             notify_first_recipients(conn, &next, ctx)?;
         }
@@ -240,7 +246,7 @@ pub fn comment(
             detail: Some(detail.clone()),
         },
     )?;
-    if ctx.policy.record {
+    if !ctx.policy.records.is_empty() {
         let task = tasks::load(conn, id)?;
         queue_for_record(conn, &task, ctx)?;
     }

@@ -163,9 +163,9 @@ pub struct Policy {
     pub fallback_role: Option<String>,
     /// Whether email goes out as a second channel (an SMTP server is configured).
     pub email: bool,
-    /// Whether completed and cancelled tasks are sent to the patient record (a FHIR server
-    /// is configured under `[record]`).
-    pub record: bool,
+    /// The patient-record servers completed and cancelled tasks are sent to (by name; none
+    /// when no FHIR server is configured).
+    pub records: Vec<String>,
 }
 
 /// Who a task is for: an on-call role (whoever holds it) or a named member of staff.

@@ -3,7 +3,7 @@
 use super::mapping::{self, FHIR_JSON};
 use crate::domain::NhsNumber;
 use crate::error::{AppError, AppResult};
-use crate::store::records::{self, RecordStatus};
+use crate::store::deliveries::{self, RecordStatus};
 use crate::store::schema::tasks;
 use crate::store::{to_db, DbConnection};
 use crate::web::auth::Caller;
@@ -707,7 +707,7 @@ async fn list_deliveries(
         ));
     }
     let statuses = match &params.status {
-        Some(s) => records::parse_statuses(s)?,
+        Some(s) => deliveries::parse_statuses(s)?,
         None => vec![
             RecordStatus::Pending,
             RecordStatus::Sending,
@@ -722,11 +722,14 @@ async fn list_deliveries(
     }
     let list = state
         .store
-        .read(move |c| records::list(c, &statuses, limit))
+        .read(move |c| deliveries::records(c, &statuses, limit))
         .await?;
     Ok(HttpResponse::Ok().json(json!({
-        "configured": state.config.record.is_some(),
-        "record_server": state.config.record.as_ref().map(|r| r.base_url.clone()),
+        "configured": !state.config.record.is_empty(),
+        "record_server": state.config.record.first().map(|r| r.base_url.clone()),
+        "record_servers": state.config.record.iter()
+            .map(|r| json!({ "name": r.name, "base_url": r.base_url }))
+            .collect::<Vec<_>>(),
         "deliveries": list,
     })))
 }

@@ -3,7 +3,6 @@
 //! resources themselves are made by [`mapping`], which is pure.
 pub mod api;
 pub mod mapping;
-pub mod sink;
 
 use crate::domain::timeline::Event;
 use crate::domain::{Assignee, Task};

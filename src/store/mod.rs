@@ -7,11 +7,11 @@
 //! on every call (a fifth of the service's CPU under load, measured with perf).
 pub mod dashboard;
 mod database_url;
+pub mod deliveries;
 pub mod directory;
 pub mod events;
 pub mod notifications;
 pub mod outbox;
-pub mod records;
 pub mod schema;
 pub mod sessions;
 pub mod settings;

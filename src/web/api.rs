@@ -4,7 +4,7 @@ use super::errors::json_error;
 use super::AppState;
 use crate::app::roles::HandedBy;
 use crate::app::tasks::{self as commands, Command};
-use crate::domain::notification::Delivery;
+use crate::domain::delivery::Delivery;
 use crate::domain::task::{required_text, MAX_BED, MAX_DESCRIPTION, MAX_TEXT};
 use crate::domain::timeline::{Event, Person};
 use crate::domain::{Assignee, NewTask, News2, Task};
@@ -13,7 +13,7 @@ use crate::error::{AppError, AppResult};
 use crate::store::directory::{self, Staff};
 use crate::store::events;
 use crate::store::tasks::{self, Cursor, Filter};
-use crate::store::{notifications, DbConnection};
+use crate::store::{deliveries, notifications, DbConnection};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -677,7 +677,7 @@ struct SubscriptionBody {
 }
 
 fn check_key(field: &str, value: &str, len: usize) -> AppResult<()> {
-    let bytes = crate::notify::push::decode_key(value)
+    let bytes = crate::outbox::push::decode_key(value)
         .map_err(|_| unprocessable(format!("keys.{field} is not base64url")))?;
     if bytes.len() != len {
         return Err(unprocessable(format!(
@@ -795,7 +795,7 @@ async fn list_notifications(
     }
     let list = state
         .store
-        .read(move |c| notifications::list(c, None, status, limit))
+        .read(move |c| deliveries::notifications(c, None, status, limit))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "notifications": list })))
 }
@@ -810,7 +810,7 @@ async fn task_notifications(
         .store
         .read(move |c| {
             tasks::get(c, &id)?;
-            notifications::list(c, Some(&id), None, 500)
+            deliveries::notifications(c, Some(&id), None, 500)
         })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "notifications": list })))

@@ -19,7 +19,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Runs the commands (every change to a task goes through it).
     pub app: crate::app::App,
-    pub links: crate::notify::links::LinkSigner,
+    pub links: crate::outbox::links::LinkSigner,
     pub vapid_public_key: String,
     /// What open pages wait on to learn that something changed.
     pub changes: Arc<pages::events::Changes>,

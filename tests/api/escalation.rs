@@ -3,8 +3,8 @@
 use crate::helpers::*;
 use crate::support::push_service::{Fault, PushService};
 use crate::support::smtp::{parse_message, SmtpServer};
-use bleepless::notify::email::{SmtpSecurity, SmtpSettings};
-use bleepless::notify::push::Subscription;
+use bleepless::outbox::email::{SmtpSecurity, SmtpSettings};
+use bleepless::outbox::push::Subscription;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -691,8 +691,8 @@ async fn the_dashboard_shows_the_latest_failed_deliveries_newest_first() {
 /// another that sent it too (its lease ran out and was taken over) records nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_lease_holder_records_a_notification_sent() {
-    use bleepless::store::notifications as outbox;
-    use bleepless::store::schema::notifications;
+    use bleepless::store::outbox;
+    use bleepless::store::schema::outbox as notifications;
     use diesel::prelude::*;
     let w = Ward::new().await;
     let app = &w.app;
@@ -711,7 +711,9 @@ async fn only_the_lease_holder_records_a_notification_sent() {
                         notifications::task_id.eq(&task),
                         notifications::level.eq(level),
                         notifications::recipient_id.eq(&amy),
-                        notifications::channel.eq("push"),
+                        notifications::kind.eq("push"),
+                        notifications::destination.eq(""),
+                        notifications::task_version.eq(1i64),
                         notifications::status.eq("sending"),
                         notifications::attempts.eq(1),
                         notifications::due_at.eq(now.naive_utc()),

@@ -6,7 +6,7 @@ use bleepless::app::{tasks::raise, Ctx};
 use bleepless::config::DatabaseUrl;
 use bleepless::domain::NewTask;
 use bleepless::domain::{Category, NhsNumber, Priority};
-use bleepless::store::schema::{notifications, task_events, tasks as task_table};
+use bleepless::store::schema::{outbox as notifications, task_events, tasks as task_table};
 use bleepless::store::{directory, notifications as outbox, Store};
 use chrono::{Duration, Utc};
 use diesel::prelude::*;

@@ -900,9 +900,12 @@ async fn without_a_record_server_nothing_is_queued() {
     assert!(b["deliveries"].as_array().unwrap().is_empty());
     let rows = app
         .write(|c, _| {
-            use bleepless::store::schema::record_deliveries;
-            use diesel::{QueryDsl, RunQueryDsl};
-            Ok(record_deliveries::table.count().get_result::<i64>(c)?)
+            use bleepless::store::schema::outbox;
+            use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+            Ok(outbox::table
+                .filter(outbox::kind.eq("record"))
+                .count()
+                .get_result::<i64>(c)?)
         })
         .await;
     assert_eq!(rows, 0);
