@@ -168,4 +168,31 @@ impl Application {
         worker.abort();
         result
     }
+
+    /// Serves requests only: the escalation tick and the outbox worker run when the caller
+    /// says, through the returned [`DueWork`] (tests that move the clock drain instead of
+    /// waiting for background loops).
+    pub fn serve_only(self) -> (actix_web::dev::Server, DueWork) {
+        let work = DueWork {
+            app: self.state.app.clone(),
+            worker: self.worker,
+        };
+        (self.server, work)
+    }
+}
+
+/// One instance's due work, run on demand.
+pub struct DueWork {
+    app: app::App,
+    worker: outbox::worker::Worker,
+}
+
+impl DueWork {
+    /// Runs everything due now to completion: the escalation tick, then every delivery due
+    /// (what the tick queued too). Returns how many tasks escalated and deliveries were tried.
+    pub async fn drain(&self) -> error::AppResult<(usize, usize)> {
+        let escalated = escalation::tick(&self.app, self.app.clock.now()).await?;
+        let tried = self.worker.drain().await?;
+        Ok((escalated, tried))
+    }
 }

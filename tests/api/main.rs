@@ -6,6 +6,7 @@ mod faults;
 mod fhir;
 mod helpers;
 mod lifecycle;
+mod outbox;
 mod pages;
 mod races;
 #[path = "../support/mod.rs"]
