@@ -85,8 +85,19 @@ async fn escalate_chunk(app: &App, ctx: &Ctx, chunk: &[Task]) -> usize {
 /// Runs the tick on the cron schedule, reading time from the clock (so tests can move it).
 pub async fn run_scheduler(app: App, schedule: cron::Schedule) {
     let mut next = schedule.after(&app.clock.now()).next();
+    let mut last = app.clock.now();
     loop {
         let now = app.clock.now();
+        if now < last {
+            // The clock stepped back (an NTP correction): plan from the new time, or the
+            // tick would wait for the clock to catch up and nothing would escalate meanwhile.
+            tracing::warn!(
+                by_seconds = (last - now).num_seconds(),
+                "the clock stepped back; the escalation tick follows it"
+            );
+            next = schedule.after(&now).next();
+        }
+        last = now;
         match next {
             Some(at) if now >= at => {
                 match tick(&app, now).await {
