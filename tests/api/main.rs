@@ -8,5 +8,6 @@ mod helpers;
 mod lifecycle;
 mod pages;
 mod races;
+mod safety;
 #[path = "../support/mod.rs"]
 mod support;
