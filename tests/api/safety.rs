@@ -158,3 +158,143 @@ async fn escalation_goes_on_after_the_clock_steps_backwards() {
     })
     .await;
 }
+
+/// H-09: the log never carries a patient's NHS number, whatever the level: not when a task is
+/// raised, read, searched for by NHS number, acknowledged, commented on and completed, nor when
+/// a mistyped number is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_never_carries_an_nhs_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("bleepless.db").display());
+    let bin = env!("CARGO_BIN_EXE_bleepless");
+    let demo = std::process::Command::new(bin)
+        .args(["--database", &db, "demo"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let demo = String::from_utf8_lossy(&demo.stdout).to_string();
+    let token = |who: &str| {
+        demo.lines()
+            .find(|l| l.contains(who))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_else(|| panic!("no token for {who} in {demo}"))
+            .to_string()
+    };
+    let (nurse, amy) = (token("grace.okafor@"), token("amy.patel@"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log_path = dir.path().join("service.log");
+    let mut server = std::process::Command::new(bin)
+        .args(["--database", &db, "--bind", &format!("127.0.0.1:{port}")])
+        .env_remove("BLEEPLESS_CONFIG")
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let call = |method: reqwest::Method, path: String, token: &str, body: serde_json::Value| {
+        client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let task = json!({ "nhs_number": NHS_1, "ward": "Ward 5 (Acute Medicine)", "bed": "3",
+        "category": "review", "description": "Review", "priority": "stat",
+        "assignee": "Medicine FY1 night" });
+    let mut typo = task.clone();
+    typo["nhs_number"] = json!("999 000 0019");
+    let refused = call(reqwest::Method::POST, "/api/v1/tasks".into(), &nurse, typo);
+    assert_eq!(refused.await.unwrap().status(), 422);
+    let (s, t) = read(
+        call(reqwest::Method::POST, "/api/v1/tasks".into(), &nurse, task)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 201, "{t}");
+    let id = t["id"].as_str().unwrap().to_string();
+    let steps = [
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/tasks/{id}"),
+            &amy,
+            json!(null),
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/fhir/Task/{id}"),
+            &amy,
+            json!(null),
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/fhir/Task?patient={NHS_1}"),
+            &nurse,
+            json!(null),
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/tasks?limit=5".to_string(),
+            &nurse,
+            json!(null),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/tasks/{id}/acknowledge"),
+            &amy,
+            json!({}),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/tasks/{id}/comments"),
+            &amy,
+            json!({ "text": "On my way" }),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/tasks/{id}/complete"),
+            &amy,
+            json!({ "outcome": { "code": "done", "text": "Reviewed" } }),
+        ),
+    ];
+    for (method, path, token, body) in steps {
+        let body = if body.is_null() { json!({}) } else { body };
+        let res = if method == reqwest::Method::GET {
+            client
+                .get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+        } else {
+            call(method, path.clone(), token, body).await
+        };
+        let status = res.unwrap().status();
+        assert!(status.is_success(), "{path}: {status}");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains(&id),
+        "the log was written, about this task: {log}"
+    );
+    for number in [NHS_1, "999 000 0019", "9990000019", "999 000 0018"] {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(number)).collect();
+        assert!(
+            lines.is_empty(),
+            "the NHS number {number} is in the log: {lines:#?}"
+        );
+    }
+}
