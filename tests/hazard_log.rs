@@ -235,6 +235,13 @@ mod tests {
             "nested"
         ]
     );
+    let index = log::index_tests(&root());
+    let here = &index["tests/hazard_log.rs"];
+    assert!(here.contains("the_index_finds_rust_test_functions_and_browser_test_titles"));
+    assert!(
+        !here.contains("plain"),
+        "test code quoted in a raw string is not a test: {here:?}"
+    );
     let js = "test('one, with a comma', async () => {});\n  it(\"two\", () => {});\ntest(`it\\'s three`, f);\nconst test2 = 1;\n";
     assert_eq!(
         log::js_tests(js),

@@ -268,8 +268,18 @@ fn fn_name(line: &str) -> Option<String> {
 pub fn rust_tests(text: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut pending = false;
+    let mut in_raw_string = false;
     for line in text.lines() {
         let t = line.trim();
+        // Test code quoted inside a raw string (as in tests/hazard_log.rs) is not a test.
+        if in_raw_string {
+            in_raw_string = !t.contains("\"#");
+            continue;
+        }
+        if let Some(at) = t.find("r#\"") {
+            in_raw_string = !t[at + 3..].contains("\"#");
+            continue;
+        }
         if is_test_attribute(t) {
             pending = true;
             continue;
