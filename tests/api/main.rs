@@ -9,5 +9,6 @@ mod lifecycle;
 mod outbox;
 mod pages;
 mod races;
+mod safety;
 #[path = "../support/mod.rs"]
 mod support;
