@@ -23,6 +23,7 @@ pub struct Config {
     /// No email is sent when absent.
     pub email: Option<SmtpSettings>,
     pub dispatch: DispatchConfig,
+    pub health: HealthConfig,
     /// The patient-record FHIR servers every task is delivered to; nothing is sent or
     /// queued when there are none.
     pub record: Vec<RecordConfig>,
@@ -104,6 +105,7 @@ struct FileConfig {
     push: Option<FilePush>,
     email: Option<FileEmail>,
     dispatch: Option<FileDispatch>,
+    health: Option<FileHealth>,
     record: Option<FileRecord>,
     /// More record servers, by name: `[records.shared-care]`.
     #[serde(default)]
@@ -155,6 +157,59 @@ struct FileDispatch {
     backoff_base_seconds: Option<u64>,
     backoff_max_seconds: Option<u64>,
     lease_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHealth {
+    heartbeat_url: Option<String>,
+    max_due_age_seconds: Option<u64>,
+}
+
+/// How the service watches itself.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// Called (GET) after every escalation tick, so an outside monitor (a dead man's
+    /// switch) pages someone when the calls stop. It may carry a secret: never logged.
+    pub heartbeat_url: Option<String>,
+    /// `/healthz` fails when a delivery or an escalation has waited longer than this.
+    pub max_due_age: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            heartbeat_url: None,
+            max_due_age: Duration::from_secs(120),
+        }
+    }
+}
+
+fn health(
+    file: Option<FileHealth>,
+    key: impl Fn(&str) -> String,
+) -> Result<HealthConfig, ConfigError> {
+    let h = file.unwrap_or_default();
+    let heartbeat_url = env("BLEEPLESS_HEARTBEAT_URL").or(h.heartbeat_url);
+    if let Some(u) = &heartbeat_url {
+        if !(u.starts_with("https://") || u.starts_with("http://")) {
+            return Err(ConfigError(format!(
+                "{}: must start with https:// (or http://)",
+                key("health.heartbeat_url")
+            )));
+        }
+    }
+    let max_due_age = h.max_due_age_seconds.unwrap_or(120);
+    if max_due_age < 10 {
+        return Err(ConfigError(format!(
+            "{}: {max_due_age} is too short to mean anything; give at least 10",
+            key("health.max_due_age_seconds")
+        )));
+    }
+    Ok(HealthConfig {
+        heartbeat_url,
+        max_due_age: Duration::from_secs(max_due_age),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -395,6 +450,7 @@ impl Config {
             push,
             email,
             dispatch,
+            health: health(file.health, src)?,
             record,
         })
     }
@@ -414,6 +470,7 @@ impl Config {
                 timeout: Duration::from_secs(2),
             },
             email: None,
+            health: HealthConfig::default(),
             dispatch: DispatchConfig {
                 backoff_base: Duration::from_secs(2),
                 ..DispatchConfig::default()

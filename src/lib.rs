@@ -161,6 +161,7 @@ impl Application {
         let scheduler = tokio::spawn(escalation::run_scheduler(
             st.app.clone(),
             st.config.schedule.clone(),
+            escalation::Heartbeat::new(st.config.health.heartbeat_url.clone()),
         ));
         let worker = tokio::spawn(self.worker.run(st.app.wake.clone()));
         let result = self.server.await;
@@ -176,6 +177,7 @@ impl Application {
         let work = DueWork {
             app: self.state.app.clone(),
             worker: self.worker,
+            heartbeat: escalation::Heartbeat::new(self.state.config.health.heartbeat_url.clone()),
         };
         (self.server, work)
     }
@@ -185,13 +187,16 @@ impl Application {
 pub struct DueWork {
     app: app::App,
     worker: outbox::worker::Worker,
+    heartbeat: escalation::Heartbeat,
 }
 
 impl DueWork {
-    /// Runs everything due now to completion: the escalation tick, then every delivery due
-    /// (what the tick queued too). Returns how many tasks escalated and deliveries were tried.
+    /// Runs everything due now to completion: the escalation tick (with its auditor and
+    /// heartbeat), then every delivery due (what the tick queued too). Returns how many
+    /// tasks escalated and deliveries were tried.
     pub async fn drain(&self) -> error::AppResult<(usize, usize)> {
-        let escalated = escalation::tick(&self.app, self.app.clock.now()).await?;
+        let now = self.app.clock.now();
+        let escalated = escalation::tick_and_beat(&self.app, now, &self.heartbeat).await?;
         let tried = self.worker.drain().await?;
         Ok((escalated, tried))
     }

@@ -2,10 +2,10 @@
 //! notifications, many tasks to a transaction (the tick calls it).
 use super::recipients::{escalation_roles, recipients};
 use super::Ctx;
-use crate::domain::escalation::{escalated, is_due, next_step};
+use crate::domain::escalation::{escalated, is_due, is_lost, next_step, repaired};
 use crate::domain::{Assignee, Task};
 use crate::error::AppResult;
-use crate::store::events::{self, NewEventRow};
+use crate::store::events::{self, NewEvent, NewEventRow};
 use crate::store::outbox::{self, Addressee};
 use crate::store::{directory, tasks, to_db, DbConnection};
 use serde_json::json;
@@ -118,5 +118,38 @@ pub fn escalate(conn: &mut DbConnection, ctx: &Ctx, due: &[Task]) -> AppResult<V
     }
     events::insert_events(conn, &rows)?;
     outbox::insert(conn, &queued)?;
+    Ok(done)
+}
+
+/// The escalation auditor's command: every unacknowledged task must have its next
+/// escalation; one that lost it (a bug, a hand-edited row, a half-applied restore) would
+/// never be chased again. Each is put back to fall due now, so the tick escalates it at
+/// once, with an `escalation_repaired` event. Logged at ERROR: it should never happen.
+/// Returns the ids repaired.
+pub fn repair_lost(conn: &mut DbConnection, ctx: &Ctx) -> AppResult<Vec<String>> {
+    let mut done = Vec::new();
+    for task in tasks::lost_escalations(conn, 500)? {
+        if !is_lost(&task) {
+            continue;
+        }
+        let next = repaired(&task, ctx.now);
+        if !tasks::save_if_unchanged(conn, &next, &task)? {
+            continue;
+        }
+        let detail = json!({
+            "reason": "the task had no next escalation time",
+            "overdue_seconds": (ctx.now - task.ack_deadline).num_seconds(),
+        });
+        let event = NewEvent {
+            actor: None,
+            kind: "escalation_repaired",
+            from: None,
+            to: None,
+            detail: Some(detail),
+        };
+        events::append_event(conn, &task.id, ctx.now, event)?;
+        tracing::error!(task_id = %task.id, level = task.escalation_level, "an unacknowledged task had lost its escalation; repaired");
+        done.push(task.id);
+    }
     Ok(done)
 }

@@ -32,15 +32,21 @@ pub struct App {
     pub policy: Arc<Policy>,
     /// Wakes this instance's outbox workers.
     pub wake: Arc<Notify>,
+    /// Names this instance in heartbeats.
+    pub instance: String,
+    /// When this instance started.
+    pub started: DateTime<Utc>,
 }
 
 impl App {
     pub fn new(store: Store, clock: SharedClock, policy: Policy) -> App {
         App {
+            started: clock.now(),
             store,
             clock,
             policy: Arc::new(policy),
             wake: Arc::new(Notify::new()),
+            instance: uuid::Uuid::new_v4().to_string(),
         }
     }
 

@@ -49,6 +49,21 @@ pub fn escalated(task: &Task, level: i32, now: DateTime<Utc>, policy: &Policy) -
     n
 }
 
+/// Has this task lost its escalation? An unacknowledged task always has a next escalation
+/// time; one without would never be chased again.
+pub fn is_lost(task: &Task) -> bool {
+    task.status == Status::Requested && task.next_escalation_at.is_none()
+}
+
+/// The task with its escalation put back: due now, so the next tick escalates it.
+pub fn repaired(task: &Task, now: DateTime<Utc>) -> Task {
+    let mut n = task.clone();
+    n.next_escalation_at = Some(now);
+    n.version = task.version + 1;
+    n.updated_at = now;
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +117,20 @@ mod tests {
                 skipped: vec![]
             }
         );
+    }
+
+    #[test]
+    fn a_task_without_its_next_escalation_is_lost_and_repaired_to_fall_due_now() {
+        let mut t = requested_task();
+        assert!(!is_lost(&t));
+        t.next_escalation_at = None;
+        assert!(is_lost(&t));
+        let now = t.ack_deadline + Duration::seconds(30);
+        let r = repaired(&t, now);
+        assert!(!is_lost(&r));
+        assert!(is_due(&r, now));
+        t.status = Status::Accepted;
+        assert!(!is_lost(&t), "an acknowledged task is not chased");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Pure logic: no I/O, no HTTP, no SQL. "Now" is always an argument.
 pub mod delivery;
 pub mod escalation;
+pub mod health;
 pub mod nhs_number;
 pub mod staff;
 pub mod task;

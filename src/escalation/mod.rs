@@ -1,8 +1,10 @@
 //! The cron-driven escalation tick: a caller of the `escalate` command, holding no state
 //! between ticks.
-use crate::app::{escalate::escalate, App, Ctx};
+use crate::app::escalate::{escalate, repair_lost};
+use crate::app::{App, Ctx};
 use crate::domain::Task;
 use crate::error::AppResult;
+use crate::store::heartbeats::{self, REPAIRS, TICK};
 use crate::store::tasks as task_store;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
@@ -82,25 +84,91 @@ async fn escalate_chunk(app: &App, ctx: &Ctx, chunk: &[Task]) -> usize {
     }
 }
 
+/// The outbound heartbeat: a URL called after every tick, so that an outside monitor (a
+/// dead man's switch such as a healthchecks.io check or a GoAlert heartbeat monitor)
+/// pages someone when the calls stop. The URL may hold a secret, so it is never logged.
+pub struct Heartbeat {
+    url: Option<String>,
+    client: reqwest::Client,
+}
+
+impl Heartbeat {
+    pub fn new(url: Option<String>) -> Heartbeat {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Heartbeat { url, client }
+    }
+
+    async fn call(&self) {
+        let Some(url) = &self.url else { return };
+        match self.client.get(url).send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "the heartbeat monitor did not take the heartbeat")
+            }
+            Err(e) => {
+                let why = if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "cannot be reached"
+                };
+                tracing::warn!("the heartbeat monitor {why}")
+            }
+        }
+    }
+}
+
+/// Everything the tick does at `now`: the auditor puts back any escalation an
+/// unacknowledged task has lost, the due tasks escalate, and the tick leaves its
+/// heartbeat, in the database (for `/healthz`) and at the outbound URL. Returns how many
+/// tasks escalated.
+pub async fn tick_and_beat(
+    app: &App,
+    now: DateTime<Utc>,
+    heartbeat: &Heartbeat,
+) -> AppResult<usize> {
+    let ctx = Ctx {
+        now,
+        policy: app.policy.clone(),
+    };
+    let repaired = app.run_in(ctx, repair_lost).await?.len() as i64;
+    let escalated = tick(app, now).await?;
+    let instance = app.instance.clone();
+    app.store
+        .write(move |c| {
+            heartbeats::beat(c, TICK, now, &instance, 1)?;
+            if repaired > 0 {
+                heartbeats::beat(c, REPAIRS, now, &instance, repaired)?;
+            }
+            Ok(())
+        })
+        .await?;
+    heartbeat.call().await;
+    Ok(escalated)
+}
+
 /// Runs the tick on the cron schedule, reading time from the clock (so tests can move it).
-pub async fn run_scheduler(app: App, schedule: cron::Schedule) {
+pub async fn run_scheduler(app: App, schedule: cron::Schedule, heartbeat: Heartbeat) {
     let mut next = schedule.after(&app.clock.now()).next();
     let mut last = app.clock.now();
     loop {
         let now = app.clock.now();
         if now < last {
-            // The clock stepped back (an NTP correction): plan from the new time, or the
-            // tick would wait for the clock to catch up and nothing would escalate meanwhile.
+            // The clock stepped back (an NTP correction): tick now and plan from the new
+            // time, or the tick would wait for the clock to catch up and nothing would
+            // escalate meanwhile.
             tracing::warn!(
                 by_seconds = (last - now).num_seconds(),
                 "the clock stepped back; the escalation tick follows it"
             );
-            next = schedule.after(&now).next();
+            next = Some(now);
         }
         last = now;
         match next {
             Some(at) if now >= at => {
-                match tick(&app, now).await {
+                match tick_and_beat(&app, now, &heartbeat).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(escalated = n, "escalation tick"),
                     Err(e) => tracing::error!(error = %e, "escalation tick failed; will retry"),

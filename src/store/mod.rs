@@ -10,6 +10,7 @@ mod database_url;
 pub mod deliveries;
 pub mod directory;
 pub mod events;
+pub mod heartbeats;
 pub mod notifications;
 pub mod outbox;
 pub mod schema;

@@ -85,7 +85,17 @@ diesel::table! {
 diesel::joinable!(role_holdings -> oncall_roles (role_id));
 diesel::joinable!(task_events -> tasks (task_id));
 
+diesel::table! {
+    heartbeats (name) {
+        name -> Text,
+        at -> Timestamp,
+        instance -> Text,
+        count -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    heartbeats,
     staff,
     wards,
     oncall_roles,

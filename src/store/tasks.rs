@@ -121,6 +121,21 @@ pub fn due_for_escalation(
         .collect()
 }
 
+/// Unacknowledged tasks with no next escalation time: never to be chased again unless
+/// repaired (see `domain::escalation::is_lost`).
+pub fn lost_escalations(conn: &mut DbConnection, limit: i64) -> AppResult<Vec<Task>> {
+    tasks::table
+        .filter(tasks::status.eq(Status::Requested.code()))
+        .filter(tasks::next_escalation_at.is_null())
+        .order(tasks::raised_at.asc())
+        .limit(limit)
+        .select(TaskRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(Task::try_from)
+        .collect()
+}
+
 /// Several tasks by id, in one query; ids not found are left out.
 pub fn get_many(
     conn: &mut DbConnection,

@@ -45,12 +45,48 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/dashboard", web::get().to(dashboard));
 }
 
+/// `/healthz`: 200 when the database answers, the escalation tick has run within three of
+/// its periods, and nothing due has waited longer than `[health] max_due_age_seconds`;
+/// otherwise 503 with the reasons, for a load balancer and an outside monitor.
 pub async fn health(state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    state
+    use crate::domain::health::{problems, Readings};
+    use crate::store::heartbeats::{self, REPAIRS, TICK};
+    let started = state.app.started;
+    let (readings, repairs) = state
         .store
-        .read(|c| directory::list_wards(c).map(|_| ()))
+        .read(move |c| {
+            let readings = Readings {
+                last_tick: heartbeats::last(c, TICK)?.map(|(at, _)| at),
+                started,
+                oldest_delivery: heartbeats::oldest_waiting_delivery(c)?,
+                oldest_escalation: heartbeats::oldest_due_escalation(c)?,
+            };
+            Ok((
+                readings,
+                heartbeats::last(c, REPAIRS)?.map_or(0, |(_, n)| n),
+            ))
+        })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
+    let now = state.clock.now();
+    let mut fires = state.config.schedule.after(&now);
+    let period = match (fires.next(), fires.next()) {
+        (Some(a), Some(b)) => b - a,
+        _ => chrono::Duration::days(1),
+    };
+    let max_age = chrono::Duration::from_std(state.config.health.max_due_age)
+        .unwrap_or(chrono::Duration::seconds(120));
+    let reasons = problems(&readings, now, period, max_age);
+    let body = json!({
+        "status": if reasons.is_empty() { "ok" } else { "failing" },
+        "reasons": reasons,
+        "last_tick": readings.last_tick,
+        "escalations_repaired": repairs,
+    });
+    Ok(if reasons.is_empty() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    })
 }
 
 #[derive(Serialize)]

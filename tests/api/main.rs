@@ -4,6 +4,7 @@ mod errors;
 mod escalation;
 mod faults;
 mod fhir;
+mod health;
 mod helpers;
 mod lifecycle;
 mod outbox;
