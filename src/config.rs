@@ -74,7 +74,55 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     /// The trust's FHIR server (the patient record); nothing is sent or queued when absent.
     pub record: Option<RecordConfig>,
+    pub security: SecurityConfig,
 }
+
+/// Sign-in limits, sessions, request bounds and secrets kept outside the database.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// The key that signs one-click acknowledge links, from `link_secret_file` or
+    /// `BLEEPLESS_LINK_SECRET`; when absent it is made once and kept in the database.
+    pub link_secret: Option<Vec<u8>>,
+    /// Failed sign-ins to one account, within `lockout`, before it is locked for `lockout`.
+    pub failures_per_account: i32,
+    /// Failed sign-ins from one client address, within `lockout`, before it must wait.
+    pub failures_per_address: i32,
+    pub lockout: Duration,
+    /// A session unused for this long has ended.
+    pub session_idle: Duration,
+    /// Take the client address from `X-Forwarded-For` / `Forwarded` (only behind a proxy
+    /// that sets them); otherwise the connection's address.
+    pub trust_proxy_headers: bool,
+    /// A request body must arrive within this long.
+    pub body_timeout: Duration,
+    /// Push devices one person may register.
+    pub max_devices: i64,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            link_secret: None,
+            failures_per_account: 5,
+            failures_per_address: 50,
+            lockout: Duration::from_secs(15 * 60),
+            session_idle: Duration::from_secs(30 * 60),
+            trust_proxy_headers: false,
+            body_timeout: Duration::from_secs(30),
+            max_devices: 10,
+        }
+    }
+}
+
+/// The push services of the major browsers: Chrome and other Chromium browsers (FCM),
+/// Firefox (Mozilla autopush), Safari (Apple) and Edge on Windows (WNS).
+pub const DEFAULT_PUSH_HOSTS: &[&str] = &[
+    "fcm.googleapis.com",
+    "android.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+];
 
 /// Where completed and cancelled tasks are delivered as FHIR R4 transaction Bundles.
 #[derive(Debug, Clone)]
@@ -90,9 +138,14 @@ pub struct RecordConfig {
 pub struct PushConfig {
     /// VAPID `sub`: a mailto: or https: URL push services can reach the operator at.
     pub subject: String,
-    /// Given keys; when absent they are generated on first start and kept in the database.
+    /// Given keys (from the file, `vapid_private_key_file` or `BLEEPLESS_VAPID_PRIVATE_KEY`);
+    /// when absent they are generated on first start and kept in the database.
     pub vapid: Option<(String, String)>,
     pub timeout: Duration,
+    /// Hosts a push endpoint may name (`*.` for any subdomain): the browsers' push services.
+    pub allowed_hosts: Vec<String>,
+    /// Endpoint origins allowed besides, with no host or address check: for tests only.
+    pub allow_endpoints: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +193,20 @@ struct FileConfig {
     email: Option<FileEmail>,
     dispatch: Option<FileDispatch>,
     record: Option<FileRecord>,
+    security: Option<FileSecurity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecurity {
+    link_secret_file: Option<PathBuf>,
+    sign_in_failures_per_account: Option<i32>,
+    sign_in_failures_per_address: Option<i32>,
+    lockout_minutes: Option<u64>,
+    session_idle_minutes: Option<u64>,
+    trust_proxy_headers: Option<bool>,
+    body_timeout_seconds: Option<u64>,
+    max_devices_per_person: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,7 +231,10 @@ struct FilePush {
     subject: Option<String>,
     vapid_private_key: Option<String>,
     vapid_public_key: Option<String>,
+    vapid_private_key_file: Option<PathBuf>,
     timeout_seconds: Option<u64>,
+    allowed_hosts: Option<Vec<String>>,
+    allow_endpoints: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,9 +349,31 @@ impl Config {
             .map_err(|why| ConfigError(format!("{}: {why}", src("escalation.schedule"))))?;
 
         let push = file.push.unwrap_or_default();
-        let vapid = match (push.vapid_private_key, push.vapid_public_key) {
-            (Some(private), Some(public)) => Some((private, public)),
+        let vapid_secret = match (
+            env("BLEEPLESS_VAPID_PRIVATE_KEY"),
+            &push.vapid_private_key_file,
+        ) {
+            (Some(k), _) => Some((k, "BLEEPLESS_VAPID_PRIVATE_KEY".to_string())),
+            (None, Some(path)) => Some((
+                secret_file(path, &src("push.vapid_private_key_file"))?,
+                src("push.vapid_private_key_file"),
+            )),
             (None, None) => None,
+        };
+        let vapid = match (vapid_secret, push.vapid_private_key, push.vapid_public_key) {
+            (Some((private, from)), None, None) => {
+                let keys = crate::notify::push::vapid_keys_from_private(&private)
+                    .map_err(|why| ConfigError(format!("{from}: {why}")))?;
+                Some((keys.private_key, keys.public_key))
+            }
+            (Some((_, from)), _, _) => {
+                return Err(ConfigError(format!(
+                    "{from}: give the VAPID private key in one place only (not also vapid_private_key in {})",
+                    src("push")
+                )))
+            }
+            (None, Some(private), Some(public)) => Some((private, public)),
+            (None, None, None) => None,
             _ => {
                 return Err(ConfigError(format!(
                     "{}: give both vapid_private_key and vapid_public_key, or neither",
@@ -289,12 +381,21 @@ impl Config {
                 )))
             }
         };
+        let allowed_hosts = match push.allowed_hosts {
+            Some(hosts) => hosts,
+            None => DEFAULT_PUSH_HOSTS.iter().map(|h| h.to_string()).collect(),
+        };
+        let allow_endpoints = push.allow_endpoints.unwrap_or_default();
+        crate::notify::endpoints::EndpointPolicy::new(&allowed_hosts, &allow_endpoints)
+            .map_err(|why| ConfigError(format!("{}: {why}", src("push"))))?;
         let push = PushConfig {
             subject: push
                 .subject
                 .unwrap_or_else(|| "mailto:bleepless-admin@localhost".to_string()),
             vapid,
             timeout: Duration::from_secs(push.timeout_seconds.unwrap_or(10).max(1)),
+            allowed_hosts,
+            allow_endpoints,
         };
         if !(push.subject.starts_with("mailto:") || push.subject.starts_with("https://")) {
             return Err(ConfigError(format!(
@@ -396,6 +497,70 @@ impl Config {
             }
         };
 
+        let sec = file.security.unwrap_or_default();
+        let defaults = SecurityConfig::default();
+        let link_secret = match (env("BLEEPLESS_LINK_SECRET"), &sec.link_secret_file) {
+            (Some(s), _) => Some((s, "BLEEPLESS_LINK_SECRET".to_string())),
+            (None, Some(path)) => Some((
+                secret_file(path, &src("security.link_secret_file"))?,
+                src("security.link_secret_file"),
+            )),
+            (None, None) => None,
+        };
+        let link_secret = match link_secret {
+            Some((s, from)) if s.len() < 32 => {
+                return Err(ConfigError(format!(
+                    "{from}: the link secret has {} characters; give at least 32 random ones (e.g. openssl rand -base64 48)",
+                    s.len()
+                )))
+            }
+            Some((s, _)) => Some(s.into_bytes()),
+            None => None,
+        };
+        let minutes = |m: Option<u64>, default: Duration, name: &str| match m {
+            Some(0) => Err(ConfigError(format!("{}: must be at least 1", src(name)))),
+            Some(m) => Ok(Duration::from_secs(m * 60)),
+            None => Ok(default),
+        };
+        let at_least_one = |n: Option<i32>, default: i32, name: &str| match n {
+            Some(n) if n < 1 => Err(ConfigError(format!("{}: must be at least 1", src(name)))),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let security = SecurityConfig {
+            link_secret,
+            failures_per_account: at_least_one(
+                sec.sign_in_failures_per_account,
+                defaults.failures_per_account,
+                "security.sign_in_failures_per_account",
+            )?,
+            failures_per_address: at_least_one(
+                sec.sign_in_failures_per_address,
+                defaults.failures_per_address,
+                "security.sign_in_failures_per_address",
+            )?,
+            lockout: minutes(
+                sec.lockout_minutes,
+                defaults.lockout,
+                "security.lockout_minutes",
+            )?,
+            session_idle: minutes(
+                sec.session_idle_minutes,
+                defaults.session_idle,
+                "security.session_idle_minutes",
+            )?,
+            trust_proxy_headers: sec.trust_proxy_headers.unwrap_or(false),
+            body_timeout: Duration::from_secs(
+                sec.body_timeout_seconds
+                    .unwrap_or(defaults.body_timeout.as_secs())
+                    .max(1),
+            ),
+            max_devices: sec
+                .max_devices_per_person
+                .unwrap_or(defaults.max_devices)
+                .max(1),
+        };
+
         Ok(Config {
             bind,
             database,
@@ -412,6 +577,7 @@ impl Config {
             email,
             dispatch,
             record,
+            security,
         })
     }
 
@@ -428,6 +594,8 @@ impl Config {
                 subject: "mailto:bleepless-tests@example.nhs.uk".into(),
                 vapid: None,
                 timeout: Duration::from_secs(2),
+                allowed_hosts: DEFAULT_PUSH_HOSTS.iter().map(|h| h.to_string()).collect(),
+                allow_endpoints: Vec::new(),
             },
             email: None,
             dispatch: DispatchConfig {
@@ -435,6 +603,7 @@ impl Config {
                 ..DispatchConfig::default()
             },
             record: None,
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -466,6 +635,17 @@ pub fn parse_schedule(text: &str) -> Result<cron::Schedule, String> {
         ));
     }
     cron::Schedule::from_str(text).map_err(|e| format!("{text:?} is not a cron schedule: {e}"))
+}
+
+/// A secret kept in a file of its own (e.g. a container secret), trimmed.
+fn secret_file(path: &Path, from: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{from}: {} cannot be read: {e}", path.display())))?;
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        return Err(ConfigError(format!("{from}: {} is empty", path.display())));
+    }
+    Ok(text)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

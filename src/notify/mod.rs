@@ -5,5 +5,6 @@
 pub mod dispatch;
 pub mod ece;
 pub mod email;
+pub mod endpoints;
 pub mod links;
 pub mod push;

@@ -676,6 +676,13 @@ fn authorise(
     action: Action,
     policy: &Policy,
 ) -> AppResult<()> {
+    // Clinical work is for those who may hold a bleep, whatever bleep they were given.
+    if matches!(
+        action,
+        Action::Acknowledge | Action::Start | Action::Complete
+    ) {
+        who.may_hold_bleep().map_err(AppError::Forbidden)?;
+    }
     let allowed = match action {
         Action::Acknowledge => {
             is_assignee(conn, task, who)? || is_escalation_holder(conn, task, who, policy)?

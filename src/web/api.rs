@@ -1,4 +1,5 @@
 //! The JSON API under /api/v1, for systems and for the pages' scripts.
+use super::auth::client_address;
 use super::auth::{Caller, Credentials};
 use super::errors::json_error;
 use super::AppState;
@@ -6,6 +7,8 @@ use crate::domain::notification::Delivery;
 use crate::domain::task::{required_text, MAX_BED, MAX_DESCRIPTION, MAX_TEXT};
 use crate::domain::{Category, NhsNumber, OutcomeCode, Permission, Priority, Status};
 use crate::error::{AppError, AppResult};
+use crate::notify::endpoints::EndpointPolicy;
+use crate::store::audit::{self, Action as AuditAction, Actor, Entry};
 use crate::store::directory::{self, Staff};
 use crate::store::tasks::{self, Assignee, Command, Cursor, Event, Filter, NewTask, Person, Task};
 use crate::store::{notifications, DbConnection};
@@ -32,6 +35,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/roles/{id}/hand-over", web::post().to(hand_over))
         .route("/roles/{id}/escalate", web::post().to(set_escalation))
         .route("/staff", web::get().to(list_staff))
+        .route("/staff/{id}/deactivate", web::post().to(deactivate_staff))
+        .route("/audit", web::get().to(audit_log))
         .route("/push/vapid-public-key", web::get().to(vapid_public_key))
         .route("/push-subscriptions", web::post().to(subscribe))
         .route("/push-subscriptions", web::get().to(my_devices))
@@ -590,6 +595,7 @@ struct HandOverBody {
 
 async fn hand_over(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Caller(staff): Caller,
     id: web::Path<String>,
     body: web::Json<HandOverBody>,
@@ -598,6 +604,7 @@ async fn hand_over(
     let HandOverBody { to: to_key, share } = body.into_inner();
     let holder = staff.clone();
     let now = state.clock.now();
+    let client = client_address(&req, &state);
     let result = state
         .store
         .write(move |c| {
@@ -613,6 +620,17 @@ async fn hand_over(
                 AppError::Unprocessable(format!("to: no member of staff with id {to_key:?}"))
             })?;
             directory::hand_over(c, &role, &to, share, Some(&holder.id), now)?;
+            audit::record(
+                c,
+                Entry {
+                    actor: Actor::Staff(&holder.id),
+                    action: AuditAction::HandedOver,
+                    subject: Some(&role.id),
+                    detail: json!({ "role": role.name, "to": to.id, "share": share }),
+                    client: Some(&client),
+                },
+                now,
+            )?;
             Ok(json!({ "role": role, "held_by": Person { id: to.id, name: to.name } }))
         })
         .await?;
@@ -633,6 +651,7 @@ struct EscalateBody {
 
 async fn set_escalation(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Caller(staff): Caller,
     id: web::Path<String>,
     body: web::Json<EscalateBody>,
@@ -644,6 +663,7 @@ async fn set_escalation(
     }
     let key = id.into_inner();
     let to = body.into_inner().to;
+    let (client, now) = (client_address(&req, &state), state.clock.now());
     let role = state
         .store
         .write(move |c| {
@@ -656,6 +676,17 @@ async fn set_escalation(
                 None => None,
             };
             directory::set_escalation(c, &role, next.as_ref())?;
+            audit::record(
+                c,
+                Entry {
+                    actor: Actor::Staff(&staff.id),
+                    action: AuditAction::EscalationSet,
+                    subject: Some(&role.id),
+                    detail: json!({ "role": role.name, "to": next.as_ref().map(|n| &n.name) }),
+                    client: Some(&client),
+                },
+                now,
+            )?;
             directory::role_by_id(c, &role.id)
         })
         .await?;
@@ -704,24 +735,23 @@ async fn subscribe(
     let b = body.into_inner();
     let _ = b.expiration_time;
     let endpoint = b.endpoint.trim().to_string();
-    let local =
-        endpoint.starts_with("http://127.0.0.1") || endpoint.starts_with("http://localhost");
-    if !(endpoint.starts_with("https://") || local) || endpoint.len() > 2000 {
-        return Err(unprocessable(
-            "endpoint must be the https:// URL the browser's push service gave",
-        ));
-    }
     check_key("p256dh", &b.keys.p256dh, 65)?;
     check_key("auth", &b.keys.auth, 16)?;
+    EndpointPolicy::of(&state.config.push)
+        .check(&endpoint)
+        .await
+        .map_err(unprocessable)?;
     let ua = req
         .headers()
         .get(actix_web::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(200).collect::<String>());
     let now = state.clock.now();
+    let max = state.config.security.max_devices;
     let id = state
         .store
         .write(move |c| {
+            notifications::room_for_device(c, &staff.id, &endpoint, max)?;
             notifications::subscribe(
                 c,
                 &staff.id,
@@ -736,6 +766,8 @@ async fn subscribe(
     Ok(HttpResponse::Created().json(json!({ "id": id })))
 }
 
+/// A device as its owner sees it. Whatever the push service answered stays in the log:
+/// echoing it would tell the caller what is listening at an address.
 async fn my_devices(state: web::Data<AppState>, Caller(staff): Caller) -> AppResult<HttpResponse> {
     let devices = state
         .store
@@ -750,7 +782,7 @@ async fn my_devices(state: web::Data<AppState>, Caller(staff): Caller) -> AppRes
                 "user_agent": d.user_agent,
                 "registered_at": crate::store::from_db(d.created_at),
                 "last_success_at": d.last_success_at.map(crate::store::from_db),
-                "last_error": d.last_error,
+                "failing": d.last_error.is_some(),
             })
         })
         .collect();
@@ -856,4 +888,95 @@ async fn dashboard(state: web::Data<AppState>, auth: Credentials) -> AppResult<H
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// Deactivates a leaver: their sessions, API token, devices and bleeps end at once.
+async fn deactivate_staff(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Caller(admin): Caller,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    if !admin.can(Permission::Admin) {
+        return Err(AppError::Forbidden(
+            "only an admin may deactivate staff".into(),
+        ));
+    }
+    let id = id.into_inner();
+    if id == admin.id {
+        return Err(AppError::Unprocessable(
+            "you cannot deactivate yourself: ask another admin".into(),
+        ));
+    }
+    let (client, now) = (client_address(&req, &state), state.clock.now());
+    let done = state
+        .store
+        .write(move |c| deactivate(c, &id, Actor::Staff(&admin.id), Some(&client), now))
+        .await?;
+    Ok(HttpResponse::Ok().json(done))
+}
+
+/// Deactivates a member of staff and records who did it.
+pub fn deactivate(
+    c: &mut DbConnection,
+    staff_id: &str,
+    by: Actor<'_>,
+    client: Option<&str>,
+    now: DateTime<Utc>,
+) -> AppResult<directory::Deactivated> {
+    let done = directory::deactivate(c, staff_id, now)?;
+    audit::record(
+        c,
+        Entry {
+            actor: by,
+            action: AuditAction::StaffDeactivated,
+            subject: Some(&done.staff.id),
+            detail: json!({
+                "name": done.staff.name,
+                "sessions_ended": done.sessions_ended,
+                "devices_removed": done.devices_removed,
+                "bleeps_released": done.bleeps_released,
+            }),
+            client,
+        },
+        now,
+    )?;
+    Ok(done)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    action: Option<String>,
+    limit: Option<i64>,
+}
+
+/// The audit log, newest first: for admins.
+async fn audit_log(
+    state: web::Data<AppState>,
+    Caller(staff): Caller,
+    params: web::Query<AuditParams>,
+) -> AppResult<HttpResponse> {
+    if !staff.can(Permission::Admin) {
+        return Err(AppError::Forbidden("the audit log is for admins".into()));
+    }
+    let p = params.into_inner();
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::BadRequest(format!(
+            "limit is {limit}; give 1 to 1000"
+        )));
+    }
+    let action = match p.action {
+        Some(a) => Some(
+            AuditAction::parse(a.trim())
+                .map_err(|e| AppError::BadRequest(format!("action: {e}")))?,
+        ),
+        None => None,
+    };
+    let entries = state
+        .store
+        .read(move |c| audit::list(c, limit, action.map(AuditAction::code)))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
 }

@@ -8,5 +8,6 @@ mod helpers;
 mod lifecycle;
 mod pages;
 mod races;
+mod security;
 #[path = "../support/mod.rs"]
 mod support;
