@@ -83,6 +83,7 @@ impl From<AppError> for FhirError {
             AppError::PayloadTooLarge(_) => "too-long",
             AppError::UnsupportedMediaType(_) => "not-supported",
             AppError::Unavailable(_) => "transient",
+            AppError::TooManyRequests(_) => "throttled",
             AppError::Internal(_) => "exception",
         };
         match &e {

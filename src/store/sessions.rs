@@ -21,25 +21,43 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Sets a password and ends every session of its owner (whoever knew the old password may be
+/// signed in with it).
 pub fn set_password(conn: &mut DbConnection, staff_id: &str, password: &str) -> AppResult<()> {
+    let hash = hash_password(password)?;
+    store_password(conn, staff_id, &hash, None)
+}
+
+/// The argon2 hash of a new password, or why it will not do. Slow on purpose: call it off
+/// the async runtime and outside a transaction when you can.
+pub fn hash_password(password: &str) -> AppResult<String> {
     if password.chars().count() < 10 {
         return Err(AppError::Unprocessable(
             "a password needs at least 10 characters".into(),
         ));
     }
     let salt = SaltString::generate(&mut OsRng);
-    let hash = Argon2::default()
+    Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| AppError::Internal(format!("argon2: {e}")))?
-        .to_string();
+        .to_string())
+}
+
+/// Stores a password hash and ends every session of its owner but `keep` (the session that
+/// changed it, if any).
+pub fn store_password(
+    conn: &mut DbConnection,
+    staff_id: &str,
+    hash: &str,
+    keep: Option<&str>,
+) -> AppResult<()> {
     let n = diesel::update(staff::table.find(staff_id))
         .set(staff::password_hash.eq(Some(hash)))
         .execute(conn)?;
     if n == 0 {
         return Err(AppError::NotFound(format!("no member of staff {staff_id}")));
     }
-    // Whoever knew the old password may be signed in with it.
-    end_sessions(conn, staff_id, None)?;
+    end_sessions(conn, staff_id, keep)?;
     Ok(())
 }
 

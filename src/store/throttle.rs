@@ -113,7 +113,7 @@ pub fn attempt(
 /// A successful sign-in: the account starts afresh, and the address's count of this attempt
 /// is taken back (many people sign in from one ward computer).
 pub fn succeeded(conn: &mut DbConnection, account: &Bucket, address: &Bucket) -> AppResult<()> {
-    diesel::delete(sign_in_throttle::table.find(&account.key)).execute(conn)?;
+    clear(conn, account)?;
     diesel::update(
         sign_in_throttle::table
             .find(&address.key)
@@ -121,5 +121,11 @@ pub fn succeeded(conn: &mut DbConnection, account: &Bucket, address: &Bucket) ->
     )
     .set(sign_in_throttle::failures.eq(sign_in_throttle::failures - 1))
     .execute(conn)?;
+    Ok(())
+}
+
+/// Starts a bucket afresh: its owner proved who they are.
+pub fn clear(conn: &mut DbConnection, bucket: &Bucket) -> AppResult<()> {
+    diesel::delete(sign_in_throttle::table.find(&bucket.key)).execute(conn)?;
     Ok(())
 }

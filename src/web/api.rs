@@ -1,5 +1,5 @@
 //! The JSON API under /api/v1, for systems and for the pages' scripts.
-use super::auth::client_address;
+use super::auth::{client_address, SESSION_COOKIE};
 use super::auth::{Caller, Credentials};
 use super::errors::json_error;
 use super::AppState;
@@ -10,7 +10,9 @@ use crate::error::{AppError, AppResult};
 use crate::notify::endpoints::EndpointPolicy;
 use crate::store::audit::{self, Action as AuditAction, Actor, Entry};
 use crate::store::directory::{self, Staff};
+use crate::store::sessions;
 use crate::store::tasks::{self, Assignee, Command, Cursor, Event, Filter, NewTask, Person, Task};
+use crate::store::throttle::{self, Bucket};
 use crate::store::{notifications, DbConnection};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -20,6 +22,7 @@ use std::collections::HashMap;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/me", web::get().to(me))
+        .route("/me/password", web::post().to(change_password))
         .route("/tasks", web::get().to(list_tasks))
         .route("/tasks", web::post().to(raise_task))
         .route("/tasks/{id}", web::get().to(get_task))
@@ -979,4 +982,87 @@ async fn audit_log(
         .read(move |c| audit::list(c, limit, action.map(AuditAction::code)))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the caller's own password: the current one must be given (counted like a
+/// sign-in attempt), and every other session of theirs ends.
+async fn change_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Caller(staff): Caller,
+    body: web::Json<PasswordBody>,
+) -> AppResult<HttpResponse> {
+    let PasswordBody {
+        current_password,
+        new_password,
+    } = body.into_inner();
+    let email = staff.email.clone().ok_or_else(|| {
+        AppError::Unprocessable("you have no email address, so no password: ask an admin".into())
+    })?;
+    let (now, client) = (state.clock.now(), client_address(&req, &state));
+    let limits = &state.config.security;
+    let window =
+        chrono::Duration::from_std(limits.lockout).unwrap_or(chrono::Duration::minutes(15));
+    let account = Bucket::account(&email, limits.failures_per_account);
+    let counted = {
+        let (account, email) = (account.clone(), email.clone());
+        state
+            .store
+            .write(move |c| {
+                let buckets = [account];
+                if let Some(wait) = throttle::locked_for(c, &buckets, now)? {
+                    return Ok(Err(wait));
+                }
+                throttle::attempt(c, &buckets, window, now)?;
+                Ok(Ok(sessions::password_of(c, &email)?.map(|(_, hash)| hash)))
+            })
+            .await?
+    };
+    let hash = counted.map_err(|wait| {
+        AppError::TooManyRequests(format!(
+            "too many wrong passwords: try again in {} minutes",
+            (wait.num_seconds() + 59) / 60
+        ))
+    })?;
+    let checked = web::block(move || {
+        let right = sessions::verify_password(hash.as_deref(), &current_password);
+        (right, right.then(|| sessions::hash_password(&new_password)))
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("password check: {e}")))?;
+    let keep = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    let ended = state
+        .store
+        .write(move |c| {
+            let (subject, action) = match &checked {
+                (true, _) => (staff.id.as_str(), AuditAction::PasswordSet),
+                (false, _) => (email.as_str(), AuditAction::SignInFailed),
+            };
+            let entry = Entry {
+                actor: Actor::Staff(&staff.id),
+                action,
+                subject: Some(subject),
+                detail: json!({ "via": "password change" }),
+                client: Some(&client),
+            };
+            let (true, Some(new_hash)) = checked else {
+                audit::record(c, entry, now)?;
+                return Ok(Err(()));
+            };
+            let new_hash = new_hash?;
+            sessions::store_password(c, &staff.id, &new_hash, keep.as_deref())?;
+            throttle::clear(c, &account)?;
+            audit::record(c, entry, now)?;
+            Ok(Ok(()))
+        })
+        .await?;
+    ended.map_err(|()| AppError::Forbidden("the current password is not right".into()))?;
+    Ok(HttpResponse::NoContent().finish())
 }

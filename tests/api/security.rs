@@ -472,6 +472,20 @@ async fn every_answer_carries_the_security_headers() {
             assert_eq!(h["cache-control"], "no-store", "{path}");
         }
     }
+    // Nothing inline for the policy to refuse: pages load their styles and scripts.
+    for path in ["/login", "/ack/forged.token"] {
+        let html = client()
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for inline in ["<style", " style=", "<script>", " onclick="] {
+            assert!(!html.contains(inline), "{path}: {inline}");
+        }
+    }
     let https =
         TestApp::spawn_with(|c| c.public_url = "https://bleepless.example-trust.nhs.uk".into())
             .await;
@@ -618,6 +632,76 @@ async fn a_new_password_ends_the_sessions_made_with_the_old() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changing_ones_own_password_ends_ones_other_sessions_only() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let (phone, _) = sign_in(app, &w.amy).await;
+    let (desk, csrf) = {
+        // A second sign-in, without setting the password again.
+        let res = try_sign_in(app, &email_of(&w.amy), PASSWORD, "/me").await;
+        let desk = cookie(&res, "bleepless_session").unwrap();
+        let html = client()
+            .get(format!("{}/me", app.base))
+            .header("cookie", &desk)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (desk, hidden(&html, "csrf"))
+    };
+    let change = |current: &'static str, new: &'static str| {
+        let (desk, csrf) = (desk.clone(), csrf.clone());
+        async move {
+            let res = client()
+                .post(format!("{}/api/v1/me/password", app.base))
+                .header("cookie", &desk)
+                .header("x-csrf-token", &csrf)
+                .json(&json!({ "current_password": current, "new_password": new }))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.text().await.unwrap())
+        }
+    };
+    let (s, b) = change("not the password", "a new long passphrase").await;
+    assert_eq!(s, 403, "{b}");
+    let (s, b) = change(PASSWORD, "short").await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(
+        page_status(app, &phone, "/me").await,
+        200,
+        "nothing changed yet"
+    );
+    let (s, b) = change(PASSWORD, "a new long passphrase").await;
+    assert_eq!(s, 204, "{b}");
+    assert_eq!(
+        page_status(app, &desk, "/me").await,
+        200,
+        "this session goes on"
+    );
+    assert_eq!(
+        page_status(app, &phone, "/me").await,
+        303,
+        "the other has ended"
+    );
+    assert_eq!(
+        try_sign_in(app, &email_of(&w.amy), PASSWORD, "/")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        try_sign_in(app, &email_of(&w.amy), "a new long passphrase", "/")
+            .await
+            .status(),
+        303
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
