@@ -578,15 +578,22 @@ async fn a_request_body_must_arrive_in_time_and_within_its_size() {
     assert_eq!(app.task_count().await, 0);
 }
 
-async fn page_status(app: &TestApp, session: &str, path: &str) -> u16 {
+/// A page as the holder of a session cookie gets it.
+async fn page(app: &TestApp, session: &str, path: &str) -> reqwest::Response {
     client()
         .get(format!("{}{path}", app.base))
         .header("cookie", session)
         .send()
         .await
         .unwrap()
-        .status()
-        .as_u16()
+}
+
+async fn page_html(app: &TestApp, session: &str, path: &str) -> String {
+    page(app, session, path).await.text().await.unwrap()
+}
+
+async fn page_status(app: &TestApp, session: &str, path: &str) -> u16 {
+    page(app, session, path).await.status().as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -643,15 +650,7 @@ async fn changing_ones_own_password_ends_ones_other_sessions_only() {
         // A second sign-in, without setting the password again.
         let res = try_sign_in(app, &email_of(&w.amy), PASSWORD, "/me").await;
         let desk = cookie(&res, "bleepless_session").unwrap();
-        let html = client()
-            .get(format!("{}/me", app.base))
-            .header("cookie", &desk)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = page_html(app, &desk, "/me").await;
         (desk, hidden(&html, "csrf"))
     };
     let change = |current: &'static str, new: &'static str| {
@@ -838,27 +837,13 @@ async fn the_admin_page_says_only_its_own_fixed_messages() {
     let app = &w.app;
     let admin = app.staff("Sam Admin", "admin").await;
     let (session, csrf) = sign_in(app, &admin).await;
-    let page = |q: &'static str| {
-        let session = session.clone();
-        async move {
-            client()
-                .get(format!("{}/admin?done={q}", app.base))
-                .header("cookie", &session)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
     for crafted in [
         "Your%20account%20is%20suspended%3A%20call%200800%20123%20456",
         "%3Cscript%3Ealert(1)%3C%2Fscript%3E",
         "handed-over%20to%20the%20attacker",
         "HANDED-OVER",
     ] {
-        let html = page(crafted).await;
+        let html = page_html(app, &session, &format!("/admin?done={crafted}")).await;
         assert!(!html.contains("0800"), "{crafted}");
         assert!(!html.contains("alert(1)"), "{crafted}");
         assert!(!html.contains("attacker"), "{crafted}");
@@ -875,7 +860,7 @@ async fn the_admin_page_says_only_its_own_fixed_messages() {
         .await
         .unwrap();
     assert_eq!(res.headers()["location"], "/admin?done=handed-over");
-    assert!(page("handed-over")
+    assert!(page_html(app, &session, "/admin?done=handed-over")
         .await
         .contains("The bleep was handed over"));
 }
@@ -948,15 +933,7 @@ async fn admin_and_security_actions_go_to_an_append_only_log_that_admins_read() 
     assert!(removed.is_err());
     // And the admin page shows it.
     let (session, _) = sign_in(app, &admin).await;
-    let html = client()
-        .get(format!("{}/admin", app.base))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_html(app, &session, "/admin").await;
     assert!(html.contains("Audit log"));
     assert!(html.contains("escalation set"));
 }
