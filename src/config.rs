@@ -685,6 +685,74 @@ mod tests {
         assert!(DatabaseUrl::parse(":memory:").is_err());
     }
 
+    fn load_file(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bleepless.toml");
+        std::fs::write(
+            &path,
+            text.replace("DIR", &dir.path().display().to_string()),
+        )
+        .unwrap();
+        let vapid = crate::notify::push::generate_vapid_keys();
+        std::fs::write(dir.path().join("vapid.key"), &vapid.private_key).unwrap();
+        std::fs::write(dir.path().join("short.secret"), "too short\n").unwrap();
+        std::fs::write(
+            dir.path().join("link.secret"),
+            "0123456789abcdef0123456789abcdef-link\n",
+        )
+        .unwrap();
+        let config = Config::load(&Overrides {
+            config_file: Some(path),
+            ..Overrides::default()
+        });
+        if let Ok(c) = &config {
+            if let Some((private, public)) = &c.push.vapid {
+                assert_eq!((private, public), (&vapid.private_key, &vapid.public_key));
+            }
+        }
+        config
+    }
+
+    #[test]
+    fn secrets_come_from_their_own_files() {
+        let c = load_file(
+            "[push]\nvapid_private_key_file = \"DIR/vapid.key\"\n\
+             [security]\nlink_secret_file = \"DIR/link.secret\"\n",
+        )
+        .unwrap();
+        assert!(c.push.vapid.is_some(), "the public key is derived");
+        assert_eq!(
+            c.security.link_secret.as_deref(),
+            Some(&b"0123456789abcdef0123456789abcdef-link"[..])
+        );
+        for (text, says) in [
+            (
+                "[security]\nlink_secret_file = \"DIR/short.secret\"\n",
+                "at least 32",
+            ),
+            (
+                "[security]\nlink_secret_file = \"DIR/missing\"\n",
+                "cannot be read",
+            ),
+            (
+                "[push]\nvapid_private_key_file = \"DIR/link.secret\"\n",
+                "not a VAPID private key",
+            ),
+            (
+                "[push]\nallowed_hosts = [\"https://x/\"]\n",
+                "allowed_hosts",
+            ),
+            (
+                "[push]\nallow_endpoints = [\"localhost\"]\n",
+                "allow_endpoints",
+            ),
+            ("[security]\nlockout_minutes = 0\n", "lockout_minutes"),
+        ] {
+            let e = load_file(text).unwrap_err().0;
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
     #[test]
     fn redacts_passwords() {
         let u = DatabaseUrl::parse("postgres://bob:secret@db:5432/x").unwrap();

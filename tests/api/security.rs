@@ -937,3 +937,30 @@ async fn admin_and_security_actions_go_to_an_append_only_log_that_admins_read() 
     assert!(html.contains("Audit log"));
     assert!(html.contains("escalation set"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_address_comes_from_proxy_headers_only_when_told_to() {
+    for (trust, expected) in [(false, "127.0.0.1"), (true, "203.0.113.9")] {
+        let app = TestApp::spawn_with(|c| c.security.trust_proxy_headers = trust).await;
+        let admin = app.staff("Sam Admin", "admin").await;
+        let (login_cookie, csrf) = login_form(&app).await;
+        let res = client()
+            .post(format!("{}/login", app.base))
+            .header("cookie", &login_cookie)
+            .header("x-forwarded-for", "203.0.113.9")
+            .form(&[
+                ("email", "someone@example.nhs.uk"),
+                ("password", "a guess at it"),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        let failed = audit_actions(&app, &admin, "sign_in_failed").await;
+        assert_eq!(
+            failed[0]["client"], expected,
+            "trust_proxy_headers = {trust}"
+        );
+    }
+}
