@@ -10,9 +10,11 @@ mod common;
 use bleepless::clock::{Clock, ManualClock};
 use bleepless::config::DispatchConfig;
 use bleepless::domain::task::Policy;
-use bleepless::notify::dispatch::Dispatcher;
-use bleepless::notify::links::LinkSigner;
-use bleepless::notify::push::{generate_vapid_keys, PushSender};
+use bleepless::outbox::links::LinkSigner;
+use bleepless::outbox::notification::Notifier;
+use bleepless::outbox::push::{generate_vapid_keys, PushSender};
+use bleepless::outbox::record::RecordServers;
+use bleepless::outbox::worker::Worker;
 use bleepless::store::{directory, notifications, Store};
 use common::{summary, BenchDb};
 use std::sync::{Arc, Mutex};
@@ -130,38 +132,40 @@ async fn run(backend: &str, a: &Args) {
     let policy = Policy::default();
 
     let vapid = generate_vapid_keys();
-    let dispatcher = Dispatcher {
+    let dispatcher = Worker {
         store: store.clone(),
         clock: Arc::new(clock.clone()),
-        push: PushSender::new(
-            &vapid,
-            "mailto:bench@example.nhs.uk",
-            Duration::from_secs(10),
-        )
-        .unwrap(),
-        email: None,
         config: DispatchConfig {
             batch: a.batch,
             ..DispatchConfig::default()
         },
-        links: LinkSigner::new(b"bench"),
-        public_url: "http://127.0.0.1".into(),
-        ack_seconds: policy.ack_seconds,
+        notifier: Notifier {
+            push: PushSender::new(
+                &vapid,
+                "mailto:bench@example.nhs.uk",
+                Duration::from_secs(10),
+            )
+            .unwrap(),
+            email: None,
+            links: LinkSigner::new(b"bench"),
+            public_url: "http://127.0.0.1".into(),
+            ack_seconds: policy.ack_seconds,
+        },
+        records: RecordServers::new(&[], "http://127.0.0.1").unwrap(),
         owner: "bench".into(),
     };
     // By default as in the service: the dispatcher runs beside the tick and sends each
     // group of escalations' pushes as soon as that group is committed. With --alone the
     // tick runs by itself first, to time it without the dispatcher competing.
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let app = bleepless::app::App::new(store.clone(), Arc::new(clock.clone()), policy.clone());
+    let wake = app.wake.clone();
     let mut dispatcher = Some(dispatcher);
     let mut handle = None;
     if !a.alone {
         handle = dispatcher.take().map(|d| tokio::spawn(d.run(wake.clone())));
     }
     let started = Instant::now();
-    let n = bleepless::escalation::tick(&store, due_at, &policy, &wake)
-        .await
-        .unwrap();
+    let n = bleepless::escalation::tick(&app, due_at).await.unwrap();
     let tick = started.elapsed();
     let (handle, send_start) = match handle {
         Some(h) => (h, started),

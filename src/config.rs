@@ -1,62 +1,13 @@
 //! One typed configuration, from a TOML file, the environment and the command line (in
 //! rising order of precedence), validated before anything starts.
+use crate::domain::delivery::RetryLimits;
 use crate::domain::task::{AckTargets, Policy};
-use crate::notify::email::{SmtpSecurity, SmtpSettings};
+use crate::outbox::email::{SmtpSecurity, SmtpSettings};
+pub use crate::store::DatabaseUrl;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    Sqlite(PathBuf),
-    Postgres(String),
-}
-
-impl DatabaseUrl {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let url = url.trim();
-        if url.is_empty() {
-            return Err("it is empty".into());
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(DatabaseUrl::Postgres(url.to_string()));
-        }
-        let path = if let Some(rest) = url.strip_prefix("sqlite://") {
-            rest
-        } else if let Some(rest) = url.strip_prefix("sqlite:") {
-            rest
-        } else if let Some((scheme, _)) = url.split_once("://") {
-            return Err(format!(
-                "the scheme {scheme:?} is not supported: use sqlite://PATH, a file path, or postgres://..."
-            ));
-        } else {
-            url
-        };
-        if path.is_empty() || path == ":memory:" {
-            return Err(
-                "give a SQLite file path (an in-memory database would lose everything on restart)"
-                    .into(),
-            );
-        }
-        Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
-    }
-
-    /// For logs: never print a password.
-    pub fn redacted(&self) -> String {
-        match self {
-            DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
-            DatabaseUrl::Postgres(u) => match (u.find("://"), u.rfind('@')) {
-                (Some(s), Some(at)) if at > s => {
-                    let creds = &u[s + 3..at];
-                    let user = creds.split(':').next().unwrap_or("");
-                    format!("{}{}@{}", &u[..s + 3], user, &u[at + 1..])
-                }
-                _ => u.clone(),
-            },
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -72,8 +23,9 @@ pub struct Config {
     /// No email is sent when absent.
     pub email: Option<SmtpSettings>,
     pub dispatch: DispatchConfig,
-    /// The trust's FHIR server (the patient record); nothing is sent or queued when absent.
-    pub record: Option<RecordConfig>,
+    /// The patient-record FHIR servers every task is delivered to; nothing is sent or
+    /// queued when there are none.
+    pub record: Vec<RecordConfig>,
     pub security: SecurityConfig,
 }
 
@@ -127,6 +79,8 @@ pub const DEFAULT_PUSH_HOSTS: &[&str] = &[
 /// Where completed and cancelled tasks are delivered as FHIR R4 transaction Bundles.
 #[derive(Debug, Clone)]
 pub struct RecordConfig {
+    /// What the outbox calls this server (`record` for the one under `[record]`).
+    pub name: String,
     /// The FHIR server's base URL, e.g. `https://epr.example-trust.nhs.uk/fhir`.
     pub base_url: String,
     /// The whole `Authorization` header value to send, e.g. `Bearer abc…`.
@@ -157,6 +111,17 @@ pub struct DispatchConfig {
     pub backoff_max: Duration,
     /// How long a claimed row is ours before another instance may take it over.
     pub lease: Duration,
+}
+
+impl DispatchConfig {
+    /// The retry limits every kind's policy starts from.
+    pub fn limits(&self) -> RetryLimits {
+        RetryLimits {
+            max_attempts: self.max_attempts,
+            backoff_base: self.backoff_base,
+            backoff_max: self.backoff_max,
+        }
+    }
 }
 
 impl Default for DispatchConfig {
@@ -193,6 +158,9 @@ struct FileConfig {
     email: Option<FileEmail>,
     dispatch: Option<FileDispatch>,
     record: Option<FileRecord>,
+    /// More record servers, by name: `[records.shared-care]`.
+    #[serde(default)]
+    records: std::collections::BTreeMap<String, FileRecord>,
     security: Option<FileSecurity>,
 }
 
@@ -362,7 +330,7 @@ impl Config {
         };
         let vapid = match (vapid_secret, push.vapid_private_key, push.vapid_public_key) {
             (Some((private, from)), None, None) => {
-                let keys = crate::notify::push::vapid_keys_from_private(&private)
+                let keys = crate::outbox::push::vapid_keys_from_private(&private)
                     .map_err(|why| ConfigError(format!("{from}: {why}")))?;
                 Some((keys.private_key, keys.public_key))
             }
@@ -386,7 +354,7 @@ impl Config {
             None => DEFAULT_PUSH_HOSTS.iter().map(|h| h.to_string()).collect(),
         };
         let allow_endpoints = push.allow_endpoints.unwrap_or_default();
-        crate::notify::endpoints::EndpointPolicy::new(&allowed_hosts, &allow_endpoints)
+        crate::outbox::endpoints::EndpointPolicy::new(&allowed_hosts, &allow_endpoints)
             .map_err(|why| ConfigError(format!("{}: {why}", src("push"))))?;
         let push = PushConfig {
             subject: push
@@ -479,23 +447,39 @@ impl Config {
             )));
         }
 
-        let record = match file.record {
-            None => None,
-            Some(r) => {
-                let base_url = r.base_url.trim().trim_end_matches('/').to_string();
-                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-                    return Err(ConfigError(format!(
-                        "{}: {base_url:?} must start with http:// or https://",
-                        src("record.base_url")
-                    )));
-                }
-                Some(RecordConfig {
-                    base_url,
-                    authorization: env("BLEEPLESS_RECORD_AUTHORIZATION").or(r.authorization),
-                    timeout: Duration::from_secs(r.timeout_seconds.unwrap_or(30).max(1)),
-                })
+        let mut record = Vec::new();
+        let servers = file
+            .record
+            .map(|r| ("record".to_string(), r, "record".to_string()));
+        let more = file.records.into_iter().map(|(name, r)| {
+            let key = format!("records.{name}");
+            (name, r, key)
+        });
+        for (name, r, key) in servers.into_iter().chain(more) {
+            let base_url = r.base_url.trim().trim_end_matches('/').to_string();
+            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "{}: {base_url:?} must start with http:// or https://",
+                    src(&format!("{key}.base_url"))
+                )));
             }
-        };
+            if name.trim().is_empty() || record.iter().any(|c: &RecordConfig| c.name == name) {
+                return Err(ConfigError(format!(
+                    "{}: each record server needs a name of its own",
+                    src(&key)
+                )));
+            }
+            // The environment's authorization is for the server under [record].
+            let from_env = (key == "record")
+                .then(|| env("BLEEPLESS_RECORD_AUTHORIZATION"))
+                .flatten();
+            record.push(RecordConfig {
+                name,
+                base_url,
+                authorization: from_env.or(r.authorization),
+                timeout: Duration::from_secs(r.timeout_seconds.unwrap_or(30).max(1)),
+            });
+        }
 
         let sec = file.security.unwrap_or_default();
         let defaults = SecurityConfig::default();
@@ -570,7 +554,7 @@ impl Config {
                 ack_seconds,
                 fallback_role: escalation.fallback_role,
                 email: email.is_some(),
-                record: record.is_some(),
+                records: record.iter().map(|r| r.name.clone()).collect(),
             },
             schedule,
             push,
@@ -602,7 +586,7 @@ impl Config {
                 backoff_base: Duration::from_secs(2),
                 ..DispatchConfig::default()
             },
-            record: None,
+            record: Vec::new(),
             security: SecurityConfig::default(),
         }
     }
@@ -615,14 +599,21 @@ impl Config {
         self.policy.email = true;
     }
 
-    /// Turns on delivery to the patient record at the given FHIR server.
+    /// Turns on delivery to the patient record at the given FHIR server (another one, when
+    /// called again).
     pub fn record_server(&mut self, base_url: &str, authorization: Option<&str>) {
-        self.record = Some(RecordConfig {
+        let name = if self.record.is_empty() {
+            "record".to_string()
+        } else {
+            format!("record-{}", self.record.len() + 1)
+        };
+        self.policy.records.push(name.clone());
+        self.record.push(RecordConfig {
+            name,
             base_url: base_url.trim_end_matches('/').to_string(),
             authorization: authorization.map(str::to_string),
             timeout: Duration::from_secs(5),
         });
-        self.policy.record = true;
     }
 }
 
@@ -693,7 +684,7 @@ mod tests {
             text.replace("DIR", &dir.path().display().to_string()),
         )
         .unwrap();
-        let vapid = crate::notify::push::generate_vapid_keys();
+        let vapid = crate::outbox::push::generate_vapid_keys();
         std::fs::write(dir.path().join("vapid.key"), &vapid.private_key).unwrap();
         std::fs::write(dir.path().join("short.secret"), "too short\n").unwrap();
         std::fs::write(

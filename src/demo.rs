@@ -1,4 +1,6 @@
 //! A small believable hospital, for trying Bleepless out.
+use crate::app::roles::{hand_over, HandedBy};
+use crate::app::Ctx;
 use crate::error::AppResult;
 use crate::store::{directory, DbConnection};
 use chrono::{DateTime, Utc};
@@ -17,6 +19,10 @@ pub fn fill(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
 ) -> AppResult<Option<(Vec<DemoLogin>, String)>> {
+    let ctx = Ctx {
+        now,
+        policy: Default::default(),
+    };
     if !directory::list_staff(conn)?.is_empty() {
         return Ok(None);
     }
@@ -75,7 +81,7 @@ pub fn fill(
     let mut roles = Vec::new();
     for (role, holder) in rota {
         let r = directory::add_role(conn, role, now)?;
-        directory::hand_over(conn, &r, &ids[holder], false, None, now)?;
+        hand_over(conn, &ctx, &r, &ids[holder], false, HandedBy::Operator)?;
         roles.push(r);
     }
     // FY1 → SHO → registrar → site manager, day and night.

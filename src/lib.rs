@@ -1,6 +1,7 @@
 //! Bleepless: clinical tasks that reach a phone, escalate when nobody answers, and end up in
 //! the patient record. This crate builds the service so that `main` and the tests start it
 //! the same way.
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod demo;
@@ -8,7 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod escalation;
 pub mod fhir;
-pub mod notify;
+pub mod outbox;
 pub mod store;
 pub mod telemetry;
 pub mod web;
@@ -25,7 +26,7 @@ pub struct Application {
     pub addr: SocketAddr,
     pub state: web::AppState,
     server: actix_web::dev::Server,
-    dispatcher: notify::dispatch::Dispatcher,
+    worker: outbox::worker::Worker,
 }
 
 /// Keys and secrets the service makes on first start and keeps in the database, so that
@@ -36,7 +37,7 @@ fn load_or_make_secrets(
     store: &Store,
     config: &Config,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(notify::push::VapidKeys, Vec<u8>), String> {
+) -> Result<(outbox::push::VapidKeys, Vec<u8>), String> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let attempt = || {
@@ -47,7 +48,7 @@ fn load_or_make_secrets(
                     format!("{private}.{public}")
                 }
                 None => store::settings::get_or_create(c, "vapid_keys", now, || {
-                    let k = notify::push::generate_vapid_keys();
+                    let k = outbox::push::generate_vapid_keys();
                     format!("{}.{}", k.private_key, k.public_key)
                 })?,
             };
@@ -77,7 +78,7 @@ fn load_or_make_secrets(
         .decode(secret)
         .map_err(|_| "stored link secret is unreadable")?;
     Ok((
-        notify::push::VapidKeys {
+        outbox::push::VapidKeys {
             private_key: private_key.to_string(),
             public_key: public_key.to_string(),
         },
@@ -88,7 +89,7 @@ fn load_or_make_secrets(
 /// Devices registered before the push endpoint policy (or under a wider one) are removed at
 /// start: the dispatcher only ever sends to endpoints the policy allows.
 fn forget_refused_devices(store: &Store, push: &config::PushConfig) -> Result<(), String> {
-    let policy = notify::endpoints::EndpointPolicy::of(push);
+    let policy = outbox::endpoints::EndpointPolicy::of(push);
     let removed = store
         .write_now(|c| {
             store::notifications::forget_devices_where(c, |endpoint| {
@@ -119,33 +120,37 @@ impl Application {
         store: Store,
     ) -> Result<Application, String> {
         let (vapid, secret) = load_or_make_secrets(&store, &config, clock.now())?;
-        let push = notify::push::PushSender::new(&vapid, &config.push.subject, config.push.timeout)
+        let push = outbox::push::PushSender::new(&vapid, &config.push.subject, config.push.timeout)
             .map_err(|e| format!("push: {e}"))?;
         let email = match &config.email {
             Some(settings) => {
-                Some(notify::email::EmailSender::new(settings).map_err(|e| format!("email: {e}"))?)
+                Some(outbox::email::EmailSender::new(settings).map_err(|e| format!("email: {e}"))?)
             }
             None => None,
         };
-        let links = notify::links::LinkSigner::new(&secret);
+        let links = outbox::links::LinkSigner::new(&secret);
+        let app = app::App::new(store.clone(), clock.clone(), config.policy.clone());
         let state = web::AppState {
             store: store.clone(),
             clock: clock.clone(),
             config: Arc::new(config.clone()),
-            outbox: Arc::new(tokio::sync::Notify::new()),
+            app,
             links: links.clone(),
             vapid_public_key: vapid.public_key.clone(),
             changes: Arc::default(),
         };
-        let dispatcher = notify::dispatch::Dispatcher {
+        let worker = outbox::worker::Worker {
             store,
             clock,
-            push,
-            email,
             config: config.dispatch.clone(),
-            links,
-            public_url: config.public_url.clone(),
-            ack_seconds: config.policy.ack_seconds,
+            notifier: outbox::notification::Notifier {
+                push,
+                email,
+                links,
+                public_url: config.public_url.clone(),
+                ack_seconds: config.policy.ack_seconds,
+            },
+            records: outbox::record::RecordServers::new(&config.record, &config.public_url)?,
             owner: uuid::Uuid::new_v4().to_string(),
         };
         forget_refused_devices(&state.store, &config.push)?;
@@ -172,7 +177,7 @@ impl Application {
             addr,
             state,
             server: server.run(),
-            dispatcher,
+            worker,
         })
     }
 
@@ -180,23 +185,45 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves requests, runs the escalation scheduler and the outbox dispatcher, until the
+    /// Serves requests, runs the escalation scheduler and the outbox worker, until the
     /// server stops.
     pub async fn run(self) -> std::io::Result<()> {
         let st = &self.state;
         let scheduler = tokio::spawn(escalation::run_scheduler(
-            st.store.clone(),
-            st.clock.clone(),
+            st.app.clone(),
             st.config.schedule.clone(),
-            st.config.policy.clone(),
-            st.outbox.clone(),
         ));
-        let dispatcher = tokio::spawn(self.dispatcher.run(st.outbox.clone()));
-        let record_sink = fhir::sink::spawn(st);
+        let worker = tokio::spawn(self.worker.run(st.app.wake.clone()));
         let result = self.server.await;
         scheduler.abort();
-        dispatcher.abort();
-        record_sink.inspect(tokio::task::JoinHandle::abort);
+        worker.abort();
         result
+    }
+
+    /// Serves requests only: the escalation tick and the outbox worker run when the caller
+    /// says, through the returned [`DueWork`] (tests that move the clock drain instead of
+    /// waiting for background loops).
+    pub fn serve_only(self) -> (actix_web::dev::Server, DueWork) {
+        let work = DueWork {
+            app: self.state.app.clone(),
+            worker: self.worker,
+        };
+        (self.server, work)
+    }
+}
+
+/// One instance's due work, run on demand.
+pub struct DueWork {
+    app: app::App,
+    worker: outbox::worker::Worker,
+}
+
+impl DueWork {
+    /// Runs everything due now to completion: the escalation tick, then every delivery due
+    /// (what the tick queued too). Returns how many tasks escalated and deliveries were tried.
+    pub async fn drain(&self) -> error::AppResult<(usize, usize)> {
+        let escalated = escalation::tick(&self.app, self.app.clock.now()).await?;
+        let tried = self.worker.drain().await?;
+        Ok((escalated, tried))
     }
 }

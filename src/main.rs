@@ -1,3 +1,5 @@
+use bleepless::app::roles::{hand_over, HandedBy};
+use bleepless::app::App;
 use bleepless::clock::{Clock, SystemClock};
 use bleepless::config::{Config, Overrides};
 use bleepless::error::AppError;
@@ -379,17 +381,18 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                     }
                 }
                 RoleCmd::HandOver { role, to, share } => {
-                    let (r, s) = store
-                        .write_now(|c| {
+                    let app = App::new(store, Arc::new(SystemClock), config.policy.clone());
+                    let (r, s) = app
+                        .run_now(|c, ctx| {
                             let r = directory::find_role(c, &role)?.ok_or_else(|| {
                                 AppError::NotFound(format!(
                                     "no on-call role has the id or name {role:?}"
                                 ))
                             })?;
                             let s = directory::find_staff(c, &to)?;
-                            directory::hand_over(c, &r, &s, share, None, now)?;
+                            hand_over(c, ctx, &r, &s, share, HandedBy::Operator)?;
                             let detail = json!({ "role": r.name, "to": s.id, "share": share });
-                            audit(c, Action::HandedOver, &r.id, detail, now)?;
+                            audit(c, Action::HandedOver, &r.id, detail, ctx.now)?;
                             Ok((r, s))
                         })
                         .map_err(fail)?;

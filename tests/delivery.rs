@@ -5,8 +5,8 @@
 
 mod support;
 
-use bleepless::notify::email::{EmailError, EmailSender, SmtpSecurity, SmtpSettings, TaskEmail};
-use bleepless::notify::push::{
+use bleepless::outbox::email::{EmailError, EmailSender, SmtpSecurity, SmtpSettings, TaskEmail};
+use bleepless::outbox::push::{
     generate_vapid_keys, topic_token, PushError, PushSender, Subscription, Urgency, VapidKeys,
 };
 use std::time::{Duration, Instant};

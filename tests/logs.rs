@@ -78,7 +78,7 @@ async fn acknowledge_tokens_push_endpoints_and_vapid_signatures_never_reach_the_
     assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
     assert_eq!(app.client.post(&url).send().await.unwrap().status(), 200);
     app.eventually("the failing push is tried", || async {
-        log.text().contains("notification failed")
+        log.text().contains("delivery failed")
     })
     .await;
 

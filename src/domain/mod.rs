@@ -1,12 +1,15 @@
 //! Pure logic: no I/O, no HTTP, no SQL. "Now" is always an argument.
+pub mod delivery;
+pub mod escalation;
 pub mod nhs_number;
-pub mod notification;
 pub mod staff;
 pub mod task;
+pub mod timeline;
+pub mod transition;
 
 pub use nhs_number::NhsNumber;
 pub use staff::Permission;
-pub use task::{Action, Category, OutcomeCode, Priority, Status};
+pub use task::{Action, Assignee, Category, NewTask, News2, OutcomeCode, Priority, Status, Task};
 
 /// Makes an enum that is stored and sent as a fixed set of lowercase codes.
 macro_rules! coded_enum {

@@ -1,5 +1,5 @@
 //! The clinical task and its lifecycle, which follows FHIR R4's Task state machine.
-use super::coded_enum;
+use super::{coded_enum, NhsNumber};
 use chrono::{DateTime, Duration, Utc};
 
 coded_enum!(
@@ -163,9 +163,121 @@ pub struct Policy {
     pub fallback_role: Option<String>,
     /// Whether email goes out as a second channel (an SMTP server is configured).
     pub email: bool,
-    /// Whether completed and cancelled tasks are sent to the patient record (a FHIR server
-    /// is configured under `[record]`).
-    pub record: bool,
+    /// The patient-record servers completed and cancelled tasks are sent to (by name; none
+    /// when no FHIR server is configured).
+    pub records: Vec<String>,
+}
+
+/// Who a task is for: an on-call role (whoever holds it) or a named member of staff.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Assignee {
+    Role(String),
+    Staff(String),
+}
+
+/// A NEWS2 score (National Early Warning Score 2): 0 to 20.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct News2(i32);
+
+impl News2 {
+    pub fn new(score: i32) -> Result<News2, String> {
+        if (0..=20).contains(&score) {
+            Ok(News2(score))
+        } else {
+            Err(format!(
+                "news2 is {score}; a NEWS2 score is between 0 and 20"
+            ))
+        }
+    }
+
+    pub fn value(self) -> i32 {
+        self.0
+    }
+}
+
+/// A clinical task: one request for work about one patient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub nhs_number: String,
+    pub ward: String,
+    pub bed: String,
+    pub category: Category,
+    pub description: String,
+    pub priority: Priority,
+    pub news2: Option<i32>,
+    pub status: Status,
+    pub assignee: Assignee,
+    pub raised_by: String,
+    pub raised_at: DateTime<Utc>,
+    pub ack_deadline: DateTime<Utc>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: Option<(OutcomeCode, String)>,
+    pub status_reason: Option<String>,
+    pub escalation_level: i32,
+    pub next_escalation_at: Option<DateTime<Utc>>,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Task {
+    pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
+        self.status == Status::Requested && self.ack_deadline < now
+    }
+
+    /// A task as raised: requested, level 0, due for escalation at its deadline.
+    pub fn raised(
+        id: String,
+        new: NewTask,
+        assignee: Assignee,
+        by: &str,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Task {
+        let deadline = policy.ack_seconds.deadline(new.priority, now);
+        Task {
+            id,
+            nhs_number: new.nhs_number.as_str().to_string(),
+            ward: new.ward,
+            bed: new.bed,
+            category: new.category,
+            description: new.description,
+            priority: new.priority,
+            news2: new.news2.map(News2::value),
+            status: Status::Requested,
+            assignee,
+            raised_by: by.to_string(),
+            raised_at: now,
+            ack_deadline: deadline,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            started_at: None,
+            ended_at: None,
+            outcome: None,
+            status_reason: None,
+            escalation_level: 0,
+            next_escalation_at: Some(deadline),
+            version: 1,
+            updated_at: now,
+        }
+    }
+}
+
+/// A validated request to raise a task.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub nhs_number: NhsNumber,
+    pub ward: String,
+    pub bed: String,
+    pub category: Category,
+    pub description: String,
+    pub priority: Priority,
+    pub news2: Option<News2>,
+    /// A staff id, or an on-call role's id or name.
+    pub assignee: String,
 }
 
 pub const MAX_DESCRIPTION: usize = 2000;
@@ -188,8 +300,33 @@ pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, Str
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use chrono::TimeZone;
+
+    /// A stat task for the "Medicine FY1 night" role, raised at 22:00, for other tests.
+    pub(crate) fn requested_task() -> Task {
+        let new = NewTask {
+            nhs_number: NhsNumber::parse("9990000018").unwrap(),
+            ward: "Ward 5".into(),
+            bed: "12".into(),
+            category: Category::Cannula,
+            description: "Cannula tissued".into(),
+            priority: Priority::Stat,
+            news2: Some(News2::new(3).unwrap()),
+            assignee: "role-fy1".into(),
+        };
+        let now = Utc.with_ymd_and_hms(2026, 12, 2, 22, 0, 0).unwrap();
+        let role = Assignee::Role("role-fy1".into());
+        Task::raised("t1".into(), new, role, "nurse", now, &Policy::default())
+    }
+
+    #[test]
+    fn news2_is_checked_in_one_place() {
+        assert_eq!(News2::new(20).map(News2::value), Ok(20));
+        assert!(News2::new(21).unwrap_err().contains("between 0 and 20"));
+        assert!(News2::new(-1).is_err());
+    }
 
     #[test]
     fn lifecycle_follows_fhir_task_state_machine() {

@@ -1,9 +1,9 @@
 //! The FHIR R4 REST endpoint under `/fhir` (read-only, JSON), and the record delivery report
 //! under `/api/v1/record-deliveries`. Every error from `/fhir` is an OperationOutcome.
 use super::mapping::{self, FHIR_JSON};
-use super::sink::{self, RecordStatus};
 use crate::domain::NhsNumber;
 use crate::error::{AppError, AppResult};
+use crate::store::deliveries::{self, RecordStatus};
 use crate::store::schema::tasks;
 use crate::store::{to_db, DbConnection};
 use crate::web::auth::Caller;
@@ -718,7 +718,7 @@ async fn list_deliveries(
         ));
     }
     let statuses = match &params.status {
-        Some(s) => sink::parse_statuses(s)?,
+        Some(s) => deliveries::parse_statuses(s)?,
         None => vec![
             RecordStatus::Pending,
             RecordStatus::Sending,
@@ -733,11 +733,14 @@ async fn list_deliveries(
     }
     let list = state
         .store
-        .read(move |c| sink::list(c, &statuses, limit))
+        .read(move |c| deliveries::records(c, &statuses, limit))
         .await?;
     Ok(HttpResponse::Ok().json(json!({
-        "configured": state.config.record.is_some(),
-        "record_server": state.config.record.as_ref().map(|r| r.base_url.clone()),
+        "configured": !state.config.record.is_empty(),
+        "record_server": state.config.record.first().map(|r| r.base_url.clone()),
+        "record_servers": state.config.record.iter()
+            .map(|r| json!({ "name": r.name, "base_url": r.base_url }))
+            .collect::<Vec<_>>(),
         "deliveries": list,
     })))
 }

@@ -5,8 +5,9 @@
 //! People and on-call roles are referenced logically (by identifier, with a display name),
 //! because Bleepless serves no Practitioner resources and the record server has none of ours.
 use super::TaskRecord;
+use crate::domain::timeline::Event;
+use crate::domain::{Assignee, Task};
 use crate::domain::{Category, OutcomeCode, Status};
-use crate::store::tasks::{Assignee, Event, Task};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 

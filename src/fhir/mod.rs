@@ -3,11 +3,13 @@
 //! resources themselves are made by [`mapping`], which is pure.
 pub mod api;
 pub mod mapping;
-pub mod sink;
 
+use crate::domain::timeline::Event;
+use crate::domain::{Assignee, Task};
 use crate::error::AppResult;
 use crate::store::directory;
-use crate::store::tasks::{self, Assignee, Event, Task};
+use crate::store::events;
+use crate::store::tasks;
 use crate::store::DbConnection;
 use std::collections::HashMap;
 
@@ -25,7 +27,7 @@ pub struct TaskRecord {
 /// Reads one task's record (one snapshot: call inside one transaction for consistency).
 pub fn load(conn: &mut DbConnection, id: &str) -> AppResult<TaskRecord> {
     let task = tasks::get(conn, id)?;
-    let events = tasks::timeline(conn, id)?;
+    let events = events::timeline(conn, id)?;
     let mut staff_ids: Vec<String> = vec![task.raised_by.clone()];
     let mut role_ids: Vec<String> = Vec::new();
     let named = events.iter().flat_map(mapping::assignees_in);

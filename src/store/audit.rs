@@ -79,7 +79,7 @@ fn with(mut detail: Value, key: &str, value: &str) -> Value {
 pub struct AuditEntry {
     pub id: String,
     pub at: DateTime<Utc>,
-    pub actor: Option<super::tasks::Person>,
+    pub actor: Option<super::events::Person>,
     pub action: String,
     pub subject: Option<String>,
     pub detail: Value,
@@ -128,7 +128,7 @@ pub fn list(
             |(id, at, actor, action, subject, detail, client)| AuditEntry {
                 id,
                 at: from_db(at),
-                actor: actor.map(|a| super::tasks::Person {
+                actor: actor.map(|a| super::events::Person {
                     name: names.get(&a).cloned().unwrap_or_default(),
                     id: a,
                 }),

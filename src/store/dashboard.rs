@@ -1,8 +1,9 @@
 //! The bed manager's view: what is open where, what is late, how fast tasks are picked up.
-use super::schema::{notifications, task_events, tasks};
+use super::schema::{outbox, task_events, tasks};
 use super::sql::{on_backend, Sql};
-use super::tasks::{Filter, Task};
+use super::tasks::Filter;
 use super::{from_db, to_db, DbConnection};
+use crate::domain::Task;
 use crate::domain::{Priority, Status};
 use crate::error::AppResult;
 use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};
@@ -134,16 +135,17 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     sorted.get(rank - 1).copied()
 }
 
-/// The 20 latest failed deliveries, through the index `notifications_by_status_created`.
-const LATEST_FAILED: &str = "SELECT task_id, recipient_id, channel, level, last_error, created_at \
-     FROM notifications WHERE status = 'failed' ORDER BY created_at DESC LIMIT 20";
+/// The 20 latest failed deliveries, through the index `outbox_by_status_created` (only
+/// notifications fail for good; a record delivery keeps trying, as `failing`).
+const LATEST_FAILED: &str = "SELECT task_id, recipient_id, kind, level, last_error, created_at \
+     FROM outbox WHERE status = 'failed' ORDER BY created_at DESC LIMIT 20";
 
 #[derive(QueryableByName)]
-#[diesel(table_name = notifications)]
+#[diesel(table_name = outbox)]
 struct FailedRow {
     task_id: String,
-    recipient_id: String,
-    channel: String,
+    recipient_id: Option<String>,
+    kind: String,
     level: i32,
     last_error: Option<String>,
     created_at: NaiveDateTime,
@@ -224,14 +226,14 @@ pub fn load(
                 |FailedRow {
                      task_id,
                      recipient_id,
-                     channel,
+                     kind,
                      level,
                      last_error,
                      created_at,
                  }| FailedDelivery {
                     task_id,
-                    recipient_id,
-                    channel,
+                    recipient_id: recipient_id.unwrap_or_default(),
+                    channel: kind,
                     level,
                     error: last_error.unwrap_or_default(),
                     at: from_db(created_at),

@@ -7,7 +7,10 @@
 //! on every call (a fifth of the service's CPU under load, measured with perf).
 pub mod audit;
 pub mod dashboard;
+mod database_url;
+pub mod deliveries;
 pub mod directory;
+pub mod events;
 pub mod notifications;
 pub mod outbox;
 pub mod schema;
@@ -17,9 +20,9 @@ pub mod sql;
 pub mod tasks;
 pub mod throttle;
 
-use crate::config::DatabaseUrl;
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, NaiveDateTime, Utc};
+pub use database_url::DatabaseUrl;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection};

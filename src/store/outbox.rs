@@ -1,94 +1,301 @@
-//! Claiming rows of an outbox table (notifications, record deliveries) with a lease, so
-//! that of several instances sharing one database each row goes to one.
-use super::sql::{on_backend, IdRow, Sql};
-use super::{to_db, DbConnection};
+//! The one outbox: every outgoing delivery (a push, an email, a version of a task for a
+//! record server) is a row, written in the transaction of the change that causes it, then
+//! claimed with a lease, so that of several instances sharing one database each row goes
+//! to one, and its outcome recorded.
+use super::schema::outbox;
+use super::sql::{insert_rows, load_by_ids, on_backend, IdRow, Sql};
+use super::{new_id, to_db, DbConnection};
+use crate::domain::delivery::{Delivery, Kind, Outcome, WAITING_SQL};
+use crate::domain::Task;
 use crate::error::AppResult;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Timestamp};
+use diesel::sql_types::{Nullable, Text, Timestamp};
+use std::collections::HashSet;
 
 /// The status column, written so that a statement that also says `id IN IDS` finds its rows
 /// by id. Named plainly, SQLite chose a status index instead and read every row of that
-/// status: every due notification for each claim of a batch, every row in flight for each
-/// recorded batch (`EXPLAIN QUERY PLAN`). An expression cannot be looked up in an index; the
-/// column is never NULL, so the value is the same on both backends.
+/// status: every due row for each claim of a batch, every row in flight for each recorded
+/// batch (`EXPLAIN QUERY PLAN`). An expression cannot be looked up in an index; the column
+/// is never NULL, so the value is the same on both backends.
 pub const BY_ID: &str = "coalesce(status, '')";
 
-/// An outbox table: its name, the statuses of rows waiting to be sent (as an SQL list of
-/// literals), and the columns a claim returns. Every outbox has `id`, `status`, `due_at`,
-/// `attempts`, `lease_owner` and `lease_until`; a claimed row is `'sending'`.
-pub struct Outbox {
-    pub table: &'static str,
-    pub waiting: &'static str,
-    pub columns: &'static str,
+/// One row to write.
+#[derive(Insertable)]
+#[diesel(table_name = outbox, treat_none_as_default_value = false)]
+pub struct NewDelivery {
+    id: String,
+    kind: &'static str,
+    destination: String,
+    dedupe_key: String,
+    task_id: String,
+    task_version: i64,
+    level: i32,
+    recipient_id: Option<String>,
+    status: &'static str,
+    attempts: i32,
+    due_at: NaiveDateTime,
+    created_at: NaiveDateTime,
 }
 
-impl Outbox {
-    /// Rows ready to send: waiting and due, or claimed by an instance whose lease ran out.
-    /// Both parameters are the time now. `status` is how to name the status column (see
-    /// [`BY_ID`]).
-    fn ready(&self, status: &str) -> String {
-        format!(
-            "(({status} IN ({}) AND due_at <= ?) OR ({status} = 'sending' AND lease_until < ?))",
-            self.waiting
-        )
-    }
-
-    /// Ids of up to `limit` rows ready to send, the longest due first.
-    pub fn due_ids(
-        &self,
-        conn: &mut DbConnection,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> AppResult<Vec<String>> {
-        // The limit is written into the text: SQLite prepares a statement whose LIMIT is a
-        // bound parameter anew each time it is bound (see `store`). There are at most as
-        // many texts as the largest batch.
-        let sql = format!(
-            "SELECT id FROM {} WHERE {} ORDER BY due_at LIMIT {limit}",
-            self.table,
-            self.ready("status")
-        );
-        let now = to_db(now);
-        let ids: Vec<IdRow> = on_backend!(conn, |c| Sql::new(sql.as_str())
-            .bind::<Timestamp, _>(now)
-            .bind::<Timestamp, _>(now)
-            .load(c)?);
-        Ok(ids.into_iter().map(|i| i.id).collect())
-    }
-
-    /// Claims up to `limit` rows ready to send for `owner`, with one conditional update,
-    /// and returns the rows this call claimed (in no particular order).
-    pub fn claim<T>(
-        &self,
-        conn: &mut DbConnection,
-        owner: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: i64,
-    ) -> AppResult<Vec<T>>
-    where
-        T: QueryableByName<diesel::sqlite::Sqlite> + QueryableByName<diesel::pg::Pg> + 'static,
-    {
-        let ids = self.due_ids(conn, now, limit)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
+impl NewDelivery {
+    fn new(kind: Kind, task: &Task, key: String, now: DateTime<Utc>) -> NewDelivery {
+        NewDelivery {
+            id: new_id(),
+            kind: kind.code(),
+            destination: String::new(),
+            dedupe_key: key,
+            task_id: task.id.clone(),
+            task_version: task.version,
+            level: task.escalation_level,
+            recipient_id: None,
+            status: Delivery::Pending.code(),
+            attempts: 0,
+            due_at: to_db(now),
+            created_at: to_db(now),
         }
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let sql = format!(
-            "UPDATE {} SET status = 'sending', lease_owner = ?, lease_until = ?, \
-             attempts = attempts + 1 WHERE {} AND id IN IDS RETURNING {}",
-            self.table,
-            self.ready(BY_ID),
-            self.columns
-        );
-        let (now, lease_until) = (to_db(now), to_db(lease_until));
-        Ok(on_backend!(conn, |c| Sql::with_ids(&sql)
-            .bind::<Text, _>(owner)
-            .bind::<Timestamp, _>(lease_until)
-            .bind::<Timestamp, _>(now)
-            .bind::<Timestamp, _>(now)
-            .bind_ids(&ids)
-            .load(c)?))
     }
+}
+
+/// A recipient who can be reached: active, with their email address if they have one.
+#[derive(Debug, Clone)]
+pub struct Addressee {
+    pub id: String,
+    pub email: Option<String>,
+}
+
+/// The notifications for a task's current version and level: a push to each recipient,
+/// and an email to those with an address when `email`. The key includes the task's
+/// version, which exactly one transaction produced, so each (task, level, recipient, kind)
+/// is queued once even with several instances running; the key is unique besides.
+pub fn notifications(
+    task: &Task,
+    to: &[Addressee],
+    email: bool,
+    now: DateTime<Utc>,
+    into: &mut Vec<NewDelivery>,
+) {
+    for a in to {
+        let mut kinds = vec![Kind::Push];
+        if email && a.email.is_some() {
+            kinds.push(Kind::Email);
+        }
+        for kind in kinds {
+            let key = format!(
+                "{}:{}:{}:{}:{}",
+                task.id, task.version, task.escalation_level, a.id, kind
+            );
+            into.push(NewDelivery {
+                recipient_id: Some(a.id.clone()),
+                ..NewDelivery::new(kind, task, key, now)
+            });
+        }
+    }
+}
+
+/// This version of the task for each record server.
+pub fn for_the_record(
+    task: &Task,
+    destinations: &[String],
+    now: DateTime<Utc>,
+    into: &mut Vec<NewDelivery>,
+) {
+    for d in destinations {
+        let key = format!("{}:{}:record:{d}", task.id, task.version);
+        into.push(NewDelivery {
+            destination: d.clone(),
+            ..NewDelivery::new(Kind::Record, task, key, now)
+        });
+    }
+}
+
+/// Writes rows, many to a statement.
+pub fn insert(conn: &mut DbConnection, rows: &[NewDelivery]) -> AppResult<usize> {
+    Ok(insert_rows!(conn, outbox::table, rows))
+}
+
+/// Why a notification was not sent after all.
+const NO_LONGER_NEEDED: &str = "the task no longer needs this notification";
+
+/// Stops what chases a person and has not gone out yet: the task no longer needs anyone's
+/// attention. Deliveries to the record go on.
+pub fn cancel_chasing(conn: &mut DbConnection, task_id: &str) -> AppResult<usize> {
+    // By hand so that it is prepared once per connection (see `store::sql`).
+    let cancel = format!(
+        "UPDATE outbox SET status = ?, last_error = ? \
+         WHERE task_id = ? AND status = ? AND kind IN ({})",
+        Kind::chasing_sql()
+    );
+    let (cancelled, pending) = (Delivery::Cancelled.code(), Delivery::Pending.code());
+    Ok(on_backend!(conn, |c| Sql::new(cancel.as_str())
+        .bind::<Text, _>(cancelled)
+        .bind::<Text, _>(NO_LONGER_NEEDED)
+        .bind::<Text, _>(task_id)
+        .bind::<Text, _>(pending)
+        .execute(c)?))
+}
+
+/// A claimed row.
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = outbox)]
+pub struct Row {
+    pub id: String,
+    pub kind: String,
+    pub destination: String,
+    pub task_id: String,
+    pub task_version: i64,
+    pub level: i32,
+    pub recipient_id: Option<String>,
+    pub status: String,
+    pub attempts: i32,
+    pub due_at: NaiveDateTime,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub sent_at: Option<NaiveDateTime>,
+}
+
+const COLUMNS: &str = "id, kind, destination, task_id, task_version, level, recipient_id, \
+                       status, attempts, due_at, last_error, created_at, sent_at";
+
+/// Rows ready to send: waiting and due, or claimed by an instance whose lease ran out.
+/// Both parameters are the time now. `status` is how to name the status column (see
+/// [`BY_ID`]).
+fn ready(status: &str) -> String {
+    format!(
+        "(({status} IN ({WAITING_SQL}) AND due_at <= ?) OR ({status} = 'sending' AND lease_until < ?))"
+    )
+}
+
+/// Ids of up to `limit` rows ready to send, the longest due first.
+fn due_ids(conn: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> AppResult<Vec<String>> {
+    // The limit is written into the text: SQLite prepares a statement whose LIMIT is a
+    // bound parameter anew each time it is bound (see `store`). There are at most as many
+    // texts as the largest batch.
+    let sql = format!(
+        "SELECT id FROM outbox WHERE {} ORDER BY due_at LIMIT {limit}",
+        ready("status")
+    );
+    let now = to_db(now);
+    let ids: Vec<IdRow> = on_backend!(conn, |c| Sql::new(sql.as_str())
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(now)
+        .load(c)?);
+    Ok(ids.into_iter().map(|i| i.id).collect())
+}
+
+/// Claims up to `limit` rows ready to send for `owner`, with one conditional update, and
+/// returns the rows this call claimed, the longest due first.
+pub fn claim(
+    conn: &mut DbConnection,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+) -> AppResult<Vec<Row>> {
+    let ids = due_ids(conn, now, limit)?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let sql = format!(
+        "UPDATE outbox SET status = 'sending', lease_owner = ?, lease_until = ?, \
+         attempts = attempts + 1 WHERE {} AND id IN IDS RETURNING {COLUMNS}",
+        ready(BY_ID),
+    );
+    let (now, lease_until) = (to_db(now), to_db(lease_until));
+    let mut rows: Vec<Row> = on_backend!(conn, |c| Sql::with_ids(&sql)
+        .bind::<Text, _>(owner)
+        .bind::<Timestamp, _>(lease_until)
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(now)
+        .bind_ids(&ids)
+        .load(c)?);
+    rows.sort_by_key(|r| r.due_at);
+    Ok(rows)
+}
+
+/// Records that these rows were sent, in one statement, and returns those whose lease this
+/// instance still held (only they are recorded).
+pub fn record_sent(
+    conn: &mut DbConnection,
+    ids: &[&str],
+    owner: &str,
+    now: DateTime<Utc>,
+) -> AppResult<HashSet<String>> {
+    // The rows are found by id (`BY_ID`).
+    let record_sent = format!(
+        "UPDATE outbox SET status = 'sent', sent_at = ?, lease_until = NULL, last_error = NULL \
+         WHERE id IN IDS AND {BY_ID} = 'sending' AND lease_owner = ? RETURNING id"
+    );
+    let mut held = HashSet::new();
+    for chunk in ids.chunks(1000) {
+        let rows: Vec<IdRow> = on_backend!(conn, |c| Sql::with_ids(&record_sent)
+            .bind::<Timestamp, _>(to_db(now))
+            .bind_ids(chunk)
+            .bind::<Text, _>(owner)
+            .load(c)?);
+        held.extend(rows.into_iter().map(|r| r.id));
+    }
+    Ok(held)
+}
+
+/// Records an attempt's outcome, if this instance still holds the lease.
+pub fn record(
+    conn: &mut DbConnection,
+    id: &str,
+    owner: &str,
+    outcome: &Outcome,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    // One statement for every outcome, by hand so that it is prepared once per connection
+    // (see `store::sql`). Only the lease holder may record.
+    const RECORD: &str = "UPDATE outbox SET status = ?, due_at = coalesce(?, due_at), \
+         sent_at = coalesce(?, sent_at), lease_until = NULL, last_error = ? \
+         WHERE id = ? AND status = 'sending' AND lease_owner = ?";
+    let (status, due_at, sent_at, error): (Delivery, _, _, Option<&str>) = match outcome {
+        Outcome::Sent => (Delivery::Sent, None, Some(to_db(now)), None),
+        Outcome::Retry { at, error } => (Delivery::Pending, Some(to_db(*at)), None, Some(error)),
+        Outcome::Failing { at, error } => (Delivery::Failing, Some(to_db(*at)), None, Some(error)),
+        Outcome::Cancelled => (Delivery::Cancelled, None, None, Some(NO_LONGER_NEEDED)),
+        Outcome::Failed { error } => (Delivery::Failed, None, None, Some(error)),
+    };
+    let n = on_backend!(conn, |c| Sql::new(RECORD)
+        .bind::<Text, _>(status.code())
+        .bind::<Nullable<Timestamp>, _>(due_at)
+        .bind::<Nullable<Timestamp>, _>(sent_at)
+        .bind::<Nullable<Text>, _>(error)
+        .bind::<Text, _>(id)
+        .bind::<Text, _>(owner)
+        .execute(c)?);
+    Ok(n == 1)
+}
+
+/// The active members of staff among `ids`, in the order given, with their addresses.
+pub fn addresses(conn: &mut DbConnection, ids: &[String]) -> AppResult<Vec<Addressee>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    #[derive(QueryableByName)]
+    #[diesel(table_name = super::schema::staff)]
+    struct StaffRow {
+        id: String,
+        email: Option<String>,
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let rows: Vec<StaffRow> = load_by_ids(
+        conn,
+        "SELECT id, email FROM staff WHERE active AND id IN IDS",
+        &refs,
+    )?;
+    let found: std::collections::HashMap<String, Option<String>> =
+        rows.into_iter().map(|r| (r.id, r.email)).collect();
+    Ok(ids
+        .iter()
+        .filter_map(|id| {
+            found.get(id).map(|email| Addressee {
+                id: id.clone(),
+                email: email.clone(),
+            })
+        })
+        .collect())
 }

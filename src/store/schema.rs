@@ -94,10 +94,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     task_events,
     settings,
     push_subscriptions,
-    notifications,
+    outbox,
     used_ack_links,
     sessions,
-    record_deliveries,
 );
 
 diesel::table! {
@@ -123,25 +122,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    notifications (id) {
-        id -> Text,
-        dedupe_key -> Text,
-        task_id -> Text,
-        level -> Integer,
-        recipient_id -> Text,
-        channel -> Text,
-        status -> Text,
-        attempts -> Integer,
-        due_at -> Timestamp,
-        lease_owner -> Nullable<Text>,
-        lease_until -> Nullable<Timestamp>,
-        last_error -> Nullable<Text>,
-        created_at -> Timestamp,
-        sent_at -> Nullable<Timestamp>,
-    }
-}
-
-diesel::table! {
     used_ack_links (notification_id) {
         notification_id -> Text,
         used_at -> Timestamp,
@@ -160,10 +140,15 @@ diesel::table! {
 }
 
 diesel::table! {
-    record_deliveries (id) {
+    outbox (id) {
         id -> Text,
+        kind -> Text,
+        destination -> Text,
+        dedupe_key -> Text,
         task_id -> Text,
         task_version -> BigInt,
+        level -> Integer,
+        recipient_id -> Nullable<Text>,
         status -> Text,
         attempts -> Integer,
         due_at -> Timestamp,
@@ -171,7 +156,7 @@ diesel::table! {
         lease_until -> Nullable<Timestamp>,
         last_error -> Nullable<Text>,
         created_at -> Timestamp,
-        delivered_at -> Nullable<Timestamp>,
+        sent_at -> Nullable<Timestamp>,
     }
 }
 

@@ -2,10 +2,11 @@
 //! the task and a button, because mail scanners open links by themselves; pressing it (POST)
 //! acknowledges. A link works once, for the person it was sent to, until it expires.
 use super::AppState;
+use crate::app::tasks::{self as commands, Command};
 use crate::domain::{Category, Priority};
 use crate::error::{AppError, AppResult};
 use crate::store::schema::used_ack_links;
-use crate::store::tasks::{self, Command};
+use crate::store::tasks;
 use crate::store::{directory, to_db};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -119,10 +120,9 @@ async fn ack_by_link(state: &AppState, token: &str) -> AppResult<super::api::Tas
         .links
         .verify(token, now)
         .map_err(|e| AppError::Forbidden(e.to_string()))?;
-    let policy = state.config.policy.clone();
     let view = state
-        .store
-        .write(move |c| {
+        .app
+        .run(move |c, ctx| {
             let used: i64 = used_ack_links::table.find(&claim.n).count().get_result(c)?;
             if used > 0 {
                 return Err(AppError::conflict(
@@ -141,11 +141,10 @@ async fn ack_by_link(state: &AppState, token: &str) -> AppResult<super::api::Tas
                 .ok_or_else(|| {
                     AppError::Forbidden("this link's recipient is no longer active".into())
                 })?;
-            let task = tasks::act(c, &claim.task, &who, Command::Acknowledge, now, &policy)?;
+            let task = commands::act(c, ctx, &claim.task, &who, Command::Acknowledge)?;
             tracing::info!(task_id = %claim.task, staff_id = %who.id, "acknowledged by link");
             super::api::one_view(c, task, now)
         })
         .await?;
-    state.outbox.notify_one();
     Ok(view)
 }

@@ -3,17 +3,22 @@ use super::auth::{client_address, SESSION_COOKIE};
 use super::auth::{Caller, Credentials};
 use super::errors::json_error;
 use super::AppState;
-use crate::domain::notification::Delivery;
+use crate::app::roles::HandedBy;
+use crate::app::tasks::{self as commands, Command};
+use crate::domain::delivery::Delivery;
 use crate::domain::task::{required_text, MAX_BED, MAX_DESCRIPTION, MAX_TEXT};
+use crate::domain::timeline::{Event, Person};
+use crate::domain::{Assignee, NewTask, News2, Task};
 use crate::domain::{Category, NhsNumber, OutcomeCode, Permission, Priority, Status};
 use crate::error::{AppError, AppResult};
-use crate::notify::endpoints::EndpointPolicy;
+use crate::outbox::endpoints::EndpointPolicy;
 use crate::store::audit::{self, Action as AuditAction, Actor, Entry};
 use crate::store::directory::{self, Staff};
+use crate::store::events;
 use crate::store::sessions;
-use crate::store::tasks::{self, Assignee, Command, Cursor, Event, Filter, NewTask, Person, Task};
+use crate::store::tasks::{self, Cursor, Filter};
 use crate::store::throttle::{self, Bucket};
-use crate::store::{notifications, DbConnection};
+use crate::store::{deliveries, notifications, DbConnection};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -183,7 +188,7 @@ pub fn one_view(conn: &mut DbConnection, task: Task, now: DateTime<Utc>) -> AppR
     {
         known.insert(p.id.clone(), p.name.clone());
     }
-    v.timeline = Some(tasks::timeline_knowing(conn, &id, &known)?);
+    v.timeline = Some(events::timeline_knowing(conn, &id, &known)?);
     Ok(v)
 }
 
@@ -226,13 +231,11 @@ impl RaiseBody {
     fn validate(self) -> AppResult<NewTask> {
         let nhs_number = NhsNumber::parse(&self.nhs_number)
             .map_err(|e| unprocessable(format!("nhs_number: {e}")))?;
-        if let Some(n) = self.news2 {
-            if !(0..=20).contains(&n) {
-                return Err(unprocessable(format!(
-                    "news2 is {n}; a NEWS2 score is between 0 and 20"
-                )));
-            }
-        }
+        let news2 = self
+            .news2
+            .map(News2::new)
+            .transpose()
+            .map_err(unprocessable)?;
         Ok(NewTask {
             nhs_number,
             ward: required_text("ward", &self.ward, 100).map_err(unprocessable)?,
@@ -241,7 +244,7 @@ impl RaiseBody {
             description: required_text("description", &self.description, MAX_DESCRIPTION)
                 .map_err(unprocessable)?,
             priority: self.priority,
-            news2: self.news2,
+            news2,
             assignee: self.assignee,
         })
     }
@@ -255,18 +258,16 @@ async fn raise_task(
     // Checked after the credentials, so a caller who may not raise learns nothing more.
     let new = body.into_inner().validate();
     let now = state.clock.now();
-    let policy = state.config.policy.clone();
     let view = state
-        .store
-        .write_then_read(
-            move |c| {
-                let staff = auth.staff(c, now)?;
-                tasks::raise(c, &staff, new?, now, &policy)
+        .app
+        .run_then_read(
+            move |c, ctx| {
+                let staff = auth.staff(c, ctx.now)?;
+                commands::raise(c, ctx, &staff, new?)
             },
             move |c, task| one_view(c, task, now),
         )
         .await?;
-    state.outbox.notify_one();
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/tasks/{}", view.id)))
         .json(view))
@@ -485,7 +486,10 @@ fn command(action: &str, body: ActionBody) -> AppResult<Command> {
                 Some(r) => Some(required_text("reason", r, MAX_TEXT).map_err(unprocessable)?),
                 None => None,
             };
-            Command::Reassign { assignee, reason }
+            Command::Reassign {
+                to: assignee,
+                reason,
+            }
         }
         other => {
             return Err(AppError::NotFound(format!(
@@ -506,18 +510,16 @@ async fn act_on_task(
     // Checked after the credentials, so a caller who may not act learns nothing more.
     let cmd = optional_body(&req, &body).and_then(|b| command(&action, b));
     let now = state.clock.now();
-    let policy = state.config.policy.clone();
     let view = state
-        .store
-        .write_then_read(
-            move |c| {
-                let staff = auth.staff(c, now)?;
-                tasks::act(c, &id, &staff, cmd?, now, &policy)
+        .app
+        .run_then_read(
+            move |c, ctx| {
+                let staff = auth.staff(c, ctx.now)?;
+                commands::act(c, ctx, &id, &staff, cmd?)
             },
             move |c, task| one_view(c, task, now),
         )
         .await?;
-    state.outbox.notify_one();
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -534,10 +536,9 @@ async fn add_comment(
     body: web::Json<CommentBody>,
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let now = state.clock.now();
     let event = state
-        .store
-        .write(move |c| tasks::comment(c, &id, &staff, &body.text, now))
+        .app
+        .run(move |c, ctx| commands::comment(c, ctx, &id, &staff, &body.text))
         .await?;
     Ok(HttpResponse::Created().json(event))
 }
@@ -552,7 +553,7 @@ async fn list_comments(
         .store
         .read(move |c| {
             tasks::get(c, &id)?;
-            Ok(tasks::timeline(c, &id)?
+            Ok(events::timeline(c, &id)?
                 .into_iter()
                 .filter(|e| e.kind == "commented")
                 .collect::<Vec<_>>())
@@ -605,34 +606,26 @@ async fn hand_over(
 ) -> AppResult<HttpResponse> {
     let role_key = id.into_inner();
     let HandOverBody { to: to_key, share } = body.into_inner();
-    let holder = staff.clone();
-    let now = state.clock.now();
     let client = client_address(&req, &state);
     let result = state
-        .store
-        .write(move |c| {
+        .app
+        .run(move |c, ctx| {
             let role = directory::find_role(c, &role_key)?
                 .ok_or_else(|| AppError::NotFound(format!("no on-call role {role_key:?}")))?;
-            let holds_it = directory::current_holders(c, &role.id)?.contains(&holder.id);
-            if !(holder.can(Permission::Admin) || holds_it) {
-                return Err(AppError::Forbidden(
-                    "only an admin or the current holder may hand over a bleep".into(),
-                ));
-            }
             let to = directory::staff_by_id(c, &to_key)?.ok_or_else(|| {
                 AppError::Unprocessable(format!("to: no member of staff with id {to_key:?}"))
             })?;
-            directory::hand_over(c, &role, &to, share, Some(&holder.id), now)?;
+            crate::app::roles::hand_over(c, ctx, &role, &to, share, HandedBy::Staff(&staff))?;
             audit::record(
                 c,
                 Entry {
-                    actor: Actor::Staff(&holder.id),
+                    actor: Actor::Staff(&staff.id),
                     action: AuditAction::HandedOver,
                     subject: Some(&role.id),
                     detail: json!({ "role": role.name, "to": to.id, "share": share }),
                     client: Some(&client),
                 },
-                now,
+                ctx.now,
             )?;
             Ok(json!({ "role": role, "held_by": Person { id: to.id, name: to.name } }))
         })
@@ -718,7 +711,7 @@ struct SubscriptionBody {
 }
 
 fn check_key(field: &str, value: &str, len: usize) -> AppResult<()> {
-    let bytes = crate::notify::push::decode_key(value)
+    let bytes = crate::outbox::push::decode_key(value)
         .map_err(|_| unprocessable(format!("keys.{field} is not base64url")))?;
     if bytes.len() != len {
         return Err(unprocessable(format!(
@@ -837,7 +830,7 @@ async fn list_notifications(
     }
     let list = state
         .store
-        .read(move |c| notifications::list(c, None, status, limit))
+        .read(move |c| deliveries::notifications(c, None, status, limit))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "notifications": list })))
 }
@@ -852,7 +845,7 @@ async fn task_notifications(
         .store
         .read(move |c| {
             tasks::get(c, &id)?;
-            notifications::list(c, Some(&id), None, 500)
+            deliveries::notifications(c, Some(&id), None, 500)
         })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "notifications": list })))

@@ -18,9 +18,9 @@ pub struct AppState {
     pub store: Store,
     pub clock: SharedClock,
     pub config: Arc<Config>,
-    /// Wakes this instance's dispatcher when a command has enqueued notifications.
-    pub outbox: Arc<tokio::sync::Notify>,
-    pub links: crate::notify::links::LinkSigner,
+    /// Runs the commands (every change to a task goes through it).
+    pub app: crate::app::App,
+    pub links: crate::outbox::links::LinkSigner,
     pub vapid_public_key: String,
     /// What open pages wait on to learn that something changed.
     pub changes: Arc<pages::events::Changes>,

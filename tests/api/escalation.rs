@@ -3,8 +3,8 @@
 use crate::helpers::*;
 use crate::support::push_service::{Fault, PushService};
 use crate::support::smtp::{parse_message, SmtpServer};
-use bleepless::notify::email::{SmtpSecurity, SmtpSettings};
-use bleepless::notify::push::Subscription;
+use bleepless::outbox::email::{SmtpSecurity, SmtpSettings};
+use bleepless::outbox::push::Subscription;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -120,7 +120,7 @@ async fn a_raised_task_reaches_every_holder_by_push_and_email_without_patient_da
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unacknowledged_task_climbs_the_chain_past_roles_nobody_holds() {
     let push = PushService::start().await;
-    let w = Ward::new().await;
+    let w = Ward::draining().await;
     let app = &w.app;
     let chloe = app.staff("Dr Chloe Evans", "clinician").await;
     let sho = app.role("Medicine SHO night", &[]).await;
@@ -151,18 +151,20 @@ async fn an_unacknowledged_task_climbs_the_chain_past_roles_nobody_holds() {
     let id = app
         .raised(&w.nurse.token, &w.fy1, json!({ "priority": "stat" }))
         .await;
-    push.wait_for_received(1, Duration::from_secs(5)).await;
+    app.drain().await;
+    assert_eq!(push.received().len(), 1);
     // Chloe is not yet on it: she may not acknowledge.
     assert_eq!(
         app.act(&id, "acknowledge", &chloe.token, json!({})).await.0,
         403
     );
 
-    app.advance(121); // past the stat target; the next 5-second tick escalates
-    app.eventually("the task escalates", || async {
-        task(app, &id, &w.nurse.token).await["escalation_level"] != 0
-    })
-    .await;
+    app.advance(121); // past the stat target
+    assert_eq!(
+        app.drain().await,
+        (1, 2),
+        "one task escalated, two pushes sent"
+    );
     let t = task(app, &id, &w.nurse.token).await;
     assert_eq!(
         t["escalation_level"], 2,
@@ -204,7 +206,7 @@ async fn an_unacknowledged_task_climbs_the_chain_past_roles_nobody_holds() {
         "Medicine registrar night"
     );
 
-    let got = push.wait_for_received(3, Duration::from_secs(5)).await;
+    let got = push.received();
     let to_chloe = got
         .iter()
         .filter(|r| r.endpoint == chloe_phone.endpoint)
@@ -217,11 +219,9 @@ async fn an_unacknowledged_task_climbs_the_chain_past_roles_nobody_holds() {
     assert!(push.received_for(&maria_phone.endpoint).is_empty());
 
     app.advance(120);
-    app.eventually("it reaches the site manager", || async {
-        task(app, &id, &w.nurse.token).await["escalation_level"] == 3
-    })
-    .await;
-    let maria = push.wait_for_received(6, Duration::from_secs(5)).await;
+    app.drain().await;
+    assert_eq!(task(app, &id, &w.nurse.token).await["escalation_level"], 3);
+    let maria = push.received();
     assert_eq!(
         maria
             .iter()
@@ -244,7 +244,7 @@ async fn an_unacknowledged_task_climbs_the_chain_past_roles_nobody_holds() {
     assert_eq!(s, 200, "{body}");
     let before = push.received().len();
     app.advance(600);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(app.drain().await, (0, 0));
     assert_eq!(task(app, &id, &w.nurse.token).await["escalation_level"], 3);
     assert_eq!(
         push.received().len(),
@@ -256,20 +256,18 @@ async fn an_unacknowledged_task_climbs_the_chain_past_roles_nobody_holds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn acknowledging_cancels_notifications_still_waiting_to_go() {
     let push = PushService::start().await;
-    let w = Ward::new().await;
+    let w = Ward::draining().await;
     let app = &w.app;
     let phone = push.new_subscription();
     register(app, &w.amy, &phone).await;
     push.fail_always(&phone.endpoint, Fault::Status(503));
     let id = app.raised(&w.nurse.token, &w.fy1, json!({})).await;
-    app.eventually(
-        "the first attempt fails and a retry is scheduled",
-        || async {
-            let n = notifications(app, &id, &w.nurse.token).await;
-            n.len() == 1 && n[0]["status"] == "pending" && n[0]["attempts"] == 1
-        },
-    )
-    .await;
+    app.drain().await;
+    let n = notifications(app, &id, &w.nurse.token).await;
+    assert_eq!(
+        (n.len(), &n[0]["status"], &n[0]["attempts"]),
+        (1, &json!("pending"), &json!(1))
+    );
     assert_eq!(
         app.act(&id, "acknowledge", &w.amy.token, json!({})).await.0,
         200
@@ -277,37 +275,38 @@ async fn acknowledging_cancels_notifications_still_waiting_to_go() {
     let n = notifications(app, &id, &w.nurse.token).await;
     assert_eq!(n[0]["status"], "cancelled");
     app.advance(3600);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.drain().await;
     assert_eq!(push.request_count(), 1, "the cancelled retry never went");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_push_is_retried_with_back_off_then_delivered_once() {
     let push = PushService::start().await;
-    let w = Ward::new().await;
+    let w = Ward::draining().await;
     let app = &w.app;
     let phone = push.new_subscription();
     register(app, &w.amy, &phone).await;
     push.fail_next(&phone.endpoint, 2, Fault::Status(500));
     let id = app.raised(&w.nurse.token, &w.fy1, json!({})).await;
     for attempt in 1..=2 {
-        app.eventually("a retry is scheduled", || async {
-            notifications(app, &id, &w.nurse.token).await[0]["attempts"] == attempt
-                && notifications(app, &id, &w.nurse.token).await[0]["status"] == "pending"
-        })
-        .await;
+        app.drain().await;
         let n = &notifications(app, &id, &w.nurse.token).await[0];
+        assert_eq!(
+            (&n["attempts"], &n["status"]),
+            (&json!(attempt), &json!("pending"))
+        );
         assert!(n["last_error"].as_str().unwrap().contains("500") || !n["last_error"].is_null());
         // Not before its back-off: nothing is sent while the clock stands still.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(app.drain().await, (0, 0));
         assert_eq!(push.request_count(), attempt as usize);
         app.advance(60);
     }
-    push.wait_for_received(1, Duration::from_secs(5)).await;
-    app.eventually("recorded as sent", || async {
-        notifications(app, &id, &w.nurse.token).await[0]["status"] == "sent"
-    })
-    .await;
+    app.drain().await;
+    assert_eq!(push.received().len(), 1);
+    assert_eq!(
+        notifications(app, &id, &w.nurse.token).await[0]["status"],
+        "sent"
+    );
     assert_eq!(
         notifications(app, &id, &w.nurse.token).await[0]["attempts"],
         3
@@ -693,8 +692,8 @@ async fn the_dashboard_shows_the_latest_failed_deliveries_newest_first() {
 /// another that sent it too (its lease ran out and was taken over) records nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_lease_holder_records_a_notification_sent() {
-    use bleepless::store::notifications as outbox;
-    use bleepless::store::schema::notifications;
+    use bleepless::store::outbox;
+    use bleepless::store::schema::outbox as notifications;
     use diesel::prelude::*;
     let w = Ward::new().await;
     let app = &w.app;
@@ -713,7 +712,9 @@ async fn only_the_lease_holder_records_a_notification_sent() {
                         notifications::task_id.eq(&task),
                         notifications::level.eq(level),
                         notifications::recipient_id.eq(&amy),
-                        notifications::channel.eq("push"),
+                        notifications::kind.eq("push"),
+                        notifications::destination.eq(""),
+                        notifications::task_version.eq(1i64),
                         notifications::status.eq("sending"),
                         notifications::attempts.eq(1),
                         notifications::due_at.eq(now.naive_utc()),

@@ -2,11 +2,11 @@
 //! of a dispatch round, then restarted.
 use crate::helpers::*;
 use crate::support::push_service::PushService;
+use bleepless::app::{tasks::raise, Ctx};
 use bleepless::config::DatabaseUrl;
-use bleepless::domain::task::Policy;
+use bleepless::domain::NewTask;
 use bleepless::domain::{Category, NhsNumber, Priority};
-use bleepless::store::schema::{notifications, task_events, tasks as task_table};
-use bleepless::store::tasks::{self, NewTask};
+use bleepless::store::schema::{outbox as notifications, task_events, tasks as task_table};
 use bleepless::store::{directory, notifications as outbox, Store};
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
@@ -64,6 +64,10 @@ async fn killing_the_service_mid_tick_and_mid_dispatch_loses_nothing() {
     for chunk in (0..N).collect::<Vec<_>>().chunks(300) {
         store
             .write_now(|c| {
+                let ctx = Ctx {
+                    now: past,
+                    policy: Default::default(),
+                };
                 for i in chunk {
                     let new = NewTask {
                         nhs_number: NhsNumber::parse(NHS_1).unwrap(),
@@ -75,7 +79,7 @@ async fn killing_the_service_mid_tick_and_mid_dispatch_loses_nothing() {
                         news2: None,
                         assignee: role.id.clone(),
                     };
-                    tasks::raise(c, &nurse, new, past, &Policy::default())?;
+                    raise(c, &ctx, &nurse, new)?;
                 }
                 Ok(())
             })

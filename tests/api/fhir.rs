@@ -751,7 +751,7 @@ async fn a_completed_task_reaches_the_record_once_after_a_failed_attempt() {
     let epr = FhirServer::start().await;
     epr.fail_next(1, 500);
     let base = epr.base_url();
-    let app = TestApp::spawn_with(|c| c.record_server(&base, Some("Bearer epr-secret"))).await;
+    let app = TestApp::spawn_draining(|c| c.record_server(&base, Some("Bearer epr-secret"))).await;
     let w = Ward::with(app).await;
     let app = &w.app;
     let id = app
@@ -759,15 +759,15 @@ async fn a_completed_task_reaches_the_record_once_after_a_failed_attempt() {
         .await;
     complete(app, &id, &w.amy).await;
 
-    app.eventually("the first attempt fails", || async { epr.requests() >= 1 })
-        .await;
-    app.eventually("the failure is recorded", || async {
+    app.drain().await;
+    assert_eq!(epr.requests(), 1, "the first attempt fails");
+    assert!(
         deliveries(app, &w.manager.token, "pending")
             .await
             .first()
-            .is_some_and(|d| d["attempts"] == 1 && d["last_error"].is_string())
-    })
-    .await;
+            .is_some_and(|d| d["attempts"] == 1 && d["last_error"].is_string()),
+        "the failure is recorded"
+    );
     let pending = deliveries(app, &w.manager.token, "pending").await;
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0]["task_id"], id.as_str());
@@ -780,21 +780,20 @@ async fn a_completed_task_reaches_the_record_once_after_a_failed_attempt() {
     assert_eq!(s, 403, "clinicians do not watch deliveries");
 
     app.advance(10); // past the first back-off
-    app.eventually("the retry is delivered", || async {
-        !epr.received().is_empty()
-    })
-    .await;
-    app.eventually("the delivery is recorded", || async {
-        deliveries(app, &w.manager.token, "delivered").await.len() == 1
-    })
-    .await;
+    app.drain().await;
+    assert!(!epr.received().is_empty(), "the retry is delivered");
+    assert_eq!(
+        deliveries(app, &w.manager.token, "delivered").await.len(),
+        1,
+        "the delivery is recorded"
+    );
     assert!(deliveries(app, &w.manager.token, "pending,sending,failed")
         .await
         .is_empty());
 
     // Delivered once: time passing sends nothing more.
     app.advance(3600);
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    app.drain().await;
     assert_eq!(epr.requests(), 2, "one failure, one delivery");
     let got = epr.received();
     assert_eq!(got.len(), 1);
@@ -835,7 +834,7 @@ async fn a_refused_delivery_stays_visible_as_failed_until_it_is_delivered() {
     let epr = FhirServer::start().await;
     epr.fail_next(1, 422);
     let base = epr.base_url();
-    let w = Ward::with(TestApp::spawn_with(|c| c.record_server(&base, None)).await).await;
+    let w = Ward::with(TestApp::spawn_draining(|c| c.record_server(&base, None)).await).await;
     let app = &w.app;
     let id = app
         .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
@@ -850,10 +849,8 @@ async fn a_refused_delivery_stays_visible_as_failed_until_it_is_delivered() {
         .await;
     assert_eq!(s, 200);
 
-    app.eventually("the refusal is recorded as failed", || async {
-        deliveries(app, &w.nurse.token, "failed").await.len() == 1
-    })
-    .await;
+    app.drain().await;
+    assert_eq!(deliveries(app, &w.nurse.token, "failed").await.len(), 1);
     let failed = deliveries(app, &w.nurse.token, "failed").await;
     assert!(failed[0]["last_error"].as_str().unwrap().contains("422"));
     let (_, listed) = app.get("/api/v1/record-deliveries", &w.nurse.token).await;
@@ -864,15 +861,16 @@ async fn a_refused_delivery_stays_visible_as_failed_until_it_is_delivered() {
     );
     assert_eq!(listed["configured"], true);
 
-    app.advance(400); // past the longest back-off: a failed row is still retried
-    app.eventually("it is delivered in the end", || async {
-        epr.received().len() == 1
-    })
-    .await;
-    app.eventually("and no longer listed as failed", || async {
-        deliveries(app, &w.nurse.token, "failed").await.is_empty()
-    })
-    .await;
+    // Not before the longest back-off.
+    app.advance(200);
+    assert_eq!(app.drain().await, (0, 0));
+    app.advance(200); // past the longest back-off: a failed row is still retried
+    app.drain().await;
+    assert_eq!(epr.received().len(), 1, "it is delivered in the end");
+    assert!(
+        deliveries(app, &w.nurse.token, "failed").await.is_empty(),
+        "and no longer listed as failed"
+    );
     let bundle = &epr.received()[0].bundle;
     assert_valid(bundle);
     let task = &bundle["entry"][0]["resource"];
@@ -900,9 +898,12 @@ async fn without_a_record_server_nothing_is_queued() {
     assert!(b["deliveries"].as_array().unwrap().is_empty());
     let rows = app
         .write(|c, _| {
-            use bleepless::store::schema::record_deliveries;
-            use diesel::{QueryDsl, RunQueryDsl};
-            Ok(record_deliveries::table.count().get_result::<i64>(c)?)
+            use bleepless::store::schema::outbox;
+            use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+            Ok(outbox::table
+                .filter(outbox::kind.eq("record"))
+                .count()
+                .get_result::<i64>(c)?)
         })
         .await;
     assert_eq!(rows, 0);

@@ -73,6 +73,8 @@ pub struct TestApp {
     pub config: Config,
     handle: actix_web::dev::ServerHandle,
     others: Vec<actix_web::dev::ServerHandle>,
+    /// The instance's tick and outbox worker, when the test runs them itself.
+    due: Option<bleepless::DueWork>,
     _db: TestDb,
 }
 
@@ -95,6 +97,23 @@ impl TestApp {
     /// Starts the service with a test configuration that `adjust` may change.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let (db, url) = TestDb::create();
+        Self::spawn_on(db, url, false, adjust).await
+    }
+
+    /// Starts the service without its background loops: the test moves the clock and calls
+    /// [`TestApp::drain`] to run the tick and the outbox to completion.
+    pub async fn spawn_draining(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let (db, url) = TestDb::create();
+        Self::spawn_on(db, url, true, adjust).await
+    }
+
+    /// Starts the service on a database made by the caller.
+    pub async fn spawn_on(
+        db: TestDb,
+        url: DatabaseUrl,
+        draining: bool,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap());
         let mut config = Config::for_tests(url.clone());
         // The tests' push service listens on loopback: allowed by this explicit setting only.
@@ -104,7 +123,14 @@ impl TestApp {
         let base = format!("http://{}", app.addr);
         let store = app.state.store.clone();
         let handle = app.handle();
-        tokio::spawn(app.run());
+        let due = if draining {
+            let (server, due) = app.serve_only();
+            tokio::spawn(server);
+            Some(due)
+        } else {
+            tokio::spawn(app.run());
+            None
+        };
         let t = TestApp {
             base,
             client: reqwest::Client::new(),
@@ -114,6 +140,7 @@ impl TestApp {
             config,
             handle,
             others: Vec::new(),
+            due,
             _db: db,
         };
         t.write(|c, now| directory::add_ward(c, WARD, now).map(|_| ()))
@@ -141,6 +168,16 @@ impl TestApp {
         self.base = format!("http://{}", app.addr);
         self.handle = app.handle();
         tokio::spawn(app.run());
+    }
+
+    /// Runs the due work (the tick, then every delivery due) to completion, for an app
+    /// started with [`TestApp::spawn_draining`]. Returns (tasks escalated, deliveries tried).
+    pub async fn drain(&self) -> (usize, usize) {
+        let due = self
+            .due
+            .as_ref()
+            .expect("drain needs TestApp::spawn_draining");
+        due.drain().await.expect("the due work runs")
     }
 
     /// Waits (in real time, briefly) until `check` holds: the background loops act on
@@ -323,6 +360,11 @@ pub struct Ward {
 impl Ward {
     pub async fn new() -> Ward {
         Self::with(TestApp::spawn().await).await
+    }
+
+    /// A ward on an instance whose tick and outbox run only when the test drains them.
+    pub async fn draining() -> Ward {
+        Self::with(TestApp::spawn_draining(|_| {}).await).await
     }
 
     pub async fn with(app: TestApp) -> Ward {

@@ -6,8 +6,10 @@ mod faults;
 mod fhir;
 mod helpers;
 mod lifecycle;
+mod outbox;
 mod pages;
 mod races;
+mod safety;
 mod security;
 #[path = "../support/mod.rs"]
 mod support;

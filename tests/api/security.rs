@@ -790,7 +790,7 @@ async fn deactivating_a_leaver_ends_their_sessions_token_devices_and_bleeps_at_o
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_given_by_the_configuration_are_not_kept_in_the_database() {
     let secret = b"a link-signing secret of more than 32 characters".to_vec();
-    let vapid = bleepless::notify::push::generate_vapid_keys();
+    let vapid = bleepless::outbox::push::generate_vapid_keys();
     let given = (vapid.private_key.clone(), vapid.public_key.clone());
     let app = TestApp::spawn_with({
         let secret = secret.clone();
@@ -811,8 +811,8 @@ async fn secrets_given_by_the_configuration_are_not_kept_in_the_database() {
     assert_eq!(key["public_key"], vapid.public_key.as_str());
     let w = Ward::with(app).await;
     let id = w.app.raised(&w.nurse.token, &w.fy1, json!({})).await;
-    let link = bleepless::notify::links::LinkSigner::new(&secret).sign(
-        &bleepless::notify::links::AckClaim {
+    let link = bleepless::outbox::links::LinkSigner::new(&secret).sign(
+        &bleepless::outbox::links::AckClaim {
             n: "n-1".into(),
             task: id,
             staff: w.amy.id.clone(),

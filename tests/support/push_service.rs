@@ -19,7 +19,7 @@
 use actix_web::{dev::ServerHandle, web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use bleepless::notify::push::Subscription;
+use bleepless::outbox::push::Subscription;
 use jwt_simple::prelude::{
     Clock, ECDSAP256PublicKeyLike as _, ES256PublicKey, NoCustomClaims, VerificationOptions,
 };

@@ -6,8 +6,8 @@
 //! at least one page listens and stops when the last one goes, and every open page waits on
 //! what it saw. (Each page used to poll for itself: a hundred open dashboards were a hundred
 //! sets of reads every 0.7 s.)
-use crate::domain::notification::Delivery;
-use crate::store::schema::{notifications, tasks};
+use crate::domain::delivery::Delivery;
+use crate::store::schema::{outbox, tasks};
 use crate::store::Store;
 use crate::web::auth::Caller;
 use crate::web::AppState;
@@ -42,8 +42,8 @@ async fn stamp(store: &Store) -> Option<Stamp> {
             let raised = tasks::table
                 .select(diesel::dsl::max(tasks::raised_at))
                 .get_result::<Option<NaiveDateTime>>(c)?;
-            let failed = notifications::table
-                .filter(notifications::status.eq(Delivery::Failed.code()))
+            let failed = outbox::table
+                .filter(outbox::status.eq(Delivery::Failed.code()))
                 .count()
                 .get_result::<i64>(c)?;
             Ok((changed, raised, failed))

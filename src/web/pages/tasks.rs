@@ -1,11 +1,14 @@
 //! The coordinator's task form and raised list, and the clinician's "my bleeps" page.
 use super::{ok, see_other, PageError, PageResult, PageUser};
+use crate::app::recipients::escalation_roles;
+use crate::app::tasks::{self as commands, Command};
 use crate::domain::task::{required_text, MAX_BED, MAX_DESCRIPTION, MAX_TEXT};
 use crate::domain::{Category, NhsNumber, OutcomeCode, Permission, Priority, Status};
+use crate::domain::{NewTask, News2};
 use crate::error::AppError;
 use crate::store::directory;
-use crate::store::notifications::escalation_roles;
-use crate::store::tasks::{self, Command, Filter, NewTask};
+use crate::store::events;
+use crate::store::tasks::{self, Filter};
 use crate::web::api::{views, TaskView};
 use crate::web::AppState;
 use actix_web::{web, HttpResponse};
@@ -274,8 +277,8 @@ fn validate(f: &TaskForm) -> Result<NewTask, Vec<(&'static str, String)>> {
         .ok();
     let news2 = match f.news2.trim() {
         "" => None,
-        n => match n.parse::<i32>() {
-            Ok(v) if (0..=20).contains(&v) => Some(v),
+        n => match n.parse::<i32>().map(News2::new) {
+            Ok(Ok(v)) => Some(v),
             _ => {
                 errors.push((
                     "news2",
@@ -332,17 +335,12 @@ async fn raise(
         Err(errors) => return form_page(&state, &user, form, errors).await,
     };
     let staff = user.0.staff.clone();
-    let now = state.clock.now();
-    let policy = state.config.policy.clone();
     match state
-        .store
-        .write(move |c| tasks::raise(c, &staff, new, now, &policy))
+        .app
+        .run(move |c, ctx| commands::raise(c, ctx, &staff, new))
         .await
     {
-        Ok(task) => {
-            state.outbox.notify_one();
-            see_other(&format!("/tasks/raised?raised={}", task.id))
-        }
+        Ok(task) => see_other(&format!("/tasks/raised?raised={}", task.id)),
         Err(AppError::Unprocessable(msg)) => {
             let field = if msg.starts_with("ward") {
                 "ward"
@@ -487,7 +485,7 @@ async fn my_cards(state: &AppState, user: &PageUser) -> Result<(String, String),
                 let id = t.id.clone();
                 let mut v = views(c, vec![t], now)?;
                 if let Some(mut v) = v.pop() {
-                    v.timeline = Some(tasks::timeline(c, &id)?);
+                    v.timeline = Some(events::timeline(c, &id)?);
                     out.push(v);
                 }
             }
@@ -575,13 +573,10 @@ async fn act(
         other => return Err(AppError::NotFound(format!("no action {other:?}")).into()),
     };
     let staff = user.0.staff.clone();
-    let now = state.clock.now();
-    let policy = state.config.policy.clone();
     state
-        .store
-        .write(move |c| tasks::act(c, &id, &staff, command, now, &policy))
+        .app
+        .run(move |c, ctx| commands::act(c, ctx, &id, &staff, command))
         .await?;
-    state.outbox.notify_one();
     see_other("/me")
 }
 
@@ -599,11 +594,11 @@ async fn comment(
 ) -> PageResult {
     let f = form.into_inner();
     user.check_csrf(&f.csrf)?;
-    let (id, staff, now) = (id.into_inner(), user.0.staff.clone(), state.clock.now());
+    let (id, staff) = (id.into_inner(), user.0.staff.clone());
     let back = format!("/me#task-{id}");
     state
-        .store
-        .write(move |c| tasks::comment(c, &id, &staff, &f.text, now))
+        .app
+        .run(move |c, ctx| commands::comment(c, ctx, &id, &staff, &f.text))
         .await?;
     see_other(&back)
 }

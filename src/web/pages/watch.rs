@@ -1,5 +1,6 @@
 //! The bed manager's escalation dashboard and the admin page.
 use super::{ok, see_other, PageError, PageResult, PageUser};
+use crate::app::roles::{self, HandedBy};
 use crate::domain::{Permission, Priority};
 use crate::error::AppError;
 use crate::store::audit::{self, Action as AuditAction, Actor, Entry};
@@ -85,6 +86,57 @@ fn duration(secs: Option<i64>) -> String {
     }
 }
 
+/// One ward's line of the dashboard.
+fn ward_row(w: dashboard::WardLine) -> WardRow {
+    WardRow {
+        ack_times: if w.acknowledged_24h == 0 {
+            "–".into()
+        } else {
+            format!(
+                "{} / {} ({} tasks)",
+                duration(w.ack_median),
+                duration(w.ack_p90),
+                w.acknowledged_24h
+            )
+        },
+        ward: w.ward,
+        by_priority: w.by_priority,
+        requested: w.requested,
+        accepted: w.accepted,
+        in_progress: w.in_progress,
+    }
+}
+
+/// The escalations-per-hour chart: its bars, the total, and what a screen reader says of it.
+fn escalation_chart(per_hour: &[(u32, i64)]) -> (Vec<Bar>, i64, String) {
+    let max = per_hour.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
+    let bars = per_hour
+        .iter()
+        .enumerate()
+        .map(|(i, (hour, n))| {
+            let h = n * 100 / max;
+            Bar {
+                x: i * 20,
+                y: 110 - h,
+                h,
+                hour: *hour,
+                n: *n,
+                label: i % 3 == 0,
+            }
+        })
+        .collect();
+    let total: i64 = per_hour.iter().map(|(_, n)| n).sum();
+    let busiest = per_hour
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .filter(|(_, n)| *n > 0);
+    let chart_label = match busiest {
+        Some((h, n)) => format!("{total} in all; most at {h}:00 ({n})"),
+        None => "none".into(),
+    };
+    (bars, total, chart_label)
+}
+
 async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
     let now = state.clock.now();
     let figures = state.store.figures.clone();
@@ -113,62 +165,10 @@ async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
             who: v.assignee.name,
         })
         .collect();
-    let max = d
-        .escalations_per_hour
-        .iter()
-        .map(|(_, n)| *n)
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let bars = d
-        .escalations_per_hour
-        .iter()
-        .enumerate()
-        .map(|(i, (hour, n))| {
-            let h = n * 100 / max;
-            Bar {
-                x: i * 20,
-                y: 110 - h,
-                h,
-                hour: *hour,
-                n: *n,
-                label: i % 3 == 0,
-            }
-        })
-        .collect();
-    let total: i64 = d.escalations_per_hour.iter().map(|(_, n)| n).sum();
-    let busiest = d
-        .escalations_per_hour
-        .iter()
-        .max_by_key(|(_, n)| *n)
-        .filter(|(_, n)| *n > 0);
-    let chart_label = match busiest {
-        Some((h, n)) => format!("{total} in all; most at {h}:00 ({n})"),
-        None => "none".into(),
-    };
+    let (bars, total, chart_label) = escalation_chart(&d.escalations_per_hour);
     DashboardFragment {
         late,
-        wards: d
-            .wards
-            .into_iter()
-            .map(|w| WardRow {
-                ack_times: if w.acknowledged_24h == 0 {
-                    "–".into()
-                } else {
-                    format!(
-                        "{} / {} ({} tasks)",
-                        duration(w.ack_median),
-                        duration(w.ack_p90),
-                        w.acknowledged_24h
-                    )
-                },
-                ward: w.ward,
-                by_priority: w.by_priority,
-                requested: w.requested,
-                accepted: w.accepted,
-                in_progress: w.in_progress,
-            })
-            .collect(),
+        wards: d.wards.into_iter().map(ward_row).collect(),
         bars,
         escalations_total: total,
         chart_label,
@@ -429,21 +429,22 @@ async fn hand_over(
     f: web::Form<HandOverForm>,
 ) -> PageResult {
     let f = f.into_inner();
-    let AdminChange { by, now, client } =
+    let AdminChange { by, now: _, client } =
         AdminChange::of(&user, "Handing over bleeps", &f.csrf, &state, &req)?;
+    let admin = user.0.staff.clone();
     state
-        .store
-        .write(move |c| {
+        .app
+        .run(move |c, ctx| {
             let role = directory::role_by_id(c, &f.role)?;
             let to = directory::staff_by_id(c, &f.to)?
                 .ok_or_else(|| AppError::Unprocessable("choose a member of staff".into()))?;
             let share = f.share.is_some();
-            directory::hand_over(c, &role, &to, share, Some(&by), now)?;
+            roles::hand_over(c, ctx, &role, &to, share, HandedBy::Staff(&admin))?;
             let detail = json!({ "role": role.name, "to": to.id, "share": share });
             audit::record(
                 c,
                 entry(&by, AuditAction::HandedOver, &role.id, detail, &client),
-                now,
+                ctx.now,
             )
         })
         .await?;

@@ -1,0 +1,122 @@
+//! The escalate command: tasks whose level ran out go up their chain, with their events and
+//! notifications, many tasks to a transaction (the tick calls it).
+use super::recipients::{escalation_roles, recipients};
+use super::Ctx;
+use crate::domain::escalation::{escalated, is_due, next_step};
+use crate::domain::{Assignee, Task};
+use crate::error::AppResult;
+use crate::store::events::{self, NewEventRow};
+use crate::store::outbox::{self, Addressee};
+use crate::store::{directory, tasks, to_db, DbConnection};
+use serde_json::json;
+use std::collections::HashMap;
+
+/// What escalating from one (assignee, level) comes to: the same for every task there, so
+/// worked out once per group of tasks.
+#[derive(Clone)]
+struct Plan {
+    level: i32,
+    skipped: Vec<String>,
+    reached: Option<String>,
+    recipients: usize,
+    to: Vec<Addressee>,
+}
+
+fn plan(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResult<Plan> {
+    let chain = escalation_roles(conn, task, ctx.policy.fallback_role.as_deref())?;
+    let mut held = Vec::with_capacity(chain.len());
+    for role in &chain {
+        held.push(!directory::current_holders(conn, &role.id)?.is_empty());
+    }
+    let step = next_step(task.escalation_level, &held);
+    let recipients = recipients(conn, task, step.level, &chain)?;
+    let to = outbox::addresses(conn, &recipients)?;
+    Ok(Plan {
+        level: step.level,
+        skipped: step
+            .skipped
+            .iter()
+            .map(|&i| chain[i].name.clone())
+            .collect(),
+        reached: chain.get(step.level as usize - 1).map(|r| r.name.clone()),
+        recipients: recipients.len(),
+        to,
+    })
+}
+
+fn event(
+    task_id: &str,
+    seq: i32,
+    ctx: &Ctx,
+    kind: &'static str,
+    detail: serde_json::Value,
+) -> NewEventRow {
+    NewEventRow {
+        task_id: task_id.to_string(),
+        seq,
+        at: to_db(ctx.now),
+        actor_id: None,
+        kind,
+        from_status: None,
+        to_status: None,
+        detail: Some(detail.to_string()),
+    }
+}
+
+/// Escalates those of `due` still as they were read: each moves up a level (past roles
+/// nobody holds), with its timeline events and notifications. The chain and its holders
+/// are read once per (assignee, level), the tasks are changed with a version check each,
+/// and events and outbox rows are written many to a statement. Returns the ids escalated
+/// with their new level; a task changed meanwhile (acknowledged, or escalated by another
+/// instance) is left for the next tick to judge again.
+pub fn escalate(conn: &mut DbConnection, ctx: &Ctx, due: &[Task]) -> AppResult<Vec<(String, i32)>> {
+    let mut plans: HashMap<(Assignee, i32), Plan> = HashMap::new();
+    let mut next = Vec::with_capacity(due.len());
+    for task in due.iter().filter(|t| is_due(t, ctx.now)) {
+        let key = (task.assignee.clone(), task.escalation_level);
+        let p = match plans.get(&key) {
+            Some(p) => p,
+            None => {
+                let p = plan(conn, task, ctx)?;
+                plans.entry(key.clone()).or_insert(p)
+            }
+        };
+        next.push((task, escalated(task, p.level, ctx.now, &ctx.policy)));
+    }
+    let changed = tasks::save_escalations(
+        conn,
+        &next.iter().map(|(_, n)| n).collect::<Vec<_>>(),
+        ctx.now,
+    )?;
+    next.retain(|(_, n)| changed.contains(&n.id));
+    let ids: Vec<&str> = next.iter().map(|(_, n)| n.id.as_str()).collect();
+    let mut seqs = events::last_seqs(conn, &ids)?;
+    let mut rows = Vec::with_capacity(next.len());
+    let mut queued = Vec::with_capacity(next.len());
+    let mut done = Vec::with_capacity(next.len());
+    for (task, n) in &next {
+        let p = &plans[&(task.assignee.clone(), task.escalation_level)];
+        let seq = seqs.entry(n.id.clone()).or_insert(0);
+        for name in &p.skipped {
+            *seq += 1;
+            let why = json!({ "role": name, "reason": "no one holds the bleep" });
+            rows.push(event(&n.id, *seq, ctx, "escalation_skipped", why));
+            tracing::warn!(task_id = %n.id, role = %name, "no one holds the bleep; escalating past it");
+        }
+        *seq += 1;
+        let detail = json!({
+            "level": p.level,
+            "reached_role": p.reached,
+            "recipients": p.recipients,
+            "overdue_seconds": (ctx.now - task.ack_deadline).num_seconds(),
+        });
+        rows.push(event(&n.id, *seq, ctx, "escalated", detail));
+        let before = queued.len();
+        outbox::notifications(n, &p.to, ctx.policy.email, ctx.now, &mut queued);
+        tracing::warn!(task_id = %n.id, level = p.level, notifications = queued.len() - before, "task escalated");
+        done.push((n.id.clone(), p.level));
+    }
+    events::insert_events(conn, &rows)?;
+    outbox::insert(conn, &queued)?;
+    Ok(done)
+}

@@ -1,0 +1,103 @@
+//! The commands. Each is one function that, in one transaction, applies the rule (decided
+//! in `domain`), appends the task's events and queues every effect in the outbox (each
+//! notification, the delivery to the patient record). Open pages learn of the change from
+//! the task's new version. [`App`] runs a command and then wakes the outbox workers, so no
+//! caller has to remember to. The API, the pages, the one-click link, the CLI and the tick
+//! call only these.
+pub mod escalate;
+pub mod recipients;
+pub mod roles;
+pub mod tasks;
+
+use crate::clock::SharedClock;
+use crate::domain::task::Policy;
+use crate::error::AppResult;
+use crate::store::{DbConnection, Store};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// What every command is given besides its own input: the time and the escalation policy.
+#[derive(Clone)]
+pub struct Ctx {
+    pub now: DateTime<Utc>,
+    pub policy: Arc<Policy>,
+}
+
+/// Runs commands: one transaction each, then the outbox workers are woken.
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub policy: Arc<Policy>,
+    /// Wakes this instance's outbox workers.
+    pub wake: Arc<Notify>,
+}
+
+impl App {
+    pub fn new(store: Store, clock: SharedClock, policy: Policy) -> App {
+        App {
+            store,
+            clock,
+            policy: Arc::new(policy),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The context of a command starting now.
+    pub fn ctx(&self) -> Ctx {
+        Ctx {
+            now: self.clock.now(),
+            policy: self.policy.clone(),
+        }
+    }
+
+    /// Runs one command in one transaction, then wakes the outbox workers.
+    pub async fn run<T, F>(&self, command: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection, &Ctx) -> AppResult<T> + Send + 'static,
+    {
+        self.run_in(self.ctx(), command).await
+    }
+
+    /// The same, at a time the caller chose (the tick runs every group at its own time).
+    pub async fn run_in<T, F>(&self, ctx: Ctx, command: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection, &Ctx) -> AppResult<T> + Send + 'static,
+    {
+        let out = self.store.write(move |c| command(c, &ctx)).await;
+        self.wake.notify_one();
+        out
+    }
+
+    /// Runs one command, then reads what to answer with (see [`Store::write_then_read`]).
+    pub async fn run_then_read<T, V, F, G>(&self, command: F, read: G) -> AppResult<V>
+    where
+        T: Send + 'static,
+        V: Send + 'static,
+        F: FnOnce(&mut DbConnection, &Ctx) -> AppResult<T> + Send + 'static,
+        G: FnOnce(&mut DbConnection, T) -> AppResult<V> + Send + 'static,
+    {
+        let ctx = self.ctx();
+        let out = self
+            .store
+            .write_then_read(move |c| command(c, &ctx), read)
+            .await;
+        self.wake.notify_one();
+        out
+    }
+
+    /// Runs one command from a caller off the async runtime (the command line). Another
+    /// process's workers find what it queued at their next look.
+    pub fn run_now<T, F>(&self, command: F) -> AppResult<T>
+    where
+        F: FnOnce(&mut DbConnection, &Ctx) -> AppResult<T>,
+    {
+        let ctx = self.ctx();
+        let out = self.store.write_now(|c| command(c, &ctx));
+        self.wake.notify_one();
+        out
+    }
+}

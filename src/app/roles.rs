@@ -1,0 +1,37 @@
+//! The on-call roles' commands: handing a bleep over.
+use super::Ctx;
+use crate::domain::Permission;
+use crate::error::{AppError, AppResult};
+use crate::store::directory::{self, Role, Staff};
+use crate::store::DbConnection;
+
+/// Who asks for a hand-over: a member of staff (an admin, or a current holder handing it
+/// on), or the operator at the command line.
+pub enum HandedBy<'a> {
+    Staff(&'a Staff),
+    Operator,
+}
+
+/// Hands `role` to `to`, or adds them as a holder when `share`.
+pub fn hand_over(
+    conn: &mut DbConnection,
+    ctx: &Ctx,
+    role: &Role,
+    to: &Staff,
+    share: bool,
+    by: HandedBy,
+) -> AppResult<()> {
+    let by_id = match by {
+        HandedBy::Staff(who) => {
+            let holds_it = directory::current_holders(conn, &role.id)?.contains(&who.id);
+            if !(who.can(Permission::Admin) || holds_it) {
+                return Err(AppError::Forbidden(
+                    "only an admin or the current holder may hand over a bleep".into(),
+                ));
+            }
+            Some(who.id.as_str())
+        }
+        HandedBy::Operator => None,
+    };
+    directory::hand_over(conn, role, to, share, by_id, ctx.now)
+}

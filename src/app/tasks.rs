@@ -1,0 +1,266 @@
+//! The task's commands: raise, the status changes (acknowledge, start, complete, decline,
+//! cancel, reassign) and comment.
+use super::recipients::{first_recipients, standing};
+use super::Ctx;
+use crate::domain::task::{required_text, MAX_TEXT};
+use crate::domain::transition::{assignee_json, decide, Change, Decided, Refusal, WhoMay};
+use crate::domain::{Action, Assignee, NewTask, Permission, Status, Task};
+use crate::error::{AppError, AppResult};
+use crate::store::directory::{self, Staff};
+use crate::store::events::{self, Event, NewEvent, Person};
+use crate::store::outbox::{self, NewDelivery};
+use crate::store::{new_id, tasks, DbConnection};
+use serde_json::json;
+
+/// A status change as a caller asks for it; a reassignment names its new assignee as a
+/// staff id or a role's id or name.
+pub type Command = Change<String>;
+
+fn resolve_assignee(conn: &mut DbConnection, key: &str) -> AppResult<Assignee> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(AppError::Unprocessable(
+            "assignee is required: an on-call role (id or name) or a staff id".into(),
+        ));
+    }
+    if let Some(s) = directory::staff_by_id(conn, key)? {
+        if !s.active {
+            return Err(AppError::Unprocessable(format!(
+                "assignee {} is no longer active",
+                s.name
+            )));
+        }
+        if !s.can(Permission::Clinician) {
+            return Err(AppError::Unprocessable(format!(
+                "assignee {} is not a clinician; assign the task to a clinician or an on-call role",
+                s.name
+            )));
+        }
+        return Ok(Assignee::Staff(s.id));
+    }
+    if let Some(r) = directory::find_role(conn, key)? {
+        return Ok(Assignee::Role(r.id));
+    }
+    Err(AppError::Unprocessable(format!(
+        "assignee {key:?} is neither a member of staff nor an on-call role"
+    )))
+}
+
+/// Queues the task for the patient record when the record should hold this version: once
+/// it is completed or cancelled, and again after every later change (a comment), so the
+/// record holds what Bleepless holds. The sender reads the task as it is when it sends.
+fn queue_for_record(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResult<()> {
+    if matches!(task.status, Status::Completed | Status::Cancelled) {
+        let mut rows = Vec::new();
+        outbox::for_the_record(task, &ctx.policy.records, ctx.now, &mut rows);
+        outbox::insert(conn, &rows)?;
+    }
+    Ok(())
+}
+
+/// Queues the notifications of whoever the task is for now.
+fn notify_first_recipients(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResult<usize> {
+    let recipients = first_recipients(conn, task)?;
+    if recipients.is_empty() {
+        tracing::warn!(task_id = %task.id, "no one holds the bleep this task is for");
+    }
+    let to = outbox::addresses(conn, &recipients)?;
+    let mut rows: Vec<NewDelivery> = Vec::new();
+    outbox::notifications(task, &to, ctx.policy.email, ctx.now, &mut rows);
+    outbox::insert(conn, &rows)
+}
+
+/// Raises a task: writes it and its `raised` event, and queues its first notifications.
+pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> AppResult<Task> {
+    if !by.can(Permission::Coordinator) {
+        return Err(AppError::Forbidden(
+            "only coordinators may raise tasks".into(),
+        ));
+    }
+    if !directory::ward_exists(conn, &new.ward)? {
+        let known = directory::list_wards(conn)?;
+        return Err(AppError::Unprocessable(format!(
+            "ward {:?} is not a ward of this hospital; known wards: {}",
+            new.ward,
+            if known.is_empty() {
+                "none yet".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    let assignee = resolve_assignee(conn, &new.assignee)?;
+    let task = Task::raised(new_id(), new, assignee, &by.id, ctx.now, &ctx.policy);
+    tasks::insert(conn, &task)?;
+    events::append_event(
+        conn,
+        &task.id,
+        ctx.now,
+        NewEvent {
+            actor: Some(&by.id),
+            kind: "raised",
+            from: None,
+            to: Some(Status::Requested),
+            detail: Some(
+                json!({ "assignee": assignee_json(&task.assignee), "priority": task.priority }),
+            ),
+        },
+    )?;
+    let queued = notify_first_recipients(conn, &task, ctx)?;
+    tracing::info!(task_id = %task.id, priority = %task.priority, notifications = queued, "task raised");
+    Ok(task)
+}
+
+fn assignee_label(conn: &mut DbConnection, a: &Assignee) -> AppResult<String> {
+    Ok(match a {
+        Assignee::Role(r) => format!("a holder of {}", directory::role_by_id(conn, r)?.name),
+        Assignee::Staff(s) => directory::staff_by_id(conn, s)?
+            .map(|s| s.name)
+            .unwrap_or_else(|| s.clone()),
+    })
+}
+
+/// The error a refusal is answered with, naming who may act or who got there first.
+fn refused(
+    conn: &mut DbConnection,
+    task: &Task,
+    action: Action,
+    r: Refusal,
+) -> AppResult<AppError> {
+    if let Refusal::NotAllowed { who_may } = r {
+        let who_may = match who_may {
+            WhoMay::ACoordinatorOrAdmin => "a coordinator or an admin".to_string(),
+            WhoMay::TheAssignee => assignee_label(conn, &task.assignee)?,
+        };
+        return Ok(AppError::Forbidden(format!(
+            "only {who_may} may {action} this task"
+        )));
+    }
+    if action == Action::Acknowledge && task.status != Status::Requested {
+        if let (Some(by), Some(at)) = (&task.acknowledged_by, task.acknowledged_at) {
+            let name = directory::staff_by_id(conn, by)?
+                .map(|s| s.name)
+                .unwrap_or_else(|| by.clone());
+            return Ok(AppError::conflict(
+                format!(
+                    "task already acknowledged by {name} at {}; it is now {}",
+                    at.format("%H:%M:%S UTC"),
+                    task.status
+                ),
+                json!({
+                    "current_status": task.status,
+                    "acknowledged_by": { "id": by, "name": name },
+                    "acknowledged_at": at,
+                }),
+            ));
+        }
+    }
+    Ok(AppError::conflict(
+        format!("cannot {action} a task that is {}", task.status),
+        json!({ "current_status": task.status }),
+    ))
+}
+
+/// Applies one status change with all its effects: the event, whoever was being chased
+/// no longer chased, a reassigned task's new first notifications, the record. Competing
+/// writers are settled by the version column: the loser re-reads and is judged again
+/// against what the winner did.
+pub fn act(
+    conn: &mut DbConnection,
+    ctx: &Ctx,
+    id: &str,
+    who: &Staff,
+    command: Command,
+) -> AppResult<Task> {
+    let action = command.action();
+    let change = command.resolve(|to| resolve_assignee(conn, &to))?;
+    for _attempt in 0..5 {
+        let task = tasks::load(conn, id)?;
+        let standing = standing(conn, &task, who, action, &ctx.policy)?;
+        let Decided {
+            next,
+            kind,
+            from,
+            to,
+            detail,
+        } = match decide(&task, &change, &standing, ctx.now, &ctx.policy) {
+            Ok(d) => d,
+            Err(r) => return Err(refused(conn, &task, action, r)?),
+        };
+        if !tasks::save_if_unchanged(conn, &next, &task)? {
+            continue;
+        }
+        let event = NewEvent {
+            actor: Some(&who.id),
+            kind,
+            from: Some(from),
+            to: Some(to),
+            detail,
+        };
+        events::append_event(conn, id, ctx.now, event)?;
+        // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
+        let cancelled = outbox::cancel_chasing(conn, id)?;
+        if action == Action::Reassign {
+            notify_first_recipients(conn, &next, ctx)?;
+        }
+        queue_for_record(conn, &next, ctx)?;
+        tracing::info!(task_id = %id, from = %from, to = %to, staff_id = %who.id, cancelled, "task {kind}");
+        return Ok(next);
+    }
+    Err(AppError::conflict(
+        "the task is changing too quickly; try again",
+        json!({}),
+    ))
+}
+
+/// Adds a comment to the task's thread. A task already sent to the record is sent again.
+pub fn comment(
+    conn: &mut DbConnection,
+    ctx: &Ctx,
+    id: &str,
+    who: &Staff,
+    text: &str,
+) -> AppResult<Event> {
+    if !(who.can(Permission::Coordinator)
+        || who.can(Permission::Clinician)
+        || who.can(Permission::Admin))
+    {
+        return Err(AppError::Forbidden(
+            "bed managers can read tasks but not comment on them".into(),
+        ));
+    }
+    let text = required_text("text", text, MAX_TEXT).map_err(AppError::Unprocessable)?;
+    if tasks::touch(conn, id, ctx.now)?.is_none() {
+        return Err(AppError::NotFound(format!("no task with id {id}")));
+    }
+    let detail = json!({ "text": text });
+    let seq = events::append_event(
+        conn,
+        id,
+        ctx.now,
+        NewEvent {
+            actor: Some(&who.id),
+            kind: "commented",
+            from: None,
+            to: None,
+            detail: Some(detail.clone()),
+        },
+    )?;
+    if !ctx.policy.records.is_empty() {
+        let task = tasks::load(conn, id)?;
+        queue_for_record(conn, &task, ctx)?;
+    }
+    tracing::info!(task_id = %id, staff_id = %who.id, "comment added");
+    Ok(Event {
+        seq,
+        at: ctx.now,
+        actor: Some(Person {
+            id: who.id.clone(),
+            name: who.name.clone(),
+        }),
+        kind: "commented".into(),
+        from_status: None,
+        to_status: None,
+        detail: Some(detail),
+    })
+}

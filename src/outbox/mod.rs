@@ -1,0 +1,12 @@
+//! The one outbox's delivery loop ([`worker`]) and its kinds: Web Push and email to a
+//! person ([`notification`], over [`push`] and [`email`]), and FHIR to a patient-record
+//! server ([`record`]). Adding a kind touches this folder, `domain::delivery` (its retry
+//! policy) and configuration.
+pub mod ece;
+pub mod email;
+pub mod endpoints;
+pub mod links;
+pub mod notification;
+pub mod push;
+pub mod record;
+pub mod worker;

@@ -1,0 +1,197 @@
+//! The kinds that chase a person: a Web Push message to each of their devices, and an
+//! email. Neither carries the patient's name or NHS number.
+use super::email::{EmailError, EmailSender, TaskEmail};
+use super::links::{AckClaim, LinkSigner};
+use super::push::{PushError, PushSender, Subscription, Urgency};
+use crate::domain::delivery::{Failure, Kind};
+use crate::domain::task::AckTargets;
+use crate::domain::{Priority, Status, Task};
+use crate::store::directory::Staff;
+use crate::store::notifications::Device;
+use crate::store::outbox::Row;
+use chrono::{DateTime, Duration, Utc};
+use futures_util::future::join_all;
+use serde_json::json;
+
+/// How long a one-click acknowledge link works.
+pub const LINK_LIFETIME_HOURS: i64 = 12;
+
+/// Sends notifications.
+pub struct Notifier {
+    pub push: PushSender,
+    pub email: Option<EmailSender>,
+    pub links: LinkSigner,
+    pub public_url: String,
+    pub ack_seconds: AckTargets,
+}
+
+/// A notification to send, with what it is sent about and to.
+pub struct Job {
+    pub row: Row,
+    pub task: Task,
+    pub recipient: Option<Staff>,
+    pub devices: Vec<Device>,
+}
+
+/// What one push service said of one device.
+pub enum DeviceResult {
+    Delivered,
+    Gone,
+    Failed(String),
+}
+
+/// One attempt's result, before the kind's retry policy is applied.
+pub enum Attempt {
+    Sent,
+    /// The task no longer needs it.
+    NotNeeded,
+    Failed(Failure),
+}
+
+fn urgency(p: Priority) -> Urgency {
+    match p {
+        Priority::Stat | Priority::Asap => Urgency::High,
+        Priority::Urgent => Urgency::Normal,
+        Priority::Routine => Urgency::Low,
+    }
+}
+
+impl Notifier {
+    fn ack_url(&self, job: &Job, recipient: &Staff, now: DateTime<Utc>) -> String {
+        let token = self.links.sign(&AckClaim {
+            n: job.row.id.clone(),
+            task: job.task.id.clone(),
+            staff: recipient.id.clone(),
+            exp: (now + Duration::hours(LINK_LIFETIME_HOURS)).timestamp(),
+        });
+        format!("{}/ack/{token}", self.public_url)
+    }
+
+    /// One attempt: what each device said goes into `devices`.
+    pub async fn deliver(
+        &self,
+        job: &Job,
+        now: DateTime<Utc>,
+        devices: &mut Vec<(String, DeviceResult)>,
+    ) -> Attempt {
+        if job.task.status != Status::Requested {
+            return Attempt::NotNeeded;
+        }
+        let Some(recipient) = &job.recipient else {
+            return Attempt::Failed(Failure::Refused("the recipient no longer exists".into()));
+        };
+        let sent = if job.row.kind == Kind::Email.code() {
+            self.send_email(job, recipient, now).await
+        } else {
+            self.send_push(job, recipient, now, devices).await
+        };
+        match sent {
+            Ok(()) => Attempt::Sent,
+            Err(f) => Attempt::Failed(f),
+        }
+    }
+
+    async fn send_push(
+        &self,
+        job: &Job,
+        recipient: &Staff,
+        now: DateTime<Utc>,
+        results: &mut Vec<(String, DeviceResult)>,
+    ) -> Result<(), Failure> {
+        let (row, task) = (&job.row, &job.task);
+        if job.devices.is_empty() {
+            return Err(Failure::Refused(
+                "no device registered for push notifications".into(),
+            ));
+        }
+        // Never the patient's name or NHS number: this passes through a third-party push service.
+        let payload = json!({
+            // Lets a receiver drop a repeat: delivery is at least once.
+            "notification_id": row.id,
+            "task_id": task.id,
+            "priority": task.priority,
+            "ward": task.ward,
+            "bed": task.bed,
+            "category": task.category,
+            "level": row.level,
+            "ack_url": self.ack_url(job, recipient, now),
+            "url": format!("{}/me#task-{}", self.public_url, task.id),
+        })
+        .to_string();
+        let ttl = self.ack_seconds.seconds(task.priority).max(60);
+        let sends = job.devices.iter().map(|d| {
+            let sub = Subscription {
+                endpoint: d.endpoint.clone(),
+                p256dh: d.p256dh.clone(),
+                auth: d.auth.clone(),
+            };
+            let payload = payload.as_bytes();
+            async move {
+                let r = self
+                    .push
+                    .send(&sub, payload, ttl, urgency(task.priority), &task.id)
+                    .await;
+                (d.id.clone(), r)
+            }
+        });
+        let mut delivered = false;
+        let mut retry = None;
+        let mut errors = Vec::new();
+        for (device, r) in join_all(sends).await {
+            match r {
+                Ok(()) => {
+                    delivered = true;
+                    results.push((device, DeviceResult::Delivered));
+                }
+                Err(PushError::Gone) => {
+                    errors.push("device unsubscribed (removed)".to_string());
+                    results.push((device, DeviceResult::Gone));
+                }
+                Err(PushError::Retry(e)) => {
+                    retry = Some(e.clone());
+                    results.push((device, DeviceResult::Failed(e)));
+                }
+                Err(PushError::Permanent(e)) => {
+                    errors.push(e.clone());
+                    results.push((device, DeviceResult::Failed(e)));
+                }
+            }
+        }
+        match (delivered, retry) {
+            (true, _) => Ok(()),
+            (false, Some(e)) => Err(Failure::Transient(e)),
+            (false, None) => Err(Failure::Refused(errors.join("; "))),
+        }
+    }
+
+    async fn send_email(
+        &self,
+        job: &Job,
+        recipient: &Staff,
+        now: DateTime<Utc>,
+    ) -> Result<(), Failure> {
+        let (row, task) = (&job.row, &job.task);
+        let (Some(sender), Some(to)) = (&self.email, &recipient.email) else {
+            return Err(Failure::Refused(
+                "email is not configured, or the recipient has no address".into(),
+            ));
+        };
+        let msg = TaskEmail {
+            to: to.clone(),
+            message_id: row.id.clone(),
+            task_id: task.id.clone(),
+            priority: task.priority.code().to_string(),
+            ward: task.ward.clone(),
+            bed: task.bed.clone(),
+            category: task.category.code().to_string(),
+            escalation_level: row.level,
+            ack_url: self.ack_url(job, recipient, now),
+            task_url: format!("{}/me#task-{}", self.public_url, task.id),
+        };
+        match sender.send(&msg).await {
+            Ok(()) => Ok(()),
+            Err(EmailError::Retry(e)) => Err(Failure::Transient(e)),
+            Err(EmailError::Permanent(e)) => Err(Failure::Refused(e)),
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! The one delivery loop, for every kind: claims due rows with a lease, sends each by its
+//! kind, and records what happened, retrying by the kind's policy
+//! ([`crate::domain::delivery::Kind::retry_policy`]). It holds no state between rounds, so
+//! several instances can share one database.
+use super::notification::{self, Attempt, DeviceResult, Notifier};
+use super::record::RecordServers;
+use crate::clock::SharedClock;
+use crate::config::DispatchConfig;
+use crate::domain::delivery::{Failure, Kind, Outcome};
+use crate::error::AppResult;
+use crate::fhir;
+use crate::store::outbox::{self, Row};
+use crate::store::{directory, notifications, tasks, Store};
+use chrono::{DateTime, Duration, Utc};
+use futures_util::future::join_all;
+use rand::Rng;
+use std::sync::Arc;
+use tokio::sync::{Notify, Semaphore};
+
+pub struct Worker {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub config: DispatchConfig,
+    pub notifier: Notifier,
+    pub records: RecordServers,
+    /// Names this instance in leases.
+    pub owner: String,
+}
+
+/// A claimed row, ready to send.
+enum Job {
+    Notify(Box<notification::Job>),
+    Record {
+        row: Row,
+        bundle: serde_json::Value,
+        /// The task's version the Bundle was made from.
+        version: i64,
+    },
+    /// A row that cannot be sent, and why.
+    Unsendable(Row, String),
+}
+
+impl Job {
+    fn row(&self) -> &Row {
+        match self {
+            Job::Notify(j) => &j.row,
+            Job::Record { row, .. } | Job::Unsendable(row, _) => row,
+        }
+    }
+}
+
+struct Done {
+    id: String,
+    task_id: String,
+    outcome: Outcome,
+    devices: Vec<(String, DeviceResult)>,
+}
+
+/// What to write of each device a batch of sends reached: its latest result, or that it is
+/// gone if its push service said so to any of them. One write per device, not per push: a
+/// doctor's phone that took a hundred pushes in a batch is one row to update.
+fn device_results(batch: &[Done]) -> Vec<(&str, &DeviceResult)> {
+    let mut latest: Vec<(&str, &DeviceResult)> = Vec::new();
+    for (device, result) in batch.iter().flat_map(|d| &d.devices) {
+        match latest.iter_mut().find(|seen| seen.0 == device.as_str()) {
+            Some((_, DeviceResult::Gone)) => {}
+            Some((_, seen)) => *seen = result,
+            None => latest.push((device, result)),
+        }
+    }
+    latest
+}
+
+/// Aborts a background task when its owner stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The shortest time between two claims.
+const CLAIM_PACE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Sends in flight at once, per instance.
+const MAX_IN_FLIGHT: usize = 256;
+
+impl Worker {
+    /// Sends whatever is due, round after round; wakes early when `wake` is notified. Each
+    /// send runs on its own and records its own outcome, so a hanging endpoint holds up
+    /// nothing but itself (and only until its timeout).
+    pub async fn run(self, wake: Arc<Notify>) {
+        let me = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        // Outcomes are written by one recorder, many to a transaction, as they come in.
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
+        let recorder = {
+            let me = me.clone();
+            tokio::spawn(async move {
+                while let Some(first) = done_rx.recv().await {
+                    let mut batch = vec![first];
+                    while batch.len() < 256 {
+                        match done_rx.try_recv() {
+                            Ok(d) => batch.push(d),
+                            Err(_) => break,
+                        }
+                    }
+                    me.record(batch).await;
+                }
+            })
+        };
+        let _stop_recorder = AbortOnDrop(recorder);
+        let mut last_claim = tokio::time::Instant::now();
+        loop {
+            let free = permits.available_permits().min(me.config.batch as usize);
+            if free == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+            // Under load every request wakes the worker; claiming at most every few
+            // milliseconds lets one claim carry many requests' deliveries.
+            tokio::time::sleep_until(last_claim + CLAIM_PACE).await;
+            last_claim = tokio::time::Instant::now();
+            match me.claim(free as i64).await {
+                Ok(jobs) if jobs.is_empty() => {
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                    }
+                }
+                Ok(jobs) => {
+                    for job in jobs {
+                        let Ok(permit) = permits.clone().acquire_owned().await else {
+                            return;
+                        };
+                        let (me, done_tx) = (me.clone(), done_tx.clone());
+                        tokio::spawn(async move {
+                            let done = me.deliver(&job, me.clock.now()).await;
+                            let _ = done_tx.send(done);
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming deliveries failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Runs rounds until nothing is due, waiting for every send it started, and returns
+    /// how many rows it tried: for tests and benchmarks, which move the clock themselves.
+    pub async fn drain(&self) -> AppResult<usize> {
+        let mut tried = 0;
+        loop {
+            let n = self.dispatch_once().await?;
+            if n == 0 {
+                return Ok(tried);
+            }
+            tried += n;
+        }
+    }
+
+    /// One round, waiting for every send it started.
+    pub async fn dispatch_once(&self) -> AppResult<usize> {
+        let jobs = self.claim(self.config.batch).await?;
+        let n = jobs.len();
+        let now = self.clock.now();
+        let done = join_all(jobs.iter().map(|j| self.deliver(j, now))).await;
+        self.record(done).await;
+        Ok(n)
+    }
+
+    /// Claims up to `limit` due rows with a lease: of several instances, each row goes to
+    /// one. The claim is one short write; what to send is read after it commits, off the
+    /// writer.
+    async fn claim(&self, limit: i64) -> AppResult<Vec<Job>> {
+        let now = self.clock.now();
+        let lease_until =
+            now + Duration::from_std(self.config.lease).unwrap_or(Duration::seconds(60));
+        let owner = self.owner.clone();
+        let rows = self
+            .store
+            .write(move |c| outbox::claim(c, &owner, now, lease_until, limit))
+            .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (people, records): (Vec<Row>, Vec<Row>) = rows
+            .into_iter()
+            .partition(|r| r.kind != Kind::Record.code());
+        let mut jobs = self.notification_jobs(people).await?;
+        for row in records {
+            let task_id = row.task_id.clone();
+            let rec = self.store.read(move |c| fhir::load(c, &task_id)).await?;
+            jobs.push(match self.records.bundle(&row.destination, &rec) {
+                Ok(bundle) => Job::Record {
+                    row,
+                    bundle,
+                    version: rec.task.version,
+                },
+                Err(why) => Job::Unsendable(row, why),
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// Reads what the notifications among the claimed rows are about, in one read.
+    async fn notification_jobs(&self, rows: Vec<Row>) -> AppResult<Vec<Job>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store
+            .read(move |c| {
+                let task_ids: Vec<&str> = rows.iter().map(|r| r.task_id.as_str()).collect();
+                let staff_ids: Vec<&str> = rows
+                    .iter()
+                    .filter_map(|r| r.recipient_id.as_deref())
+                    .collect();
+                let push_ids: Vec<&str> = rows
+                    .iter()
+                    .filter(|r| r.kind == Kind::Push.code())
+                    .filter_map(|r| r.recipient_id.as_deref())
+                    .collect();
+                let tasks = tasks::get_many(c, &task_ids)?;
+                let staff = directory::staff_by_ids(c, &staff_ids)?;
+                let devices = notifications::devices_of(c, &push_ids)?;
+                let mut jobs = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let Some(task) = tasks.get(&row.task_id).cloned() else {
+                        jobs.push(Job::Unsendable(row, "the task no longer exists".into()));
+                        continue;
+                    };
+                    let recipient = row.recipient_id.as_deref().unwrap_or_default();
+                    let devices = if row.kind == Kind::Push.code() {
+                        devices.get(recipient).cloned().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    jobs.push(Job::Notify(Box::new(notification::Job {
+                        recipient: staff.get(recipient).cloned(),
+                        devices,
+                        task,
+                        row,
+                    })));
+                }
+                Ok(jobs)
+            })
+            .await
+    }
+
+    /// What follows a failed attempt of this row, by its kind's retry policy.
+    fn after(&self, row: &Row, failure: Failure, now: DateTime<Utc>) -> Outcome {
+        let kind = Kind::parse(&row.kind).unwrap_or(Kind::Push);
+        kind.retry_policy(self.config.limits()).after(
+            row.attempts,
+            failure,
+            now,
+            rand::thread_rng().gen(),
+        )
+    }
+
+    async fn deliver(&self, job: &Job, now: DateTime<Utc>) -> Done {
+        let row = job.row();
+        let mut devices = Vec::new();
+        let outcome = match job {
+            Job::Notify(j) => match self.notifier.deliver(j, now, &mut devices).await {
+                Attempt::Sent => Outcome::Sent,
+                Attempt::NotNeeded => Outcome::Cancelled,
+                Attempt::Failed(f) => self.after(row, f, now),
+            },
+            Job::Record {
+                row,
+                bundle,
+                version,
+            } => match self.records.send(&row.destination, bundle).await {
+                Ok(()) => self.sent_to_record(row, *version, now).await,
+                Err(f) => self.after(row, f, now),
+            },
+            Job::Unsendable(row, why) => self.after(row, Failure::Refused(why.clone()), now),
+        };
+        log(row, &outcome);
+        Done {
+            id: row.id.clone(),
+            task_id: row.task_id.clone(),
+            outcome,
+            devices,
+        }
+    }
+
+    /// A Bundle was taken. If the task changed while it was on its way, the change's own
+    /// send may have arrived first: send again, so the record ends with the latest.
+    async fn sent_to_record(&self, row: &Row, version: i64, now: DateTime<Utc>) -> Outcome {
+        let id = row.task_id.clone();
+        match self.store.read(move |c| tasks::load(c, &id)).await {
+            Ok(t) if t.version > version => Outcome::Retry {
+                at: now,
+                error: format!(
+                    "the task changed while version {version} was being sent; sending it again"
+                ),
+            },
+            _ => Outcome::Sent,
+        }
+    }
+
+    /// Writes outcomes in one transaction, if this instance still holds their leases.
+    async fn record(&self, batch: Vec<Done>) {
+        let (owner, now) = (self.owner.clone(), self.clock.now());
+        let ids: Vec<String> = batch.iter().map(|d| d.task_id.clone()).collect();
+        let result = self
+            .store
+            .write(move |c| {
+                // Sent, the common outcome, is one statement for the whole batch; the others
+                // carry their own error or retry time, one statement each.
+                let sent: Vec<&str> = batch
+                    .iter()
+                    .filter(|d| matches!(d.outcome, Outcome::Sent))
+                    .map(|d| d.id.as_str())
+                    .collect();
+                let recorded = outbox::record_sent(c, &sent, &owner, now)?;
+                for done in &batch {
+                    let held = match done.outcome {
+                        Outcome::Sent => recorded.contains(done.id.as_str()),
+                        _ => outbox::record(c, &done.id, &owner, &done.outcome, now)?,
+                    };
+                    if !held {
+                        tracing::warn!(task_id = %done.task_id, delivery = %done.id, "lease lost before the outcome was recorded");
+                    }
+                }
+                for (device, result) in device_results(&batch) {
+                    match result {
+                        DeviceResult::Gone => notifications::forget_device(c, device)?,
+                        DeviceResult::Delivered => notifications::device_result(c, device, None, now)?,
+                        DeviceResult::Failed(e) => notifications::device_result(c, device, Some(e), now)?,
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            // The leases run out and the rows are sent again: at least once, never lost.
+            for task_id in ids {
+                tracing::error!(task_id = %task_id, error = %e, "could not record a delivery outcome");
+            }
+        }
+    }
+}
+
+fn log(row: &Row, outcome: &Outcome) {
+    let (task_id, kind, attempt) = (&row.task_id, &row.kind, row.attempts);
+    match outcome {
+        Outcome::Sent => {
+            tracing::info!(task_id = %task_id, level = row.level, kind = %kind, destination = %row.destination, "delivered")
+        }
+        Outcome::Retry { error, .. } => {
+            tracing::warn!(task_id = %task_id, kind = %kind, attempt, %error, "delivery failed; will retry")
+        }
+        Outcome::Failing { error, .. } => {
+            tracing::error!(task_id = %task_id, kind = %kind, attempt, %error, "delivery keeps failing; will keep trying")
+        }
+        Outcome::Failed { error } => {
+            tracing::error!(task_id = %task_id, kind = %kind, attempt, %error, "delivery failed for good")
+        }
+        Outcome::Cancelled => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(id: &str, devices: Vec<(&str, DeviceResult)>) -> Done {
+        Done {
+            id: id.into(),
+            task_id: "t".into(),
+            outcome: Outcome::Sent,
+            devices: devices
+                .into_iter()
+                .map(|(d, r)| (d.to_string(), r))
+                .collect(),
+        }
+    }
+
+    fn summary(batch: &[Done]) -> Vec<(String, String)> {
+        device_results(batch)
+            .into_iter()
+            .map(|(d, r)| {
+                let r = match r {
+                    DeviceResult::Delivered => "delivered".to_string(),
+                    DeviceResult::Gone => "gone".to_string(),
+                    DeviceResult::Failed(e) => format!("failed: {e}"),
+                };
+                (d.to_string(), r)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_device_is_written_once_with_its_latest_result_and_gone_stays_gone() {
+        let batch = [
+            done(
+                "n1",
+                vec![
+                    ("phone", DeviceResult::Delivered),
+                    ("tablet", DeviceResult::Gone),
+                ],
+            ),
+            done("n2", vec![("phone", DeviceResult::Failed("503".into()))]),
+            done(
+                "n3",
+                vec![
+                    ("tablet", DeviceResult::Delivered),
+                    ("watch", DeviceResult::Delivered),
+                ],
+            ),
+        ];
+        assert_eq!(
+            summary(&batch),
+            [
+                ("phone".to_string(), "failed: 503".to_string()),
+                ("tablet".to_string(), "gone".to_string()),
+                ("watch".to_string(), "delivered".to_string()),
+            ]
+        );
+        let later = [
+            done(
+                "n4",
+                vec![("phone", DeviceResult::Failed("timeout".into()))],
+            ),
+            done("n5", vec![("phone", DeviceResult::Delivered)]),
+        ];
+        assert_eq!(
+            summary(&later),
+            [("phone".to_string(), "delivered".to_string())]
+        );
+    }
+}
