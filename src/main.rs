@@ -258,10 +258,17 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                     println!("{token}");
                 }
                 StaffCmd::Deactivate { staff } => {
-                    let done = store
-                        .write_now(|c| {
+                    let app = App::new(store, Arc::new(SystemClock), config.policy.clone());
+                    let done = app
+                        .run_now(|c, ctx| {
                             let s = directory::find_staff(c, &staff)?;
-                            bleepless::web::api::deactivate(c, &s.id, Actor::CommandLine, None, now)
+                            bleepless::app::staff::deactivate(
+                                c,
+                                ctx,
+                                &s.id,
+                                Actor::CommandLine,
+                                None,
+                            )
                         })
                         .map_err(fail)?;
                     println!(

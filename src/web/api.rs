@@ -904,40 +904,14 @@ async fn deactivate_staff(
             "you cannot deactivate yourself: ask another admin".into(),
         ));
     }
-    let (client, now) = (client_address(&req, &state), state.clock.now());
+    let client = client_address(&req, &state);
     let done = state
-        .store
-        .write(move |c| deactivate(c, &id, Actor::Staff(&admin.id), Some(&client), now))
+        .app
+        .run(move |c, ctx| {
+            crate::app::staff::deactivate(c, ctx, &id, Actor::Staff(&admin.id), Some(&client))
+        })
         .await?;
     Ok(HttpResponse::Ok().json(done))
-}
-
-/// Deactivates a member of staff and records who did it.
-pub fn deactivate(
-    c: &mut DbConnection,
-    staff_id: &str,
-    by: Actor<'_>,
-    client: Option<&str>,
-    now: DateTime<Utc>,
-) -> AppResult<directory::Deactivated> {
-    let done = directory::deactivate(c, staff_id, now)?;
-    audit::record(
-        c,
-        Entry {
-            actor: by,
-            action: AuditAction::StaffDeactivated,
-            subject: Some(&done.staff.id),
-            detail: json!({
-                "name": done.staff.name,
-                "sessions_ended": done.sessions_ended,
-                "devices_removed": done.devices_removed,
-                "bleeps_released": done.bleeps_released,
-            }),
-            client,
-        },
-        now,
-    )?;
-    Ok(done)
 }
 
 #[derive(Deserialize)]

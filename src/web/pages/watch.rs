@@ -1,6 +1,7 @@
 //! The bed manager's escalation dashboard and the admin page.
 use super::{ok, see_other, PageError, PageResult, PageUser};
 use crate::app::roles::{self, HandedBy};
+use crate::app::staff;
 use crate::domain::{Permission, Priority};
 use crate::error::AppError;
 use crate::store::audit::{self, Action as AuditAction, Actor, Entry};
@@ -554,7 +555,7 @@ async fn deactivate(
     f: web::Form<StaffForm>,
 ) -> PageResult {
     let f = f.into_inner();
-    let AdminChange { by, now, client } =
+    let AdminChange { by, now: _, client } =
         AdminChange::of(&user, "Deactivating staff", &f.csrf, &state, &req)?;
     if f.staff == by {
         return Err(AppError::Unprocessable(
@@ -563,10 +564,8 @@ async fn deactivate(
         .into());
     }
     state
-        .store
-        .write(move |c| {
-            crate::web::api::deactivate(c, &f.staff, Actor::Staff(&by), Some(&client), now)
-        })
+        .app
+        .run(move |c, ctx| staff::deactivate(c, ctx, &f.staff, Actor::Staff(&by), Some(&client)))
         .await?;
     done(Done::Deactivated)
 }
