@@ -43,7 +43,8 @@ where
 /// Paths whose last segment is a capability (whoever holds it may act): logged without it.
 const CAPABILITY_PATHS: &[&str] = &["/ack/"];
 
-/// A request path as it may be logged.
+/// A request path as it may be logged: a capability token replaced by `{token}`, and any
+/// run of exactly ten digits (an NHS number a client put in a path) by `{number}`.
 pub fn loggable_path(path: &str) -> Cow<'_, str> {
     for prefix in CAPABILITY_PATHS {
         if let Some(rest) = path.strip_prefix(prefix) {
@@ -52,7 +53,34 @@ pub fn loggable_path(path: &str) -> Cow<'_, str> {
             }
         }
     }
-    Cow::Borrowed(path)
+    if !has_ten_digit_run(path) {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() == 10 {
+            out.push_str("{number}");
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in path.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    Cow::Owned(out)
+}
+
+fn has_ten_digit_run(path: &str) -> bool {
+    path.split(|c: char| !c.is_ascii_digit())
+        .any(|run| run.len() == 10)
 }
 
 #[cfg(test)]
@@ -64,5 +92,15 @@ mod tests {
         assert_eq!(loggable_path("/ack/abc.def"), "/ack/{token}");
         assert_eq!(loggable_path("/ack/abc/def"), "/ack/{token}");
         assert_eq!(loggable_path("/api/v1/tasks"), "/api/v1/tasks");
+    }
+
+    #[test]
+    fn a_ten_digit_number_in_a_path_is_not_logged() {
+        assert_eq!(
+            loggable_path("/fhir/Patient/9990000018/x"),
+            "/fhir/Patient/{number}/x"
+        );
+        assert_eq!(loggable_path("/x/99900000181"), "/x/99900000181");
+        assert_eq!(loggable_path("/x/999000001"), "/x/999000001");
     }
 }

@@ -74,6 +74,11 @@ async fn acknowledge_tokens_push_endpoints_and_vapid_signatures_never_reach_the_
         .unwrap()
         .1
         .to_string();
+    // A client may put an NHS number in a path of its own making.
+    app.get(&format!("/fhir/Patient/{NHS_1}"), &w.amy.token)
+        .await;
+    app.get(&format!("/api/v1/tasks/{NHS_1}"), &w.amy.token)
+        .await;
     let url = format!("{}/ack/{token}", app.base);
     assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
     assert_eq!(app.client.post(&url).send().await.unwrap().status(), 200);
