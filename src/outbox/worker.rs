@@ -188,10 +188,15 @@ impl Worker {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let (people, records): (Vec<Row>, Vec<Row>) = rows
-            .into_iter()
-            .partition(|r| r.kind != Kind::Record.code());
-        let mut jobs = self.notification_jobs(people).await?;
+        let (mut people, mut records, mut jobs) = (Vec::new(), Vec::new(), Vec::new());
+        for row in rows {
+            match Kind::parse(&row.kind) {
+                Ok(Kind::Push | Kind::Email) => people.push(row),
+                Ok(Kind::Record) => records.push(row),
+                Err(e) => jobs.push(Job::Unsendable(row, e)),
+            }
+        }
+        jobs.extend(self.notification_jobs(people).await?);
         for row in records {
             let task_id = row.task_id.clone();
             let rec = self.store.read(move |c| fhir::load(c, &task_id)).await?;
@@ -251,15 +256,18 @@ impl Worker {
             .await
     }
 
-    /// What follows a failed attempt of this row, by its kind's retry policy.
+    /// What follows a failed attempt of this row, by its kind's retry policy. A row of a
+    /// kind this build does not know fails for good, with that said.
     fn after(&self, row: &Row, failure: Failure, now: DateTime<Utc>) -> Outcome {
-        let kind = Kind::parse(&row.kind).unwrap_or(Kind::Push);
-        kind.retry_policy(self.config.limits()).after(
-            row.attempts,
-            failure,
-            now,
-            rand::thread_rng().gen(),
-        )
+        match Kind::parse(&row.kind) {
+            Ok(kind) => kind.retry_policy(self.config.limits()).after(
+                row.attempts,
+                failure,
+                now,
+                rand::thread_rng().gen(),
+            ),
+            Err(e) => Outcome::Failed { error: e },
+        }
     }
 
     async fn deliver(&self, job: &Job, now: DateTime<Utc>) -> Done {

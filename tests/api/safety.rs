@@ -132,13 +132,10 @@ async fn the_store_commits_to_disk_before_answering() {
     }
 }
 
-/// H-10, a known gap: when the server's clock is stepped backwards (an NTP correction, a
-/// resumed virtual machine), escalation must go on at the tick's period. Today the scheduler
-/// keeps the next run it worked out before the step and waits for the clock to catch up, so
-/// a stat task raised after the step does not escalate. Run it with `--ignored`; remove the
-/// `ignore` when the scheduler is fixed, and name this test in docs/safety/hazards.toml.
+/// H-10: when the server's clock is stepped backwards (an NTP correction, a resumed
+/// virtual machine), escalation goes on at the tick's period: the scheduler plans its next
+/// run from the clock as it now reads instead of waiting for it to catch up.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "known gap H-10: escalation waits for the clock to catch up after a backward step"]
 async fn escalation_goes_on_after_the_clock_steps_backwards() {
     use bleepless::clock::Clock;
     let w = Ward::new().await;
