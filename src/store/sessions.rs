@@ -43,8 +43,8 @@ pub fn hash_password(password: &str) -> AppResult<String> {
         .to_string())
 }
 
-/// Stores a password hash and ends every session of its owner but `keep` (the session that
-/// changed it, if any).
+/// Stores a password hash, ends every session of its owner but `keep` (the session that
+/// changed it, if any), and lifts any sign-in lockout of their account.
 pub fn store_password(
     conn: &mut DbConnection,
     staff_id: &str,
@@ -58,6 +58,14 @@ pub fn store_password(
         return Err(AppError::NotFound(format!("no member of staff {staff_id}")));
     }
     end_sessions(conn, staff_id, keep)?;
+    // A new password lifts a lockout: the way back for someone locked out by another's guesses.
+    let email: Option<String> = staff::table
+        .find(staff_id)
+        .select(staff::email)
+        .get_result(conn)?;
+    if let Some(e) = email {
+        super::throttle::clear(conn, &super::throttle::Bucket::account(&e, 0))?;
+    }
     Ok(())
 }
 
