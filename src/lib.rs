@@ -87,7 +87,8 @@ fn load_or_make_secrets(
 }
 
 /// Devices registered before the push endpoint policy (or under a wider one) are removed at
-/// start: the dispatcher only ever sends to endpoints the policy allows.
+/// start, so that every device the outbox sends to has passed the policy now in force (its
+/// host and address were checked when it was registered).
 fn forget_refused_devices(store: &Store, push: &config::PushConfig) -> Result<(), String> {
     let policy = outbox::endpoints::EndpointPolicy::of(push);
     let removed = store
