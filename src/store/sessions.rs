@@ -28,14 +28,20 @@ pub fn set_password(conn: &mut DbConnection, staff_id: &str, password: &str) -> 
     store_password(conn, staff_id, &hash, None)
 }
 
-/// The argon2 hash of a new password, or why it will not do. Slow on purpose: call it off
-/// the async runtime and outside a transaction when you can.
-pub fn hash_password(password: &str) -> AppResult<String> {
+/// Why a new password will not do, if it will not.
+pub fn check_new_password(password: &str) -> AppResult<()> {
     if password.chars().count() < 10 {
         return Err(AppError::Unprocessable(
             "a password needs at least 10 characters".into(),
         ));
     }
+    Ok(())
+}
+
+/// The argon2 hash of a new password, or why it will not do. Slow on purpose: call it off
+/// the async runtime and outside a transaction when you can.
+pub fn hash_password(password: &str) -> AppResult<String> {
+    check_new_password(password)?;
     let salt = SaltString::generate(&mut OsRng);
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)

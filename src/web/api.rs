@@ -19,7 +19,7 @@ use crate::store::sessions;
 use crate::store::tasks::{self, Cursor, Filter};
 use crate::store::throttle::{self, Bucket};
 use crate::store::{deliveries, notifications, DbConnection};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -970,6 +970,8 @@ async fn change_password(
         current_password,
         new_password,
     } = body.into_inner();
+    // A new password that will not do is refused before anything is counted.
+    sessions::check_new_password(&new_password)?;
     let email = staff.email.clone().ok_or_else(|| {
         AppError::Unprocessable("you have no email address, so no password: ask an admin".into())
     })?;
@@ -992,12 +994,21 @@ async fn change_password(
             })
             .await?
     };
-    let hash = counted.map_err(|wait| {
-        AppError::TooManyRequests(format!(
-            "too many wrong passwords: try again in {} minutes",
-            (wait.num_seconds() + 59) / 60
-        ))
-    })?;
+    let hash = match counted {
+        Ok(hash) => hash,
+        Err(wait) => {
+            let mut res = AppError::TooManyRequests(format!(
+                "too many wrong passwords: try again in {} minutes",
+                (wait.num_seconds() + 59) / 60
+            ))
+            .error_response();
+            res.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                wait.num_seconds().max(1).into(),
+            );
+            return Ok(res);
+        }
+    };
     let checked = web::block(move || {
         let right = sessions::verify_password(hash.as_deref(), &current_password);
         (right, right.then(|| sessions::hash_password(&new_password)))

@@ -708,6 +708,13 @@ async fn changing_ones_own_password_ends_ones_other_sessions_only() {
             .status(),
         303
     );
+    // Guessing the current password through this door counts as failed sign-ins.
+    for _ in 0..5 {
+        assert_eq!(change("a guess at it", "whatever it is now").await.0, 403);
+    }
+    let (s, b) = change("a new long passphrase", "yet another passphrase").await;
+    assert_eq!(s, 429, "{b}");
+    assert!(b.contains("too many wrong passwords"), "{b}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
