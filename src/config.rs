@@ -27,7 +27,55 @@ pub struct Config {
     /// The patient-record FHIR servers every task is delivered to; nothing is sent or
     /// queued when there are none.
     pub record: Vec<RecordConfig>,
+    pub security: SecurityConfig,
 }
+
+/// Sign-in limits, sessions, request bounds and secrets kept outside the database.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// The key that signs one-click acknowledge links, from `link_secret_file` or
+    /// `BLEEPLESS_LINK_SECRET`; when absent it is made once and kept in the database.
+    pub link_secret: Option<Vec<u8>>,
+    /// Failed sign-ins to one account, within `lockout`, before it is locked for `lockout`.
+    pub failures_per_account: i32,
+    /// Failed sign-ins from one client address, within `lockout`, before it must wait.
+    pub failures_per_address: i32,
+    pub lockout: Duration,
+    /// A session unused for this long has ended.
+    pub session_idle: Duration,
+    /// Take the client address from `X-Forwarded-For` / `Forwarded` (only behind a proxy
+    /// that sets them); otherwise the connection's address.
+    pub trust_proxy_headers: bool,
+    /// A request body must arrive within this long.
+    pub body_timeout: Duration,
+    /// Push devices one person may register.
+    pub max_devices: i64,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            link_secret: None,
+            failures_per_account: 5,
+            failures_per_address: 50,
+            lockout: Duration::from_secs(15 * 60),
+            session_idle: Duration::from_secs(30 * 60),
+            trust_proxy_headers: false,
+            body_timeout: Duration::from_secs(30),
+            max_devices: 10,
+        }
+    }
+}
+
+/// The push services of the major browsers: Chrome and other Chromium browsers (FCM),
+/// Firefox (Mozilla autopush), Safari (Apple) and Edge on Windows (WNS).
+pub const DEFAULT_PUSH_HOSTS: &[&str] = &[
+    "fcm.googleapis.com",
+    "android.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+];
 
 /// Where completed and cancelled tasks are delivered as FHIR R4 transaction Bundles.
 #[derive(Debug, Clone)]
@@ -45,9 +93,14 @@ pub struct RecordConfig {
 pub struct PushConfig {
     /// VAPID `sub`: a mailto: or https: URL push services can reach the operator at.
     pub subject: String,
-    /// Given keys; when absent they are generated on first start and kept in the database.
+    /// Given keys (from the file, `vapid_private_key_file` or `BLEEPLESS_VAPID_PRIVATE_KEY`);
+    /// when absent they are generated on first start and kept in the database.
     pub vapid: Option<(String, String)>,
     pub timeout: Duration,
+    /// Hosts a push endpoint may name (`*.` for any subdomain): the browsers' push services.
+    pub allowed_hosts: Vec<String>,
+    /// Endpoint origins allowed besides, with no host or address check: for tests only.
+    pub allow_endpoints: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +163,20 @@ struct FileConfig {
     /// More record servers, by name: `[records.shared-care]`.
     #[serde(default)]
     records: std::collections::BTreeMap<String, FileRecord>,
+    security: Option<FileSecurity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecurity {
+    link_secret_file: Option<PathBuf>,
+    sign_in_failures_per_account: Option<i32>,
+    sign_in_failures_per_address: Option<i32>,
+    lockout_minutes: Option<u64>,
+    session_idle_minutes: Option<u64>,
+    trust_proxy_headers: Option<bool>,
+    body_timeout_seconds: Option<u64>,
+    max_devices_per_person: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,7 +201,10 @@ struct FilePush {
     subject: Option<String>,
     vapid_private_key: Option<String>,
     vapid_public_key: Option<String>,
+    vapid_private_key_file: Option<PathBuf>,
     timeout_seconds: Option<u64>,
+    allowed_hosts: Option<Vec<String>>,
+    allow_endpoints: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,9 +372,31 @@ impl Config {
             .map_err(|why| ConfigError(format!("{}: {why}", src("escalation.schedule"))))?;
 
         let push = file.push.unwrap_or_default();
-        let vapid = match (push.vapid_private_key, push.vapid_public_key) {
-            (Some(private), Some(public)) => Some((private, public)),
+        let vapid_secret = match (
+            env("BLEEPLESS_VAPID_PRIVATE_KEY"),
+            &push.vapid_private_key_file,
+        ) {
+            (Some(k), _) => Some((k, "BLEEPLESS_VAPID_PRIVATE_KEY".to_string())),
+            (None, Some(path)) => Some((
+                secret_file(path, &src("push.vapid_private_key_file"))?,
+                src("push.vapid_private_key_file"),
+            )),
             (None, None) => None,
+        };
+        let vapid = match (vapid_secret, push.vapid_private_key, push.vapid_public_key) {
+            (Some((private, from)), None, None) => {
+                let keys = crate::outbox::push::vapid_keys_from_private(&private)
+                    .map_err(|why| ConfigError(format!("{from}: {why}")))?;
+                Some((keys.private_key, keys.public_key))
+            }
+            (Some((_, from)), _, _) => {
+                return Err(ConfigError(format!(
+                    "{from}: give the VAPID private key in one place only (not also vapid_private_key in {})",
+                    src("push")
+                )))
+            }
+            (None, Some(private), Some(public)) => Some((private, public)),
+            (None, None, None) => None,
             _ => {
                 return Err(ConfigError(format!(
                     "{}: give both vapid_private_key and vapid_public_key, or neither",
@@ -312,12 +404,21 @@ impl Config {
                 )))
             }
         };
+        let allowed_hosts = match push.allowed_hosts {
+            Some(hosts) => hosts,
+            None => DEFAULT_PUSH_HOSTS.iter().map(|h| h.to_string()).collect(),
+        };
+        let allow_endpoints = push.allow_endpoints.unwrap_or_default();
+        crate::outbox::endpoints::EndpointPolicy::new(&allowed_hosts, &allow_endpoints)
+            .map_err(|why| ConfigError(format!("{}: {why}", src("push"))))?;
         let push = PushConfig {
             subject: push
                 .subject
                 .unwrap_or_else(|| "mailto:bleepless-admin@localhost".to_string()),
             vapid,
             timeout: Duration::from_secs(push.timeout_seconds.unwrap_or(10).max(1)),
+            allowed_hosts,
+            allow_endpoints,
         };
         if !(push.subject.starts_with("mailto:") || push.subject.starts_with("https://")) {
             return Err(ConfigError(format!(
@@ -435,6 +536,70 @@ impl Config {
             });
         }
 
+        let sec = file.security.unwrap_or_default();
+        let defaults = SecurityConfig::default();
+        let link_secret = match (env("BLEEPLESS_LINK_SECRET"), &sec.link_secret_file) {
+            (Some(s), _) => Some((s, "BLEEPLESS_LINK_SECRET".to_string())),
+            (None, Some(path)) => Some((
+                secret_file(path, &src("security.link_secret_file"))?,
+                src("security.link_secret_file"),
+            )),
+            (None, None) => None,
+        };
+        let link_secret = match link_secret {
+            Some((s, from)) if s.len() < 32 => {
+                return Err(ConfigError(format!(
+                    "{from}: the link secret has {} characters; give at least 32 random ones (e.g. openssl rand -base64 48)",
+                    s.len()
+                )))
+            }
+            Some((s, _)) => Some(s.into_bytes()),
+            None => None,
+        };
+        let minutes = |m: Option<u64>, default: Duration, name: &str| match m {
+            Some(0) => Err(ConfigError(format!("{}: must be at least 1", src(name)))),
+            Some(m) => Ok(Duration::from_secs(m * 60)),
+            None => Ok(default),
+        };
+        let at_least_one = |n: Option<i32>, default: i32, name: &str| match n {
+            Some(n) if n < 1 => Err(ConfigError(format!("{}: must be at least 1", src(name)))),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let security = SecurityConfig {
+            link_secret,
+            failures_per_account: at_least_one(
+                sec.sign_in_failures_per_account,
+                defaults.failures_per_account,
+                "security.sign_in_failures_per_account",
+            )?,
+            failures_per_address: at_least_one(
+                sec.sign_in_failures_per_address,
+                defaults.failures_per_address,
+                "security.sign_in_failures_per_address",
+            )?,
+            lockout: minutes(
+                sec.lockout_minutes,
+                defaults.lockout,
+                "security.lockout_minutes",
+            )?,
+            session_idle: minutes(
+                sec.session_idle_minutes,
+                defaults.session_idle,
+                "security.session_idle_minutes",
+            )?,
+            trust_proxy_headers: sec.trust_proxy_headers.unwrap_or(false),
+            body_timeout: Duration::from_secs(
+                sec.body_timeout_seconds
+                    .unwrap_or(defaults.body_timeout.as_secs())
+                    .max(1),
+            ),
+            max_devices: sec
+                .max_devices_per_person
+                .unwrap_or(defaults.max_devices)
+                .max(1),
+        };
+
         Ok(Config {
             bind,
             database,
@@ -452,6 +617,7 @@ impl Config {
             dispatch,
             health: health(file.health, src)?,
             record,
+            security,
         })
     }
 
@@ -468,6 +634,8 @@ impl Config {
                 subject: "mailto:bleepless-tests@example.nhs.uk".into(),
                 vapid: None,
                 timeout: Duration::from_secs(2),
+                allowed_hosts: DEFAULT_PUSH_HOSTS.iter().map(|h| h.to_string()).collect(),
+                allow_endpoints: Vec::new(),
             },
             email: None,
             health: HealthConfig::default(),
@@ -476,6 +644,7 @@ impl Config {
                 ..DispatchConfig::default()
             },
             record: Vec::new(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -516,6 +685,17 @@ pub fn parse_schedule(text: &str) -> Result<cron::Schedule, String> {
     cron::Schedule::from_str(text).map_err(|e| format!("{text:?} is not a cron schedule: {e}"))
 }
 
+/// A secret kept in a file of its own (e.g. a container secret), trimmed.
+fn secret_file(path: &Path, from: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{from}: {} cannot be read: {e}", path.display())))?;
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        return Err(ConfigError(format!("{from}: {} is empty", path.display())));
+    }
+    Ok(text)
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError(format!(
@@ -551,6 +731,74 @@ mod tests {
             .unwrap_err()
             .contains("mysql"));
         assert!(DatabaseUrl::parse(":memory:").is_err());
+    }
+
+    fn load_file(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bleepless.toml");
+        std::fs::write(
+            &path,
+            text.replace("DIR", &dir.path().display().to_string()),
+        )
+        .unwrap();
+        let vapid = crate::outbox::push::generate_vapid_keys();
+        std::fs::write(dir.path().join("vapid.key"), &vapid.private_key).unwrap();
+        std::fs::write(dir.path().join("short.secret"), "too short\n").unwrap();
+        std::fs::write(
+            dir.path().join("link.secret"),
+            "0123456789abcdef0123456789abcdef-link\n",
+        )
+        .unwrap();
+        let config = Config::load(&Overrides {
+            config_file: Some(path),
+            ..Overrides::default()
+        });
+        if let Ok(c) = &config {
+            if let Some((private, public)) = &c.push.vapid {
+                assert_eq!((private, public), (&vapid.private_key, &vapid.public_key));
+            }
+        }
+        config
+    }
+
+    #[test]
+    fn secrets_come_from_their_own_files() {
+        let c = load_file(
+            "[push]\nvapid_private_key_file = \"DIR/vapid.key\"\n\
+             [security]\nlink_secret_file = \"DIR/link.secret\"\n",
+        )
+        .unwrap();
+        assert!(c.push.vapid.is_some(), "the public key is derived");
+        assert_eq!(
+            c.security.link_secret.as_deref(),
+            Some(&b"0123456789abcdef0123456789abcdef-link"[..])
+        );
+        for (text, says) in [
+            (
+                "[security]\nlink_secret_file = \"DIR/short.secret\"\n",
+                "at least 32",
+            ),
+            (
+                "[security]\nlink_secret_file = \"DIR/missing\"\n",
+                "cannot be read",
+            ),
+            (
+                "[push]\nvapid_private_key_file = \"DIR/link.secret\"\n",
+                "not a VAPID private key",
+            ),
+            (
+                "[push]\nallowed_hosts = [\"https://x/\"]\n",
+                "allowed_hosts",
+            ),
+            (
+                "[push]\nallow_endpoints = [\"localhost\"]\n",
+                "allow_endpoints",
+            ),
+            ("[security]\nlockout_minutes = 0\n", "lockout_minutes"),
+        ] {
+            let e = load_file(text).unwrap_err().0;
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -49,7 +49,12 @@ pub fn fill(
         ("Dr Ben Hughes", "ben.hughes@example.nhs.uk", "clinician"),
         ("Dr Chloe Evans", "chloe.evans@example.nhs.uk", "clinician"),
         ("Dr Dan Wright", "dan.wright@example.nhs.uk", "clinician"),
-        ("Maria Santos", "maria.santos@example.nhs.uk", "bed_manager"),
+        // The clinical site manager holds the site bleep: only clinicians hold bleeps.
+        (
+            "Maria Santos",
+            "maria.santos@example.nhs.uk",
+            "bed_manager,clinician",
+        ),
         ("Sam Admin", "sam.admin@example.nhs.uk", "admin"),
     ];
     let password = crate::store::sessions::random_token()[..16].to_string();

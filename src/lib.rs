@@ -11,6 +11,7 @@ pub mod escalation;
 pub mod fhir;
 pub mod outbox;
 pub mod store;
+pub mod telemetry;
 pub mod web;
 
 use actix_web::{middleware, web as aweb, App, HttpServer};
@@ -29,7 +30,9 @@ pub struct Application {
 }
 
 /// Keys and secrets the service makes on first start and keeps in the database, so that
-/// every instance (and every restart) signs with the same ones.
+/// every instance (and every restart) signs with the same ones — unless the configuration
+/// gives them (from a file or the environment), when no copy is kept in the database and
+/// any earlier copy there is removed.
 fn load_or_make_secrets(
     store: &Store,
     config: &Config,
@@ -40,18 +43,27 @@ fn load_or_make_secrets(
     let attempt = || {
         store.write_now(|c| {
             let vapid = match &config.push.vapid {
-                Some((private, public)) => format!("{private}.{public}"),
+                Some((private, public)) => {
+                    store::settings::forget(c, "vapid_keys")?;
+                    format!("{private}.{public}")
+                }
                 None => store::settings::get_or_create(c, "vapid_keys", now, || {
                     let k = outbox::push::generate_vapid_keys();
                     format!("{}.{}", k.private_key, k.public_key)
                 })?,
             };
-            let secret = store::settings::get_or_create(c, "link_secret", now, || {
-                use rand::RngCore;
-                let mut key = [0u8; 32];
-                rand::thread_rng().fill_bytes(&mut key);
-                b64.encode(key)
-            })?;
+            let secret = match &config.security.link_secret {
+                Some(given) => {
+                    store::settings::forget(c, "link_secret")?;
+                    b64.encode(given)
+                }
+                None => store::settings::get_or_create(c, "link_secret", now, || {
+                    use rand::RngCore;
+                    let mut key = [0u8; 32];
+                    rand::thread_rng().fill_bytes(&mut key);
+                    b64.encode(key)
+                })?,
+            };
             Ok((vapid, secret))
         })
     };
@@ -72,6 +84,27 @@ fn load_or_make_secrets(
         },
         secret,
     ))
+}
+
+/// Devices registered before the push endpoint policy (or under a wider one) are removed at
+/// start, so that every device the outbox sends to has passed the policy now in force (its
+/// host and address were checked when it was registered).
+fn forget_refused_devices(store: &Store, push: &config::PushConfig) -> Result<(), String> {
+    let policy = outbox::endpoints::EndpointPolicy::of(push);
+    let removed = store
+        .write_now(|c| {
+            store::notifications::forget_devices_where(c, |endpoint| {
+                policy.check_url(endpoint).is_err()
+            })
+        })
+        .map_err(|e| e.public_message())?;
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "push devices on endpoints the policy refuses were removed"
+        );
+    }
+    Ok(())
 }
 
 impl Application {
@@ -121,16 +154,15 @@ impl Application {
             records: outbox::record::RecordServers::new(&config.record, &config.public_url)?,
             owner: uuid::Uuid::new_v4().to_string(),
         };
+        forget_refused_devices(&state.store, &config.push)?;
         let data = aweb::Data::new(state.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .wrap(middleware::from_fn(web::errors::ensure_json_errors))
-                // The path only: query strings may carry patient identifiers.
-                .wrap(
-                    middleware::Logger::new("%s %{METHOD}xi %U %Dms")
-                        .custom_request_replace("METHOD", |req| req.method().to_string()),
-                )
+                .wrap(middleware::from_fn(web::guard::body_deadline))
+                .wrap(middleware::from_fn(web::guard::request_log))
+                .wrap(middleware::from_fn(web::guard::security_headers))
                 .configure(web::configure)
                 .default_service(aweb::to(web::errors::no_route))
         })

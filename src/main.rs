@@ -3,9 +3,11 @@ use bleepless::app::App;
 use bleepless::clock::{Clock, SystemClock};
 use bleepless::config::{Config, Overrides};
 use bleepless::error::AppError;
-use bleepless::store::{directory, Store};
+use bleepless::store::audit::{Action, Actor, Entry};
+use bleepless::store::{directory, DbConnection, Store};
 use bleepless::{demo, Application};
 use clap::{Parser, Subcommand};
+use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -73,6 +75,17 @@ enum StaffCmd {
         /// Staff id, email or exact name.
         staff: String,
     },
+    /// Deactivate a leaver: their sessions, API token, push devices and bleeps end at once.
+    Deactivate {
+        /// Staff id, email or exact name.
+        staff: String,
+    },
+    /// Show the audit log (newest first): staff, bleeps, passwords, tokens, sign-ins.
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,12 +129,10 @@ enum WardCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let directives = std::env::var("RUST_LOG").ok();
+    if let Err(e) = bleepless::telemetry::init(directives.as_deref(), std::io::stderr) {
+        eprintln!("bleepless: cannot start logging: {e}");
+    }
     let overrides = Overrides {
         config_file: cli.config.clone(),
         bind: cli.bind.clone(),
@@ -153,6 +164,24 @@ fn fail(e: AppError) -> String {
     e.public_message()
 }
 
+/// Records an operator's change in the audit log, in the change's transaction.
+fn audit(
+    c: &mut DbConnection,
+    action: Action,
+    subject: &str,
+    detail: serde_json::Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), AppError> {
+    let entry = Entry {
+        actor: Actor::CommandLine,
+        action,
+        subject: Some(subject),
+        detail,
+        client: None,
+    };
+    bleepless::store::audit::record(c, entry, now)
+}
+
 fn run(cli: Cli, config: Config) -> Result<(), String> {
     let now = SystemClock.now();
     match cli.command.unwrap_or(Cmd::Serve) {
@@ -173,7 +202,11 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                 StaffCmd::Add { name, email, roles } => {
                     let (s, token) = store
                         .write_now(|c| {
-                            directory::add_staff(c, &name, email.as_deref(), &roles, now)
+                            let (s, token) =
+                                directory::add_staff(c, &name, email.as_deref(), &roles, now)?;
+                            let detail = json!({ "name": s.name, "roles": roles });
+                            audit(c, Action::StaffAdded, &s.id, detail, now)?;
+                            Ok((s, token))
                         })
                         .map_err(fail)?;
                     println!("added {} ({}) id {}", s.name, roles, s.id);
@@ -203,16 +236,18 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                         .write_now(|c| {
                             let s = directory::find_staff(c, &staff)?;
                             bleepless::store::sessions::set_password(c, &s.id, &password)?;
+                            audit(c, Action::PasswordSet, &s.id, json!({}), now)?;
                             Ok(s)
                         })
                         .map_err(fail)?;
-                    println!("password set for {}", s.name);
+                    println!("password set for {}; their sessions have ended", s.name);
                 }
                 StaffCmd::Token { staff } => {
                     let (s, token) = store
                         .write_now(|c| {
                             let s = directory::find_staff(c, &staff)?;
                             let t = directory::reissue_token(c, &s.id)?;
+                            audit(c, Action::TokenReissued, &s.id, json!({}), now)?;
                             Ok((s, t))
                         })
                         .map_err(fail)?;
@@ -222,6 +257,54 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                     );
                     println!("{token}");
                 }
+                StaffCmd::Deactivate { staff } => {
+                    let app = App::new(store, Arc::new(SystemClock), config.policy.clone());
+                    let done = app
+                        .run_now(|c, ctx| {
+                            let s = directory::find_staff(c, &staff)?;
+                            bleepless::app::staff::deactivate(
+                                c,
+                                ctx,
+                                &s.id,
+                                Actor::CommandLine,
+                                None,
+                            )
+                        })
+                        .map_err(fail)?;
+                    println!(
+                        "deactivated {}: {} sessions ended, API token revoked, {} devices removed",
+                        done.staff.name, done.sessions_ended, done.devices_removed
+                    );
+                    if !done.bleeps_released.is_empty() {
+                        println!(
+                            "they no longer hold: {} (hand these bleeps over)",
+                            done.bleeps_released.join(", ")
+                        );
+                    }
+                }
+                StaffCmd::Audit { limit } => {
+                    if !(1..=10_000).contains(&limit) {
+                        return Err(format!("--limit {limit}: give 1 to 10000"));
+                    }
+                    let entries = store
+                        .write_now(|c| bleepless::store::audit::list(c, limit, None))
+                        .map_err(fail)?;
+                    for e in entries {
+                        let who = e
+                            .actor
+                            .map(|p| format!("{} ({})", p.name, p.id))
+                            .unwrap_or_else(|| "-".into());
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}\t{}",
+                            e.at.format("%Y-%m-%d %H:%M:%S"),
+                            e.action,
+                            who,
+                            e.subject.unwrap_or_default(),
+                            e.client.unwrap_or_default(),
+                            e.detail
+                        );
+                    }
+                }
             }
             Ok(())
         }
@@ -230,7 +313,11 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
             match cmd {
                 RoleCmd::Add { name } => {
                     let r = store
-                        .write_now(|c| directory::add_role(c, &name, now))
+                        .write_now(|c| {
+                            let r = directory::add_role(c, &name, now)?;
+                            audit(c, Action::RoleAdded, &r.id, json!({ "name": r.name }), now)?;
+                            Ok(r)
+                        })
                         .map_err(fail)?;
                     println!("added on-call role {} id {}", r.name, r.id);
                 }
@@ -289,6 +376,9 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                                 None => None,
                             };
                             directory::set_escalation(c, &r, next.as_ref())?;
+                            let detail =
+                                json!({ "role": r.name, "to": next.as_ref().map(|n| &n.name) });
+                            audit(c, Action::EscalationSet, &r.id, detail, now)?;
                             Ok((r, next))
                         })
                         .map_err(fail)?;
@@ -308,6 +398,8 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
                             })?;
                             let s = directory::find_staff(c, &to)?;
                             hand_over(c, ctx, &r, &s, share, HandedBy::Operator)?;
+                            let detail = json!({ "role": r.name, "to": s.id, "share": share });
+                            audit(c, Action::HandedOver, &r.id, detail, ctx.now)?;
                             Ok((r, s))
                         })
                         .map_err(fail)?;
@@ -322,7 +414,11 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
             match cmd {
                 WardCmd::Add { name } => {
                     let w = store
-                        .write_now(|c| directory::add_ward(c, &name, now))
+                        .write_now(|c| {
+                            let w = directory::add_ward(c, &name, now)?;
+                            audit(c, Action::WardAdded, &w, json!({}), now)?;
+                            Ok(w)
+                        })
                         .map_err(fail)?;
                     println!("added ward {w}");
                 }

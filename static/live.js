@@ -31,7 +31,10 @@
   function connect() {
     const es = new EventSource('/events');
     es.addEventListener('change', refresh);
-    es.onerror = () => { es.close(); setTimeout(connect, 3000); };
+    // Lost the stream: fetch the part at once, which catches up on what changed meanwhile
+    // and, if the session has ended (idle timeout, sign-out elsewhere), reloads to the
+    // sign-in page instead of showing a stale list.
+    es.onerror = () => { es.close(); refresh(); setTimeout(connect, 3000); };
   }
   connect();
 })();

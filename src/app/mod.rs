@@ -7,6 +7,7 @@
 pub mod escalate;
 pub mod recipients;
 pub mod roles;
+pub mod staff;
 pub mod tasks;
 
 use crate::clock::SharedClock;

@@ -3,7 +3,7 @@
 use crate::domain::task::Policy;
 use crate::domain::transition::Standing;
 use crate::domain::{Action, Assignee, Permission, Task};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::store::directory::{self, Role, Staff};
 use crate::store::DbConnection;
 
@@ -107,6 +107,13 @@ pub fn standing(
     action: Action,
     policy: &Policy,
 ) -> AppResult<Standing> {
+    // Clinical work is for those who may hold a bleep, whatever bleep they were given.
+    if matches!(
+        action,
+        Action::Acknowledge | Action::Start | Action::Complete
+    ) {
+        who.may_hold_bleep().map_err(AppError::Forbidden)?;
+    }
     let mut s = Standing {
         staff_id: who.id.clone(),
         coordinates: who.can(Permission::Coordinator) || who.can(Permission::Admin),

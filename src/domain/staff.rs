@@ -36,3 +36,32 @@ pub fn parse_permissions(list: &str) -> Result<Vec<Permission>, String> {
 pub fn format_permissions(list: &[Permission]) -> String {
     list.iter().map(|p| p.code()).collect::<Vec<_>>().join(",")
 }
+
+/// Who may hold a bleep, and so acknowledge, start and complete clinical tasks: an active
+/// clinician. Coordinators, bed managers and admins raise, watch and arrange the work; they
+/// do not do it. The reason, when not, completes "… cannot hold a bleep".
+pub fn may_hold_bleep(active: bool, permissions: &[Permission]) -> Result<(), &'static str> {
+    if !active {
+        return Err("is no longer active");
+    }
+    if !permissions.contains(&Permission::Clinician) {
+        return Err("is not a clinician");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_active_clinicians_may_hold_a_bleep() {
+        use Permission::*;
+        assert!(may_hold_bleep(true, &[Clinician]).is_ok());
+        assert!(may_hold_bleep(true, &[BedManager, Clinician]).is_ok());
+        assert!(may_hold_bleep(false, &[Clinician]).is_err());
+        for other in [Coordinator, BedManager, Admin] {
+            assert!(may_hold_bleep(true, &[other]).is_err(), "{other}");
+        }
+    }
+}

@@ -83,6 +83,7 @@ impl From<AppError> for FhirError {
             AppError::PayloadTooLarge(_) => "too-long",
             AppError::UnsupportedMediaType(_) => "not-supported",
             AppError::Unavailable(_) => "transient",
+            AppError::TooManyRequests(_) => "throttled",
             AppError::Internal(_) => "exception",
         };
         match &e {
@@ -291,6 +292,9 @@ fn parse_nhs(value: &str) -> Result<String, FhirError> {
         .map_err(|e| FhirError::invalid(format!("patient: {e}")))
 }
 
+/// The furthest a search may page: far beyond any real result set.
+const MAX_OFFSET: i64 = 1_000_000;
+
 /// `_lastUpdated`: an optional prefix, then a date or a dateTime; a partial date is a range.
 fn parse_last_updated(value: &str) -> Result<Vec<Bound>, FhirError> {
     let bad = || {
@@ -438,9 +442,16 @@ fn parse_task_search(params: Vec<(String, String)>, base: &str) -> Result<TaskSe
                     })?;
             }
             "_offset" => {
-                s.offset = v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                    FhirError::invalid(format!("_offset {v:?}: give a whole number, 0 or more"))
-                })?;
+                // Bounded, so that the paging links' arithmetic cannot overflow.
+                s.offset = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (0..=MAX_OFFSET).contains(n))
+                    .ok_or_else(|| {
+                        FhirError::invalid(format!(
+                            "_offset {v:?}: give a whole number from 0 to {MAX_OFFSET}"
+                        ))
+                    })?;
                 continue;
             }
             other => {

@@ -4,6 +4,7 @@
 //! policy) and configuration.
 pub mod ece;
 pub mod email;
+pub mod endpoints;
 pub mod links;
 pub mod notification;
 pub mod push;

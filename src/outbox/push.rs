@@ -56,6 +56,20 @@ pub fn generate_vapid_keys() -> VapidKeys {
     }
 }
 
+/// The key pair of a VAPID private key (base64url, 32 bytes), for a key given alone in a
+/// file or the environment.
+pub fn vapid_keys_from_private(private_key: &str) -> Result<VapidKeys, String> {
+    let bad = || "not a VAPID private key (32 bytes, base64url)".to_string();
+    let raw = URL_SAFE_NO_PAD
+        .decode(private_key.trim().trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let pair = ES256KeyPair::from_bytes(&raw).map_err(|_| bad())?;
+    Ok(VapidKeys {
+        private_key: URL_SAFE_NO_PAD.encode(pair.to_bytes()),
+        public_key: URL_SAFE_NO_PAD.encode(pair.public_key().public_key().to_bytes_uncompressed()),
+    })
+}
+
 /// A browser's push subscription (`PushSubscription.toJSON()`): the endpoint URL and the
 /// `keys.p256dh` / `keys.auth` values, base64url.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -292,7 +306,8 @@ pub fn topic_token(topic: &str) -> String {
 /// The origin of the endpoint (`scheme://host[:port]`, default port omitted, lower case),
 /// which RFC 8292 §2 requires as the JWT `aud` claim.
 pub fn audience(endpoint: &str) -> Result<String, String> {
-    let bad = || format!("push endpoint is not an http(s) URL: {endpoint:?}");
+    // The endpoint itself is a capability: it is never put in a message that may be logged.
+    let bad = || "push endpoint is not an http(s) URL".to_string();
     let (scheme, rest) = endpoint.split_once("://").ok_or_else(bad)?;
     let scheme = scheme.to_ascii_lowercase();
     let default_port = match scheme.as_str() {

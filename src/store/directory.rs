@@ -28,6 +28,17 @@ impl Staff {
         self.active && self.roles.contains(&p)
     }
 
+    /// Whether this person may hold a bleep and do clinical tasks: see
+    /// [`crate::domain::staff::may_hold_bleep`]. The error says who and why.
+    pub fn may_hold_bleep(&self) -> Result<(), String> {
+        crate::domain::staff::may_hold_bleep(self.active, &self.roles).map_err(|why| {
+            format!(
+                "{} {why}: only an active clinician may hold a bleep",
+                self.name
+            )
+        })
+    }
+
     /// Bed managers, coordinators and admins watch the wards: the dashboard and the
     /// delivery reports are theirs.
     pub fn watches_wards(&self) -> bool {
@@ -407,12 +418,7 @@ pub fn hand_over(
     by: Option<&str>,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    if !to.active {
-        return Err(AppError::Unprocessable(format!(
-            "{} is no longer active and cannot hold a bleep",
-            to.name
-        )));
-    }
+    to.may_hold_bleep().map_err(AppError::Unprocessable)?;
     let current = role_holdings::table
         .filter(role_holdings::role_id.eq(&role.id))
         .filter(role_holdings::held_until.is_null());
@@ -468,4 +474,62 @@ pub fn set_escalation(conn: &mut DbConnection, role: &Role, next: Option<&Role>)
         .set(oncall_roles::escalates_to.eq(next.map(|n| n.id.clone())))
         .execute(conn)?;
     Ok(())
+}
+
+/// What deactivating a leaver ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deactivated {
+    pub staff: Staff,
+    pub sessions_ended: usize,
+    pub devices_removed: usize,
+    /// Names of the bleeps they held, which now have one holder fewer.
+    pub bleeps_released: Vec<String>,
+}
+
+/// A leaver: inactive from now, with every session, the API token, their push devices and
+/// their bleeps ended at once, in one transaction.
+pub fn deactivate(
+    conn: &mut DbConnection,
+    staff_id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<Deactivated> {
+    use super::schema::push_subscriptions;
+    let mut staff = staff_by_id(conn, staff_id)?
+        .ok_or_else(|| AppError::NotFound(format!("no member of staff {staff_id}")))?;
+    if !staff.active {
+        return Err(AppError::conflict(
+            format!("{} is already inactive", staff.name),
+            serde_json::Value::Null,
+        ));
+    }
+    // A token nobody was given: the old one stops working, and no new one is shown.
+    diesel::update(staff::table.find(staff_id))
+        .set((
+            staff::active.eq(false),
+            staff::token_hash.eq(hash_token(&new_token())),
+        ))
+        .execute(conn)?;
+    let sessions_ended = super::sessions::end_sessions(conn, staff_id, None)?;
+    let devices_removed =
+        diesel::delete(push_subscriptions::table.filter(push_subscriptions::staff_id.eq(staff_id)))
+            .execute(conn)?;
+    let held = roles_held_by(conn, staff_id)?;
+    let refs: Vec<&str> = held.iter().map(String::as_str).collect();
+    let mut bleeps_released: Vec<String> = role_names(conn, &refs)?.into_values().collect();
+    bleeps_released.sort();
+    diesel::update(
+        role_holdings::table
+            .filter(role_holdings::staff_id.eq(staff_id))
+            .filter(role_holdings::held_until.is_null()),
+    )
+    .set(role_holdings::held_until.eq(Some(to_db(now))))
+    .execute(conn)?;
+    staff.active = false;
+    tracing::info!(staff_id = %staff.id, sessions_ended, devices_removed, "member of staff deactivated");
+    Ok(Deactivated {
+        staff,
+        sessions_ended,
+        devices_removed,
+        bleeps_released,
+    })
 }

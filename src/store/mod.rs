@@ -5,6 +5,7 @@
 //! parameter, and SQLite's planner marks a statement whose LIMIT is bound as expired
 //! whenever the parameter is bound again, so diesel's cached statement was compiled anew
 //! on every call (a fifth of the service's CPU under load, measured with perf).
+pub mod audit;
 pub mod dashboard;
 mod database_url;
 pub mod deliveries;
@@ -18,6 +19,7 @@ pub mod sessions;
 pub mod settings;
 pub mod sql;
 pub mod tasks;
+pub mod throttle;
 
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -369,11 +371,21 @@ const SQLITE_APPEND_ONLY: &str = "\
 CREATE TRIGGER IF NOT EXISTS task_events_no_update BEFORE UPDATE ON task_events \
 BEGIN SELECT RAISE(ABORT, 'task_events is append-only: an event cannot be changed'); END; \
 CREATE TRIGGER IF NOT EXISTS task_events_no_delete BEFORE DELETE ON task_events \
-BEGIN SELECT RAISE(ABORT, 'task_events is append-only: an event cannot be removed'); END;";
+BEGIN SELECT RAISE(ABORT, 'task_events is append-only: an event cannot be removed'); END; \
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log \
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: an entry cannot be changed'); END; \
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log \
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: an entry cannot be removed'); END;";
 const PG_APPEND_ONLY: &str = "\
 CREATE OR REPLACE FUNCTION task_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ \
 BEGIN RAISE EXCEPTION 'task_events is append-only: an event cannot be changed or removed (%)', TG_OP; END $$; \
+CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ \
+BEGIN RAISE EXCEPTION 'audit_log is append-only: an entry cannot be changed or removed (%)', TG_OP; END $$; \
 DO $$ BEGIN \
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_log_no_change') THEN \
+    CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log \
+    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only(); \
+  END IF; \
   IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'task_events_no_change') THEN \
     CREATE TRIGGER task_events_no_change BEFORE UPDATE OR DELETE ON task_events \
     FOR EACH ROW EXECUTE FUNCTION task_events_append_only(); \

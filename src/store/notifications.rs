@@ -23,7 +23,34 @@ pub struct Device {
     pub last_error: Option<String>,
 }
 
-/// Registers a device; the same endpoint registered again is updated and moves to `staff_id`.
+/// Refuses a new device to someone who already has `max_devices` (renewing one they have is
+/// not a new device). Call in the transaction that then calls [`subscribe`].
+pub fn room_for_device(
+    conn: &mut DbConnection,
+    staff_id: &str,
+    endpoint: &str,
+    max_devices: i64,
+) -> AppResult<()> {
+    let mine = push_subscriptions::table.filter(push_subscriptions::staff_id.eq(staff_id));
+    let renewal: i64 = mine
+        .filter(push_subscriptions::endpoint.eq(endpoint))
+        .count()
+        .get_result(conn)?;
+    let registered: i64 = mine.count().get_result(conn)?;
+    if renewal == 0 && registered >= max_devices {
+        return Err(AppError::conflict(
+            format!(
+                "you already have {registered} devices registered, the most allowed: remove one \
+                 you no longer use (DELETE /api/v1/push-subscriptions/{{id}})"
+            ),
+            serde_json::Value::Null,
+        ));
+    }
+    Ok(())
+}
+
+/// Registers a device, or (the same endpoint again, from the same person) renews its keys.
+/// An endpoint registered by someone else is refused, not moved: it may be their phone.
 pub fn subscribe(
     conn: &mut DbConnection,
     staff_id: &str,
@@ -33,15 +60,21 @@ pub fn subscribe(
     user_agent: Option<&str>,
     now: DateTime<Utc>,
 ) -> AppResult<String> {
-    let existing: Option<String> = push_subscriptions::table
+    let existing: Option<(String, String)> = push_subscriptions::table
         .filter(push_subscriptions::endpoint.eq(endpoint))
-        .select(push_subscriptions::id)
+        .select((push_subscriptions::id, push_subscriptions::staff_id))
         .get_result(conn)
         .optional()?;
-    if let Some(id) = existing {
+    if let Some((id, owner)) = existing {
+        if owner != staff_id {
+            return Err(AppError::conflict(
+                "this push endpoint is registered to another member of staff: they (or an admin \
+                 deactivating them) must remove it first",
+                serde_json::Value::Null,
+            ));
+        }
         diesel::update(push_subscriptions::table.find(&id))
             .set((
-                push_subscriptions::staff_id.eq(staff_id),
                 push_subscriptions::p256dh.eq(p256dh),
                 push_subscriptions::auth.eq(auth),
                 push_subscriptions::user_agent.eq(user_agent),
@@ -104,6 +137,26 @@ pub fn unsubscribe(conn: &mut DbConnection, staff_id: &str, id: &str) -> AppResu
         return Err(AppError::NotFound(format!("you have no device {id}")));
     }
     Ok(())
+}
+
+/// Forgets every device whose endpoint `refused` says no to; returns how many.
+pub fn forget_devices_where(
+    conn: &mut DbConnection,
+    refused: impl Fn(&str) -> bool,
+) -> AppResult<usize> {
+    let all: Vec<(String, String)> = push_subscriptions::table
+        .select((push_subscriptions::id, push_subscriptions::endpoint))
+        .load(conn)?;
+    let ids: Vec<&str> = all
+        .iter()
+        .filter(|(_, endpoint)| refused(endpoint))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    for chunk in ids.chunks(500) {
+        diesel::delete(push_subscriptions::table.filter(push_subscriptions::id.eq_any(chunk)))
+            .execute(conn)?;
+    }
+    Ok(ids.len())
 }
 
 /// A push service said the subscription is gone (404/410): forget the device.

@@ -35,3 +35,9 @@ pub fn get_or_create(
         .execute(conn)?;
     Ok(value)
 }
+
+/// Removes a stored value (a secret now given by the configuration instead).
+pub fn forget(conn: &mut DbConnection, name: &str) -> AppResult<()> {
+    diesel::delete(settings::table.find(name)).execute(conn)?;
+    Ok(())
+}

@@ -1,4 +1,5 @@
 //! The JSON API under /api/v1, for systems and for the pages' scripts.
+use super::auth::{client_address, SESSION_COOKIE};
 use super::auth::{Caller, Credentials};
 use super::errors::json_error;
 use super::AppState;
@@ -10,11 +11,15 @@ use crate::domain::timeline::{Event, Person};
 use crate::domain::{Assignee, NewTask, News2, Task};
 use crate::domain::{Category, NhsNumber, OutcomeCode, Permission, Priority, Status};
 use crate::error::{AppError, AppResult};
+use crate::outbox::endpoints::EndpointPolicy;
+use crate::store::audit::{self, Action as AuditAction, Actor, Entry};
 use crate::store::directory::{self, Staff};
 use crate::store::events;
+use crate::store::sessions;
 use crate::store::tasks::{self, Cursor, Filter};
+use crate::store::throttle::{self, Bucket};
 use crate::store::{deliveries, notifications, DbConnection};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -22,6 +27,7 @@ use std::collections::HashMap;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/me", web::get().to(me))
+        .route("/me/password", web::post().to(change_password))
         .route("/tasks", web::get().to(list_tasks))
         .route("/tasks", web::post().to(raise_task))
         .route("/tasks/{id}", web::get().to(get_task))
@@ -37,6 +43,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/roles/{id}/hand-over", web::post().to(hand_over))
         .route("/roles/{id}/escalate", web::post().to(set_escalation))
         .route("/staff", web::get().to(list_staff))
+        .route("/staff/{id}/deactivate", web::post().to(deactivate_staff))
+        .route("/audit", web::get().to(audit_log))
         .route("/push/vapid-public-key", web::get().to(vapid_public_key))
         .route("/push-subscriptions", web::post().to(subscribe))
         .route("/push-subscriptions", web::get().to(my_devices))
@@ -627,12 +635,14 @@ struct HandOverBody {
 
 async fn hand_over(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Caller(staff): Caller,
     id: web::Path<String>,
     body: web::Json<HandOverBody>,
 ) -> AppResult<HttpResponse> {
     let role_key = id.into_inner();
     let HandOverBody { to: to_key, share } = body.into_inner();
+    let client = client_address(&req, &state);
     let result = state
         .app
         .run(move |c, ctx| {
@@ -642,6 +652,17 @@ async fn hand_over(
                 AppError::Unprocessable(format!("to: no member of staff with id {to_key:?}"))
             })?;
             crate::app::roles::hand_over(c, ctx, &role, &to, share, HandedBy::Staff(&staff))?;
+            audit::record(
+                c,
+                Entry {
+                    actor: Actor::Staff(&staff.id),
+                    action: AuditAction::HandedOver,
+                    subject: Some(&role.id),
+                    detail: json!({ "role": role.name, "to": to.id, "share": share }),
+                    client: Some(&client),
+                },
+                ctx.now,
+            )?;
             Ok(json!({ "role": role, "held_by": Person { id: to.id, name: to.name } }))
         })
         .await?;
@@ -662,6 +683,7 @@ struct EscalateBody {
 
 async fn set_escalation(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Caller(staff): Caller,
     id: web::Path<String>,
     body: web::Json<EscalateBody>,
@@ -673,6 +695,7 @@ async fn set_escalation(
     }
     let key = id.into_inner();
     let to = body.into_inner().to;
+    let (client, now) = (client_address(&req, &state), state.clock.now());
     let role = state
         .store
         .write(move |c| {
@@ -685,6 +708,17 @@ async fn set_escalation(
                 None => None,
             };
             directory::set_escalation(c, &role, next.as_ref())?;
+            audit::record(
+                c,
+                Entry {
+                    actor: Actor::Staff(&staff.id),
+                    action: AuditAction::EscalationSet,
+                    subject: Some(&role.id),
+                    detail: json!({ "role": role.name, "to": next.as_ref().map(|n| &n.name) }),
+                    client: Some(&client),
+                },
+                now,
+            )?;
             directory::role_by_id(c, &role.id)
         })
         .await?;
@@ -733,24 +767,23 @@ async fn subscribe(
     let b = body.into_inner();
     let _ = b.expiration_time;
     let endpoint = b.endpoint.trim().to_string();
-    let local =
-        endpoint.starts_with("http://127.0.0.1") || endpoint.starts_with("http://localhost");
-    if !(endpoint.starts_with("https://") || local) || endpoint.len() > 2000 {
-        return Err(unprocessable(
-            "endpoint must be the https:// URL the browser's push service gave",
-        ));
-    }
     check_key("p256dh", &b.keys.p256dh, 65)?;
     check_key("auth", &b.keys.auth, 16)?;
+    EndpointPolicy::of(&state.config.push)
+        .check(&endpoint)
+        .await
+        .map_err(unprocessable)?;
     let ua = req
         .headers()
         .get(actix_web::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(200).collect::<String>());
     let now = state.clock.now();
+    let max = state.config.security.max_devices;
     let id = state
         .store
         .write(move |c| {
+            notifications::room_for_device(c, &staff.id, &endpoint, max)?;
             notifications::subscribe(
                 c,
                 &staff.id,
@@ -765,6 +798,8 @@ async fn subscribe(
     Ok(HttpResponse::Created().json(json!({ "id": id })))
 }
 
+/// A device as its owner sees it. Whatever the push service answered stays in the log:
+/// echoing it would tell the caller what is listening at an address.
 async fn my_devices(state: web::Data<AppState>, Caller(staff): Caller) -> AppResult<HttpResponse> {
     let devices = state
         .store
@@ -779,7 +814,7 @@ async fn my_devices(state: web::Data<AppState>, Caller(staff): Caller) -> AppRes
                 "user_agent": d.user_agent,
                 "registered_at": crate::store::from_db(d.created_at),
                 "last_success_at": d.last_success_at.map(crate::store::from_db),
-                "last_error": d.last_error,
+                "failing": d.last_error.is_some(),
             })
         })
         .collect();
@@ -885,4 +920,163 @@ async fn dashboard(state: web::Data<AppState>, auth: Credentials) -> AppResult<H
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// Deactivates a leaver: their sessions, API token, devices and bleeps end at once.
+async fn deactivate_staff(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Caller(admin): Caller,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    if !admin.can(Permission::Admin) {
+        return Err(AppError::Forbidden(
+            "only an admin may deactivate staff".into(),
+        ));
+    }
+    let id = id.into_inner();
+    if id == admin.id {
+        return Err(AppError::Unprocessable(
+            "you cannot deactivate yourself: ask another admin".into(),
+        ));
+    }
+    let client = client_address(&req, &state);
+    let done = state
+        .app
+        .run(move |c, ctx| {
+            crate::app::staff::deactivate(c, ctx, &id, Actor::Staff(&admin.id), Some(&client))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(done))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    action: Option<String>,
+    limit: Option<i64>,
+}
+
+/// The audit log, newest first: for admins.
+async fn audit_log(
+    state: web::Data<AppState>,
+    Caller(staff): Caller,
+    params: web::Query<AuditParams>,
+) -> AppResult<HttpResponse> {
+    if !staff.can(Permission::Admin) {
+        return Err(AppError::Forbidden("the audit log is for admins".into()));
+    }
+    let p = params.into_inner();
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::BadRequest(format!(
+            "limit is {limit}; give 1 to 1000"
+        )));
+    }
+    let action = match p.action {
+        Some(a) => Some(
+            AuditAction::parse(a.trim())
+                .map_err(|e| AppError::BadRequest(format!("action: {e}")))?,
+        ),
+        None => None,
+    };
+    let entries = state
+        .store
+        .read(move |c| audit::list(c, limit, action.map(AuditAction::code)))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the caller's own password: the current one must be given (counted like a
+/// sign-in attempt), and every other session of theirs ends.
+async fn change_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Caller(staff): Caller,
+    body: web::Json<PasswordBody>,
+) -> AppResult<HttpResponse> {
+    let PasswordBody {
+        current_password,
+        new_password,
+    } = body.into_inner();
+    // A new password that will not do is refused before anything is counted.
+    sessions::check_new_password(&new_password)?;
+    let email = staff.email.clone().ok_or_else(|| {
+        AppError::Unprocessable("you have no email address, so no password: ask an admin".into())
+    })?;
+    let (now, client) = (state.clock.now(), client_address(&req, &state));
+    let limits = &state.config.security;
+    let window =
+        chrono::Duration::from_std(limits.lockout).unwrap_or(chrono::Duration::minutes(15));
+    let account = Bucket::account(&email, limits.failures_per_account);
+    let counted = {
+        let (account, email) = (account.clone(), email.clone());
+        state
+            .store
+            .write(move |c| {
+                let buckets = [account];
+                if let Some(wait) = throttle::locked_for(c, &buckets, now)? {
+                    return Ok(Err(wait));
+                }
+                throttle::attempt(c, &buckets, window, now)?;
+                Ok(Ok(sessions::password_of(c, &email)?.map(|(_, hash)| hash)))
+            })
+            .await?
+    };
+    let hash = match counted {
+        Ok(hash) => hash,
+        Err(wait) => {
+            let mut res = AppError::TooManyRequests(format!(
+                "too many wrong passwords: try again in {} minutes",
+                (wait.num_seconds() + 59) / 60
+            ))
+            .error_response();
+            res.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                wait.num_seconds().max(1).into(),
+            );
+            return Ok(res);
+        }
+    };
+    let checked = web::block(move || {
+        let right = sessions::verify_password(hash.as_deref(), &current_password);
+        (right, right.then(|| sessions::hash_password(&new_password)))
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("password check: {e}")))?;
+    let keep = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    let ended = state
+        .store
+        .write(move |c| {
+            let (subject, action) = match &checked {
+                (true, _) => (staff.id.as_str(), AuditAction::PasswordSet),
+                (false, _) => (email.as_str(), AuditAction::SignInFailed),
+            };
+            let entry = Entry {
+                actor: Actor::Staff(&staff.id),
+                action,
+                subject: Some(subject),
+                detail: json!({ "via": "password change" }),
+                client: Some(&client),
+            };
+            let (true, Some(new_hash)) = checked else {
+                audit::record(c, entry, now)?;
+                return Ok(Err(()));
+            };
+            let new_hash = new_hash?;
+            sessions::store_password(c, &staff.id, &new_hash, keep.as_deref())?;
+            throttle::clear(c, &account)?;
+            audit::record(c, entry, now)?;
+            Ok(Ok(()))
+        })
+        .await?;
+    ended.map_err(|()| AppError::Forbidden("the current password is not right".into()))?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -37,7 +37,16 @@ enum Credential {
         token: String,
         csrf: Option<String>,
         safe: bool,
+        /// The idle timeout in force.
+        idle: std::time::Duration,
     },
+}
+
+/// How long a session may go unused, from the configuration.
+fn session_idle(req: &HttpRequest) -> std::time::Duration {
+    req.app_data::<web::Data<AppState>>()
+        .map(|s| s.config.security.session_idle)
+        .unwrap_or_else(|| crate::config::SecurityConfig::default().session_idle)
 }
 
 impl Credentials {
@@ -71,6 +80,7 @@ impl Credentials {
             token: cookie.value().to_string(),
             csrf,
             safe: matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS),
+            idle: session_idle(req),
         }))
     }
 
@@ -82,10 +92,16 @@ impl Credentials {
                     "the token is not valid (mistyped, replaced or the account is inactive)".into(),
                 )
             }),
-            Credential::Session { token, csrf, safe } => {
-                let (staff, expected) = sessions::find(conn, token, now)?.ok_or_else(|| {
-                    AppError::Unauthorized("your session has ended: sign in again".into())
-                })?;
+            Credential::Session {
+                token,
+                csrf,
+                safe,
+                idle,
+            } => {
+                let (staff, expected) =
+                    sessions::find(conn, token, now, *idle)?.ok_or_else(|| {
+                        AppError::Unauthorized("your session has ended: sign in again".into())
+                    })?;
                 if !safe && csrf.as_deref() != Some(expected.as_str()) {
                     return Err(AppError::Forbidden(
                         "missing or wrong X-CSRF-Token header: reload the page".into(),
@@ -113,9 +129,10 @@ pub async fn session_of(state: &AppState, req: &HttpRequest) -> Result<Option<Se
     };
     let token = cookie.value().to_string();
     let now = state.clock.now();
+    let idle = state.config.security.session_idle;
     Ok(state
         .store
-        .read(move |c| sessions::find(c, &token, now))
+        .read(move |c| sessions::find(c, &token, now, idle))
         .await?
         .map(|(staff, csrf)| Session { staff, csrf }))
 }
@@ -135,4 +152,20 @@ impl FromRequest for Caller {
             Ok(Caller(staff))
         })
     }
+}
+
+/// The client's address, for throttling and the audit log: the connection's peer, or (only
+/// when the configuration says a proxy in front sets it) the forwarded client address.
+pub fn client_address(req: &HttpRequest, state: &AppState) -> String {
+    let forwarded = if state.config.security.trust_proxy_headers {
+        req.connection_info()
+            .realip_remote_addr()
+            .map(str::to_string)
+    } else {
+        None
+    };
+    forwarded
+        .or_else(|| req.peer_addr().map(|a| a.ip().to_string()))
+        .map(|a| a.chars().take(64).collect())
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -3,7 +3,7 @@
 use crate::error::AppError;
 use actix_web::body::{to_bytes, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -25,6 +25,9 @@ pub fn json_error(err: JsonPayloadError) -> AppError {
             "send the body as JSON with Content-Type: application/json".into(),
         ),
         JsonPayloadError::Deserialize(e) => AppError::BadRequest(format!("invalid JSON body: {e}")),
+        JsonPayloadError::Payload(PayloadError::Io(e)) => {
+            AppError::BadRequest(format!("cannot read the body: {e}"))
+        }
         other => AppError::BadRequest(format!("cannot read the body: {other}")),
     }
 }

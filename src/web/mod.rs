@@ -3,6 +3,7 @@ pub mod ack;
 pub mod api;
 pub mod auth;
 pub mod errors;
+pub mod guard;
 pub mod pages;
 
 use crate::clock::SharedClock;

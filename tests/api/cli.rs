@@ -3,14 +3,14 @@ use crate::helpers::*;
 use bleepless::config::DatabaseUrl;
 use std::process::Command;
 
-fn db_arg(url: &DatabaseUrl) -> String {
+pub fn db_arg(url: &DatabaseUrl) -> String {
     match url {
         DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
         DatabaseUrl::Postgres(u) => u.clone(),
     }
 }
 
-fn bleepless(args: &[&str]) -> (bool, String, String) {
+pub fn bleepless(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_bleepless"))
         .args(args)
         .env_remove("DATABASE_URL")

@@ -125,7 +125,9 @@ async fn an_unacknowledged_task_climbs_the_chain_past_roles_nobody_holds() {
     let chloe = app.staff("Dr Chloe Evans", "clinician").await;
     let sho = app.role("Medicine SHO night", &[]).await;
     let reg = app.role("Medicine registrar night", &[&chloe]).await;
-    let site = app.role("Site manager", &[&w.manager]).await;
+    // The site bleep is held by a clinical site manager: only clinicians hold bleeps.
+    let site_manager = app.staff("Maria Clinical", "bed_manager,clinician").await;
+    let site = app.role("Site manager", &[&site_manager]).await;
     let admin = app.staff("Sam Admin", "admin").await;
     for (from, to) in [(&w.fy1, &sho), (&sho, &reg), (&reg, &site)] {
         let (s, b) = app
@@ -144,7 +146,7 @@ async fn an_unacknowledged_task_climbs_the_chain_past_roles_nobody_holds() {
     );
     register(app, &w.amy, &amy_phone).await;
     register(app, &chloe, &chloe_phone).await;
-    register(app, &w.manager, &maria_phone).await;
+    register(app, &site_manager, &maria_phone).await;
 
     let id = app
         .raised(&w.nurse.token, &w.fy1, json!({ "priority": "stat" }))
@@ -581,7 +583,7 @@ async fn bad_devices_and_chains_are_refused_clearly() {
     let w = Ward::new().await;
     let app = &w.app;
     let admin = app.staff("Sam Admin", "admin").await;
-    let good = json!({ "endpoint": "https://push.example.com/abc", "keys": {
+    let good = json!({ "endpoint": "http://127.0.0.1:9/abc", "keys": {
         "p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM",
         "auth": "tBHItJI5svbpez7KI4CCXg" } });
     let (s, b) = app

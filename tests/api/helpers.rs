@@ -116,6 +116,8 @@ impl TestApp {
     ) -> TestApp {
         let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap());
         let mut config = Config::for_tests(url.clone());
+        // The tests' push service listens on loopback: allowed by this explicit setting only.
+        config.push.allow_endpoints = vec!["http://127.0.0.1".into()];
         adjust(&mut config);
         let app = start(config.clone(), clock.clone()).await;
         let base = format!("http://{}", app.addr);

@@ -11,5 +11,6 @@ mod outbox;
 mod pages;
 mod races;
 mod safety;
+mod security;
 #[path = "../support/mod.rs"]
 mod support;

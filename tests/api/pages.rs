@@ -3,16 +3,16 @@ use crate::helpers::*;
 use bleepless::store::sessions;
 use serde_json::json;
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
 
-fn cookie(res: &reqwest::Response, name: &str) -> Option<String> {
+pub fn cookie(res: &reqwest::Response, name: &str) -> Option<String> {
     res.headers()
         .get_all("set-cookie")
         .iter()
@@ -21,7 +21,7 @@ fn cookie(res: &reqwest::Response, name: &str) -> Option<String> {
         .map(|v| v.split(';').next().unwrap().to_string())
 }
 
-fn hidden(html: &str, name: &str) -> String {
+pub fn hidden(html: &str, name: &str) -> String {
     let at = html
         .find(&format!("name=\"{name}\" value=\""))
         .expect("hidden field")
@@ -31,7 +31,7 @@ fn hidden(html: &str, name: &str) -> String {
 }
 
 /// Signs in through the login form; returns the session cookie and the page CSRF token.
-async fn sign_in(app: &TestApp, who: &Person) -> (String, String) {
+pub async fn sign_in(app: &TestApp, who: &Person) -> (String, String) {
     let id = who.id.clone();
     app.write(move |c, _| sessions::set_password(c, &id, PASSWORD))
         .await;

@@ -71,7 +71,9 @@ before(async () => {
   fs.writeFileSync(config, [
     `bind = "127.0.0.1:${port}"`,
     `database_url = "sqlite://${path.join(dir, 'bleepless.db')}"`,
-    '[email]', 'host = "127.0.0.1"', `port = ${smtpPort}`, 'security = "plain"', 'from = "Bleepless <bleepless@example.nhs.uk>"', '',
+    '[email]', 'host = "127.0.0.1"', `port = ${smtpPort}`, 'security = "plain"', 'from = "Bleepless <bleepless@example.nhs.uk>"',
+    // The phone's stand-in subscription points here: allowed by this explicit setting only.
+    '[push]', 'allow_endpoints = ["https://127.0.0.1:9"]', '',
   ].join('\n'));
   const out = execFileSync(BIN, ['--config', config, 'demo'], { encoding: 'utf8', env: { ...process.env, RUST_LOG: 'warn' } });
   demo = { password: /the password (\S+)/.exec(out)[1], tokens: {} };

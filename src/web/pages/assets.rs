@@ -14,6 +14,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../../static/app.css"),
     ),
     (
+        "ack.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../static/ack.css"),
+    ),
+    (
         "live.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../../static/live.js"),

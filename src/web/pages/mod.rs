@@ -5,11 +5,13 @@ pub mod events;
 pub mod tasks;
 pub mod watch;
 
-use super::auth::{session_of, Session, SESSION_COOKIE};
+use super::auth::{client_address, session_of, Session, SESSION_COOKIE};
 use super::AppState;
 use crate::domain::Permission;
 use crate::error::AppError;
-use crate::store::sessions;
+use crate::store::audit::{self, Action as AuditAction, Actor, Entry};
+use crate::store::throttle::{self, Bucket};
+use crate::store::{directory, sessions};
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse, ResponseError};
@@ -270,11 +272,24 @@ struct NextParam {
     next: Option<String>,
 }
 
-/// Only paths on this site: never a redirect elsewhere.
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
-        _ => "/".to_string(),
+/// Only paths on this site: never a redirect elsewhere. A single leading `/` followed by
+/// anything but another `/` or `\`, no backslash, whitespace or control character
+/// anywhere (browsers drop tabs and newlines, so `/\t/evil.example` is `//evil.example`),
+/// and short enough for a header. Anything else goes home.
+pub fn safe_next(next: Option<&str>) -> String {
+    let Some(n) = next else {
+        return "/".into();
+    };
+    let bytes = n.as_bytes();
+    let ok = n.len() <= 1000
+        && bytes.first() == Some(&b'/')
+        && !matches!(bytes.get(1), Some(b'/') | Some(b'\\'))
+        && !n.contains('\\')
+        && n.chars().all(|c| c.is_ascii_graphic());
+    if ok {
+        n.to_string()
+    } else {
+        "/".into()
     }
 }
 
@@ -329,6 +344,16 @@ struct LoginForm {
     next: Option<String>,
 }
 
+/// What a sign-in attempt came to.
+enum SignIn {
+    Started {
+        token: String,
+    },
+    Refused,
+    /// Too many failures for this account or from this address: wait this long.
+    Locked(chrono::Duration),
+}
+
 async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -346,19 +371,8 @@ async fn login(
             f.email,
         );
     }
-    let now = state.clock.now();
-    let (email, password) = (f.email.clone(), f.password);
-    let result = state
-        .store
-        .write(
-            move |c| match sessions::check_password(c, &email, &password)? {
-                Some(staff) => Ok(Some(sessions::start(c, &staff.id, now)?)),
-                None => Ok(None),
-            },
-        )
-        .await;
-    match result {
-        Ok(Some((token, _csrf))) => {
+    match sign_in(&state, &req, &f.email, f.password).await {
+        Ok(SignIn::Started { token }) => {
             let cookie = Cookie::build(SESSION_COOKIE, token)
                 .path("/")
                 .http_only(true)
@@ -366,21 +380,127 @@ async fn login(
                 .secure(secure(&state))
                 .max_age(CookieDuration::hours(sessions::SESSION_HOURS))
                 .finish();
+            // `next` is plain visible ASCII (safe_next), so this header is always valid.
             let mut res = HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, next))
                 .finish();
-            let _ = res.add_cookie(&cookie);
+            if res.status() == StatusCode::SEE_OTHER {
+                let _ = res.add_cookie(&cookie);
+            }
             res
         }
-        Ok(None) => login_page(
+        Ok(SignIn::Refused) => login_page(
             &state,
             StatusCode::UNAUTHORIZED,
             Some("That email and password do not match a member of staff.".into()),
             next,
             f.email,
         ),
+        Ok(SignIn::Locked(wait)) => {
+            let minutes = (wait.num_seconds() + 59) / 60;
+            let mut res = login_page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(format!(
+                    "Too many failed sign-ins for this account or from this computer. Try again in {minutes} minute{}, or ask an admin to reset your password.",
+                    if minutes == 1 { "" } else { "s" }
+                )),
+                next,
+                f.email,
+            );
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(wait.num_seconds().max(1)),
+            );
+            res
+        }
         Err(e) => PageError::from(e).error_response(),
     }
+}
+
+/// Checks an email and password under the throttle: the attempt is counted first, the
+/// password checked off the database writer (argon2 is slow on purpose, and as slow for an
+/// unknown email), and the outcome recorded in the audit log.
+async fn sign_in(
+    state: &AppState,
+    req: &HttpRequest,
+    email: &str,
+    password: String,
+) -> Result<SignIn, AppError> {
+    let limits = &state.config.security;
+    let window =
+        chrono::Duration::from_std(limits.lockout).unwrap_or(chrono::Duration::minutes(15));
+    let account = Bucket::account(email, limits.failures_per_account);
+    let address = Bucket::address(&client_address(req, state), limits.failures_per_address);
+    let email = email.trim().to_string();
+    let now = state.clock.now();
+    let counted = {
+        let (email, buckets) = (email.clone(), [account.clone(), address.clone()]);
+        state
+            .store
+            .write(move |c| {
+                if let Some(wait) = throttle::locked_for(c, &buckets, now)? {
+                    return Ok(Err(wait));
+                }
+                let filled = throttle::attempt(c, &buckets, window, now)?;
+                Ok(Ok((sessions::password_of(c, &email)?, filled)))
+            })
+            .await?
+    };
+    let (found, filled) = match counted {
+        Err(wait) => {
+            tracing::warn!(bucket = %address.key, "sign-in refused: throttled");
+            return Ok(SignIn::Locked(wait));
+        }
+        Ok(x) => x,
+    };
+    let (id, hash) = match found {
+        Some((id, hash)) => (Some(id), Some(hash)),
+        None => (None, None),
+    };
+    let matches = web::block(move || sessions::verify_password(hash.as_deref(), &password))
+        .await
+        .map_err(|e| AppError::Internal(format!("password check: {e}")))?;
+    let client = address.key.trim_start_matches("address:").to_string();
+    state
+        .store
+        .write(move |c| {
+            let staff = match (&id, matches) {
+                (Some(id), true) => directory::staff_by_id(c, id)?.filter(|s| s.active),
+                _ => None,
+            };
+            let Some(staff) = staff else {
+                let entry = |action| Entry {
+                    actor: Actor::Anonymous,
+                    action,
+                    subject: Some(&email),
+                    detail: serde_json::json!({}),
+                    client: Some(&client),
+                };
+                audit::record(c, entry(AuditAction::SignInFailed), now)?;
+                for bucket in &filled {
+                    let mut locked = entry(AuditAction::SignInLocked);
+                    locked.detail = serde_json::json!({ "bucket": bucket });
+                    audit::record(c, locked, now)?;
+                }
+                return Ok(SignIn::Refused);
+            };
+            throttle::succeeded(c, &account, &address)?;
+            let (token, _csrf) = sessions::start(c, &staff.id, now)?;
+            audit::record(
+                c,
+                Entry {
+                    actor: Actor::Staff(&staff.id),
+                    action: AuditAction::SignedIn,
+                    subject: Some(&staff.id),
+                    detail: serde_json::json!({}),
+                    client: Some(&client),
+                },
+                now,
+            )?;
+            Ok(SignIn::Started { token })
+        })
+        .await
 }
 
 #[derive(Deserialize)]

@@ -1,15 +1,19 @@
 //! The bed manager's escalation dashboard and the admin page.
 use super::{ok, see_other, PageError, PageResult, PageUser};
 use crate::app::roles::{self, HandedBy};
+use crate::app::staff;
 use crate::domain::{Permission, Priority};
 use crate::error::AppError;
+use crate::store::audit::{self, Action as AuditAction, Actor, Entry};
 use crate::store::dashboard;
 use crate::store::directory;
 use crate::web::api::views;
+use crate::web::auth::client_address;
 use crate::web::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
+use serde_json::json;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/dashboard", web::get().to(dashboard_page))
@@ -18,7 +22,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/hand-over", web::post().to(hand_over))
         .route("/admin/escalate", web::post().to(escalate))
         .route("/admin/roles", web::post().to(add_role))
-        .route("/admin/wards", web::post().to(add_ward));
+        .route("/admin/wards", web::post().to(add_ward))
+        .route("/admin/staff/deactivate", web::post().to(deactivate));
 }
 
 const WATCHERS: &[Permission] = &[
@@ -219,6 +224,17 @@ pub struct StaffRow {
     name: String,
     email: String,
     roles: String,
+    active: bool,
+    /// May be handed a bleep (an active clinician).
+    may_hold: bool,
+}
+
+pub struct AuditRow {
+    at: String,
+    actor: String,
+    action: String,
+    subject: String,
+    client: String,
 }
 
 #[derive(Template)]
@@ -229,6 +245,7 @@ struct AdminPage {
     message: Option<String>,
     roles: Vec<RoleRow>,
     staff: Vec<StaffRow>,
+    audit: Vec<AuditRow>,
     policy: Vec<(String, String)>,
     schedule: String,
     wards: String,
@@ -239,13 +256,43 @@ struct AdminQuery {
     done: Option<String>,
 }
 
+crate::domain::coded_enum!(
+    /// What the admin page says after a change. The link carries only a code, so a crafted
+    /// link cannot make the page say anything else; an unknown code says nothing.
+    Done, "admin message" {
+        HandedOver => "handed-over",
+        EscalationSet => "escalation-set",
+        RoleAdded => "role-added",
+        WardAdded => "ward-added",
+        Deactivated => "deactivated",
+    }
+);
+
+impl Done {
+    fn text(self) -> &'static str {
+        match self {
+            Done::HandedOver => "The bleep was handed over: see who holds it below.",
+            Done::EscalationSet => "The escalation chain was changed.",
+            Done::RoleAdded => "The on-call role was added.",
+            Done::WardAdded => "The ward was added.",
+            Done::Deactivated => {
+                "The member of staff was deactivated: their sessions, API token, devices and bleeps have ended."
+            }
+        }
+    }
+
+    fn message(code: &str) -> Option<String> {
+        Done::parse(code).ok().map(|d| d.text().to_string())
+    }
+}
+
 async fn admin(
     state: web::Data<AppState>,
     user: PageUser,
     q: web::Query<AdminQuery>,
 ) -> PageResult {
     user.require(&[Permission::Admin], "The admin page")?;
-    let (roles, staff, wards) = state
+    let (roles, staff, wards, audit) = state
         .store
         .read(|c| {
             let all = directory::list_roles(c)?;
@@ -275,6 +322,8 @@ async fn admin(
             let staff = directory::list_staff(c)?
                 .into_iter()
                 .map(|s| StaffRow {
+                    active: s.active,
+                    may_hold: s.may_hold_bleep().is_ok(),
                     roles: s
                         .roles
                         .iter()
@@ -286,16 +335,31 @@ async fn admin(
                     email: s.email.unwrap_or_default(),
                 })
                 .collect();
-            Ok((roles, staff, directory::list_wards(c)?.join(", ")))
+            let audit = audit::list(c, 50, None)?
+                .into_iter()
+                .map(|e| AuditRow {
+                    at: e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    actor: match e.actor {
+                        Some(p) if !p.name.is_empty() => p.name,
+                        Some(p) => p.id,
+                        None => e.detail["via"].as_str().unwrap_or("–").to_string(),
+                    },
+                    action: e.action.replace('_', " "),
+                    subject: e.subject.unwrap_or_default(),
+                    client: e.client.unwrap_or_default(),
+                })
+                .collect();
+            Ok((roles, staff, directory::list_wards(c)?.join(", "), audit))
         })
         .await?;
     let targets = state.config.policy.ack_seconds;
     ok(&AdminPage {
         nav: user.nav(),
         csrf: user.0.csrf.clone(),
-        message: q.into_inner().done,
+        message: q.into_inner().done.as_deref().and_then(Done::message),
         roles,
         staff,
+        audit,
         policy: Priority::ALL
             .iter()
             .map(|p| (p.label().to_string(), format!("{} s", targets.seconds(*p))))
@@ -305,8 +369,50 @@ async fn admin(
     })
 }
 
-fn done(msg: &str) -> PageResult {
-    see_other(&format!("/admin?done={}", super::urlencode(msg)))
+fn done(what: Done) -> PageResult {
+    see_other(&format!("/admin?done={}", what.code()))
+}
+
+/// A change asked for on the admin page, by an admin, with the form's own CSRF token.
+struct AdminChange {
+    by: String,
+    now: chrono::DateTime<chrono::Utc>,
+    client: String,
+}
+
+impl AdminChange {
+    fn of(
+        user: &PageUser,
+        what: &str,
+        csrf: &str,
+        state: &AppState,
+        req: &HttpRequest,
+    ) -> Result<AdminChange, PageError> {
+        user.require(&[Permission::Admin], what)?;
+        user.check_csrf(csrf)?;
+        Ok(AdminChange {
+            by: user.0.staff.id.clone(),
+            now: state.clock.now(),
+            client: client_address(req, state),
+        })
+    }
+}
+
+/// An audit entry for a change made on the admin page.
+fn entry<'a>(
+    by: &'a str,
+    action: AuditAction,
+    subject: &'a str,
+    detail: serde_json::Value,
+    client: &'a str,
+) -> Entry<'a> {
+    Entry {
+        actor: Actor::Staff(by),
+        action,
+        subject: Some(subject),
+        detail,
+        client: Some(client),
+    }
 }
 
 #[derive(Deserialize)]
@@ -319,25 +425,31 @@ struct HandOverForm {
 
 async fn hand_over(
     state: web::Data<AppState>,
+    req: HttpRequest,
     user: PageUser,
     f: web::Form<HandOverForm>,
 ) -> PageResult {
-    user.require(&[Permission::Admin], "Handing over bleeps")?;
     let f = f.into_inner();
-    user.check_csrf(&f.csrf)?;
-    let by = user.0.staff.clone();
-    let msg = state
+    let AdminChange { by, now: _, client } =
+        AdminChange::of(&user, "Handing over bleeps", &f.csrf, &state, &req)?;
+    let admin = user.0.staff.clone();
+    state
         .app
         .run(move |c, ctx| {
             let role = directory::role_by_id(c, &f.role)?;
             let to = directory::staff_by_id(c, &f.to)?
                 .ok_or_else(|| AppError::Unprocessable("choose a member of staff".into()))?;
-            let by = HandedBy::Staff(&by);
-            roles::hand_over(c, ctx, &role, &to, f.share.is_some(), by)?;
-            Ok(format!("{} now holds {}", to.name, role.name))
+            let share = f.share.is_some();
+            roles::hand_over(c, ctx, &role, &to, share, HandedBy::Staff(&admin))?;
+            let detail = json!({ "role": role.name, "to": to.id, "share": share });
+            audit::record(
+                c,
+                entry(&by, AuditAction::HandedOver, &role.id, detail, &client),
+                ctx.now,
+            )
         })
         .await?;
-    done(&msg)
+    done(Done::HandedOver)
 }
 
 #[derive(Deserialize)]
@@ -349,13 +461,14 @@ struct EscalateForm {
 
 async fn escalate(
     state: web::Data<AppState>,
+    req: HttpRequest,
     user: PageUser,
     f: web::Form<EscalateForm>,
 ) -> PageResult {
-    user.require(&[Permission::Admin], "Escalation chains")?;
     let f = f.into_inner();
-    user.check_csrf(&f.csrf)?;
-    let msg = state
+    let AdminChange { by, now, client } =
+        AdminChange::of(&user, "Escalation chains", &f.csrf, &state, &req)?;
+    state
         .store
         .write(move |c| {
             let role = directory::role_by_id(c, &f.role)?;
@@ -364,13 +477,15 @@ async fn escalate(
                 id => Some(directory::role_by_id(c, id)?),
             };
             directory::set_escalation(c, &role, next.as_ref())?;
-            Ok(match next {
-                Some(n) => format!("{} now escalates to {}", role.name, n.name),
-                None => format!("{} now ends its chain", role.name),
-            })
+            let detail = json!({ "role": role.name, "to": next.map(|n| n.name) });
+            audit::record(
+                c,
+                entry(&by, AuditAction::EscalationSet, &role.id, detail, &client),
+                now,
+            )
         })
         .await?;
-    done(&msg)
+    done(Done::EscalationSet)
 }
 
 #[derive(Deserialize)]
@@ -381,32 +496,76 @@ struct NameForm {
 
 async fn add_role(
     state: web::Data<AppState>,
+    req: HttpRequest,
     user: PageUser,
     f: web::Form<NameForm>,
 ) -> PageResult {
-    user.require(&[Permission::Admin], "Adding roles")?;
     let f = f.into_inner();
-    user.check_csrf(&f.csrf)?;
-    let now = state.clock.now();
-    let role = state
+    let AdminChange { by, now, client } =
+        AdminChange::of(&user, "Adding roles", &f.csrf, &state, &req)?;
+    state
         .store
-        .write(move |c| directory::add_role(c, &f.name, now))
+        .write(move |c| {
+            let role = directory::add_role(c, &f.name, now)?;
+            let detail = json!({ "name": role.name });
+            audit::record(
+                c,
+                entry(&by, AuditAction::RoleAdded, &role.id, detail, &client),
+                now,
+            )
+        })
         .await?;
-    done(&format!("added {}", role.name))
+    done(Done::RoleAdded)
 }
 
 async fn add_ward(
     state: web::Data<AppState>,
+    req: HttpRequest,
     user: PageUser,
     f: web::Form<NameForm>,
 ) -> PageResult {
-    user.require(&[Permission::Admin], "Adding wards")?;
     let f = f.into_inner();
-    user.check_csrf(&f.csrf)?;
-    let now = state.clock.now();
-    let ward = state
+    let AdminChange { by, now, client } =
+        AdminChange::of(&user, "Adding wards", &f.csrf, &state, &req)?;
+    state
         .store
-        .write(move |c| directory::add_ward(c, &f.name, now))
+        .write(move |c| {
+            let ward = directory::add_ward(c, &f.name, now)?;
+            audit::record(
+                c,
+                entry(&by, AuditAction::WardAdded, &ward, json!({}), &client),
+                now,
+            )
+        })
         .await?;
-    done(&format!("added ward {ward}"))
+    done(Done::WardAdded)
+}
+
+#[derive(Deserialize)]
+struct StaffForm {
+    csrf: String,
+    staff: String,
+}
+
+/// A leaver: deactivated, with their sessions, API token, devices and bleeps ended at once.
+async fn deactivate(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    user: PageUser,
+    f: web::Form<StaffForm>,
+) -> PageResult {
+    let f = f.into_inner();
+    let AdminChange { by, now: _, client } =
+        AdminChange::of(&user, "Deactivating staff", &f.csrf, &state, &req)?;
+    if f.staff == by {
+        return Err(AppError::Unprocessable(
+            "you cannot deactivate yourself: ask another admin".into(),
+        )
+        .into());
+    }
+    state
+        .app
+        .run(move |c, ctx| staff::deactivate(c, ctx, &f.staff, Actor::Staff(&by), Some(&client)))
+        .await?;
+    done(Done::Deactivated)
 }
