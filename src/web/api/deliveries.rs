@@ -1,0 +1,101 @@
+//! What was sent: notifications across tasks and per task, and the dashboard's figures.
+use crate::domain::delivery::Delivery;
+use crate::error::{AppError, AppResult};
+use crate::store::deliveries;
+use crate::store::tasks;
+use crate::web::auth::{Caller, Credentials};
+use crate::web::AppState;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NotificationParams {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Deliveries across tasks, e.g. `?status=failed`: for those who watch the wards.
+pub(super) async fn list_notifications(
+    state: web::Data<AppState>,
+    Caller(staff): Caller,
+    params: web::Query<NotificationParams>,
+) -> AppResult<HttpResponse> {
+    if !staff.watches_wards() {
+        return Err(AppError::Forbidden(
+            "delivery reports are for bed managers, coordinators and admins".into(),
+        ));
+    }
+    let status = match &params.status {
+        Some(s) => {
+            Some(Delivery::parse(s).map_err(|e| AppError::BadRequest(format!("status: {e}")))?)
+        }
+        None => None,
+    };
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::BadRequest(format!(
+            "limit is {limit}; give 1 to 500"
+        )));
+    }
+    let list = state
+        .store
+        .read(move |c| deliveries::notifications(c, None, status, limit))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "notifications": list })))
+}
+
+pub(super) async fn task_notifications(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let list = state
+        .store
+        .read(move |c| {
+            tasks::get(c, &id)?;
+            deliveries::notifications(c, Some(&id), None, 500)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "notifications": list })))
+}
+
+/// The escalation dashboard's figures, for systems (the page shows the same).
+pub(super) async fn dashboard(
+    state: web::Data<AppState>,
+    auth: Credentials,
+) -> AppResult<HttpResponse> {
+    let now = state.clock.now();
+    let figures = state.store.figures.clone();
+    let body = state
+        .store
+        .read(move |c| {
+            if !auth.staff(c, now)?.watches_wards() {
+                return Err(AppError::Forbidden(
+                    "the dashboard is for bed managers, coordinators and admins".into(),
+                ));
+            }
+            let d = crate::store::dashboard::load(c, now, &figures)?;
+            let late: Vec<_> = d
+                .late
+                .iter()
+                .map(|l| {
+                    json!({
+                        "task_id": l.task.id, "ward": l.task.ward, "bed": l.task.bed,
+                        "priority": l.task.priority, "category": l.task.category,
+                        "escalation_level": l.task.escalation_level, "overdue_minutes": l.overdue_minutes,
+                    })
+                })
+                .collect();
+            let per_hour: Vec<_> = d
+                .escalations_per_hour
+                .iter()
+                .map(|(hour, n)| json!({ "hour_utc": hour, "escalations": n }))
+                .collect();
+            Ok(json!({ "wards": d.wards, "late": late, "escalations_per_hour": per_hour, "failed_deliveries": d.failed }))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
