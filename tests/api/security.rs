@@ -577,6 +577,27 @@ async fn a_request_body_must_arrive_in_time_and_within_its_size() {
         assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
         assert!(reply.contains("did not arrive within 1 s"), "{reply}");
     }
+    // A body that keeps trickling in is cut off all the same: the deadline is for the whole.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/tasks/x/acknowledge HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n",
+        w.amy.token
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut reply = vec![0u8; 4096];
+    let n = loop {
+        tokio::select! {
+            n = s.read(&mut reply) => break n.unwrap(),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                assert!(started.elapsed().as_secs() < 10, "the trickle was never cut off");
+                let _ = s.write_all(b" ").await;
+            }
+        }
+    };
+    let reply = String::from_utf8_lossy(&reply[..n]).to_string();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("did not arrive within 1 s"), "{reply}");
     let big = "x".repeat(70 * 1024);
     let (s, b) = app
         .raise(&w.nurse.token, &w.fy1, json!({ "description": big }))
