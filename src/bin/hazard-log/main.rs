@@ -143,12 +143,7 @@ fn results(root: &std::path::Path, log: &log::Log, file: &std::path::Path) -> Ex
             };
             println!("  [{status}] {what}");
             for t in &m.tests {
-                let Ok(r) = log::TestRef::parse(t) else {
-                    println!("      ????     {t}");
-                    continue;
-                };
-                let got = log::outcomes(&r, &runs);
-                let verdict = log::verdict(&got);
+                let (verdict, line) = test_line(t, &runs);
                 match verdict {
                     "pass" => pass += 1,
                     "fail" => {
@@ -157,23 +152,7 @@ fn results(root: &std::path::Path, log: &log::Log, file: &std::path::Path) -> Ex
                     }
                     _ => not_run += 1,
                 }
-                let detail: Vec<String> = got
-                    .iter()
-                    .map(|(run, o)| {
-                        let o = match o {
-                            log::Outcome::Pass => "ok",
-                            log::Outcome::Fail => "FAILED",
-                            log::Outcome::Ignored => "ignored",
-                        };
-                        format!("{run}: {o}")
-                    })
-                    .collect();
-                let detail = if detail.is_empty() {
-                    String::new()
-                } else {
-                    format!("  ({})", detail.join("; "))
-                };
-                println!("      {verdict:<8} {t}{detail}");
+                println!("{line}");
             }
         }
         println!();
@@ -190,4 +169,30 @@ fn results(root: &std::path::Path, log: &log::Log, file: &std::path::Path) -> Ex
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// One named test's verdict across the runs, and its line of the report.
+fn test_line(t: &str, runs: &[log::Run]) -> (&'static str, String) {
+    let Ok(r) = log::TestRef::parse(t) else {
+        return ("unknown", format!("      ????     {t}"));
+    };
+    let got = log::outcomes(&r, runs);
+    let verdict = log::verdict(&got);
+    let detail: Vec<String> = got
+        .iter()
+        .map(|(run, o)| {
+            let o = match o {
+                log::Outcome::Pass => "ok",
+                log::Outcome::Fail => "FAILED",
+                log::Outcome::Ignored => "ignored",
+            };
+            format!("{run}: {o}")
+        })
+        .collect();
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", detail.join("; "))
+    };
+    (verdict, format!("      {verdict:<8} {t}{detail}"))
 }
