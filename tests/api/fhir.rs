@@ -1,11 +1,10 @@
 //! The FHIR R4 endpoint and delivery to the patient record. Every resource is checked with an
-//! independent FHIR R4 validator (tests/support/fhir_validate.py: the `fhirclient` 4.0.1
-//! models in strict mode, plus the R4 required value sets and invariants).
+//! independent FHIR R4 judge (tests/support/fhir_judge.rs: the `fhirbolt` R4 models in strict
+//! mode, plus the R4 required value sets, primitive formats and invariants).
 use super::helpers::{Person, TestApp, Ward, NHS_1, WARD};
+use super::support::fhir_judge;
 use super::support::fhir_server::FhirServer;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 /// Another valid NHS number from the 999 test range.
 const NHS_2: &str = "9990000026";
@@ -14,40 +13,7 @@ const TASK_SYSTEM: &str = "http://127.0.0.1/fhir/Id/task";
 
 /// What the independent validator says is wrong with a resource (empty: valid).
 fn fhir_problems(v: &Value) -> Vec<String> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/fhir_validate.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(v.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("ModuleNotFoundError"),
-        "the FHIR validator is not installed (pip install fhirclient==4.4.0): {stderr}"
-    );
-    let problems: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(
-        out.status.success(),
-        problems.is_empty(),
-        "validator exit {:?}, stderr {stderr}",
-        out.status
-    );
-    problems
+    fhir_judge::problems(v)
 }
 
 fn assert_valid(v: &Value) {
