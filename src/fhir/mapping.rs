@@ -536,12 +536,14 @@ pub fn capability_statement(base: &str, date: DateTime<Utc>) -> Value {
                     ],
                     "searchParam": [
                         param("patient", "reference", "The patient's NHS number: 9990000018, Patient/9990000018, or with patient:identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"),
+                        param("subject", "reference", "The same as patient (Task.for): subject=9990000018 or subject:identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"),
                         param("identifier", "token", "The task's id, optionally with the system {base}/fhir/Id/task"),
+                        param("_id", "token", "The task's logical id"),
                         param("status", "token", "Task status codes, comma-separated"),
                         param("owner", "reference", "Practitioner/{staff id} or PractitionerRole/{role id}: who acknowledged the task or, before that, its assignee"),
                         param("_lastUpdated", "date", "With eq, gt, ge, lt or le; may be given twice for a range"),
                         param("_count", "number", "Page size, 0 to 100 (default 20)"),
-                        param("_offset", "number", "Where the page starts; follow the Bundle's next link"),
+                        param("_cursor", "string", "Where the page starts (opaque): follow the Bundle's next link. Pages run newest raised first, so a task updated during a walk is neither skipped nor repeated"),
                     ],
                 },
                 {

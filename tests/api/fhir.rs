@@ -347,8 +347,8 @@ async fn search_by_patient_identifier_status_owner_and_last_updated_with_paging(
     assert_eq!(found, want);
     assert_eq!(
         all["entry"][0]["fullUrl"],
-        format!("{BASE}/Task/{a}"),
-        "last updated first"
+        format!("{BASE}/Task/{c}"),
+        "newest raised first"
     );
     assert_eq!(all["entry"][0]["search"]["mode"], "match");
 
@@ -372,7 +372,7 @@ async fn search_by_patient_identifier_status_owner_and_last_updated_with_paging(
     let page2 = fhir_ok(app, path, tok).await;
     assert_eq!(ids(&page2).len(), 1);
     assert!(link(&page2, "next").is_none());
-    assert!(link(&page2, "previous").is_some());
+    assert!(link(&page2, "first").is_some());
     let mut both = [ids(&page1), ids(&page2)].concat();
     both.sort();
     assert_eq!(both, want);
@@ -555,6 +555,245 @@ async fn the_capability_statement_tells_what_is_served() {
     ] {
         assert!(params.contains(&p), "{p} in {params:?}");
     }
+}
+
+/// The declared search parameter names of a resource type in the CapabilityStatement.
+fn declared(cs: &Value, resource: &str) -> Vec<String> {
+    cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == resource)
+        .unwrap()["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_search_parameter_answered_is_declared_in_the_capability_statement() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    let (_, _, cs) = fhir_get(app, "/fhir/metadata", None).await;
+    let names = declared(&cs, "Task");
+    let answered = [
+        format!("patient={NHS_1}"),
+        format!("patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C{NHS_1}"),
+        format!("subject={NHS_1}"),
+        format!("subject:identifier=https://fhir.nhs.uk/Id/nhs-number%7C{NHS_1}"),
+        format!("_id={id}"),
+        format!("identifier={id}"),
+        "status=requested".to_string(),
+        format!("owner=PractitionerRole/{}", w.fy1),
+        "_lastUpdated=2026-11-26".to_string(),
+        "_count=5".to_string(),
+    ];
+    for q in answered {
+        let b = fhir_ok(app, &format!("/fhir/Task?{q}"), &w.nurse.token).await;
+        assert_eq!(b["total"], 1, "{q}: {b}");
+        let name = q.split(['=', ':']).next().unwrap();
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} is answered but not declared: {names:?}"
+        );
+    }
+    // And what is not declared is refused, not ignored.
+    fhir_err(
+        app,
+        "/fhir/Task?focus=Task/1",
+        Some(&w.nurse.token),
+        400,
+        "invalid",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn read_and_vread_carry_the_version_etag_and_last_modified() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    app.advance(90);
+    assert_eq!(
+        app.act(&id, "acknowledge", &w.amy.token, json!({})).await.0,
+        200
+    );
+    let head = |path: String| {
+        let req = app.client.get(format!("{}{path}", app.base));
+        let token = w.nurse.token.clone();
+        async move {
+            let res = req.bearer_auth(token).send().await.unwrap();
+            assert_eq!(res.status().as_u16(), 200, "{path}");
+            let h = |n: &str| {
+                res.headers()
+                    .get(n)
+                    .map(|v| v.to_str().unwrap().to_string())
+            };
+            (h("etag"), h("last-modified"))
+        }
+    };
+    assert_eq!(
+        head(format!("/fhir/Task/{id}")).await,
+        (
+            Some("W/\"2\"".to_string()),
+            Some("Thu, 26 Nov 2026 02:01:30 GMT".to_string())
+        )
+    );
+    assert_eq!(
+        head(format!("/fhir/Task/{id}/_history/1")).await,
+        (
+            Some("W/\"1\"".to_string()),
+            Some("Thu, 26 Nov 2026 02:00:00 GMT".to_string())
+        )
+    );
+    assert_eq!(
+        head(format!("/fhir/Task/{id}/_history/2")).await.0,
+        Some("W/\"2\"".to_string())
+    );
+}
+
+#[tokio::test]
+async fn metadata_answers_mode_full_and_normal_and_refuses_other_modes() {
+    let app = TestApp::spawn().await;
+    for mode in ["full", "normal"] {
+        let (status, _, cs) = fhir_get(&app, &format!("/fhir/metadata?mode={mode}"), None).await;
+        assert_eq!(status, 200, "{mode}: {cs}");
+        assert_eq!(cs["resourceType"], "CapabilityStatement");
+        assert_valid(&cs);
+    }
+    fhir_err(
+        &app,
+        "/fhir/metadata?mode=terminology",
+        None,
+        400,
+        "invalid",
+    )
+    .await;
+    fhir_err(&app, "/fhir/metadata?mode=everything", None, 400, "invalid").await;
+    fhir_err(&app, "/fhir/metadata?colour=blue", None, 400, "invalid").await;
+}
+
+#[tokio::test]
+async fn xml_is_refused_with_406_whether_asked_by_accept_or_format() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    let get = |path: String, accept: &'static str| {
+        let req = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&w.nurse.token)
+            .header("Accept", accept);
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let ct = res.headers()["content-type"].to_str().unwrap().to_string();
+            let body: Value = res.json().await.unwrap();
+            (status, ct, body)
+        }
+    };
+    for path in [
+        format!("/fhir/Task/{id}"),
+        "/fhir/Task".to_string(),
+        "/fhir/metadata".to_string(),
+    ] {
+        for accept in ["application/fhir+xml", "application/xml, text/xml"] {
+            let (status, ct, body) = get(path.clone(), accept).await;
+            assert_eq!(status, 406, "{path} {accept}: {body}");
+            assert!(ct.starts_with("application/fhir+json"));
+            assert_eq!(body["resourceType"], "OperationOutcome");
+            assert_eq!(body["issue"][0]["code"], "not-supported");
+            assert_valid(&body);
+        }
+        for accept in [
+            "application/fhir+json",
+            "application/json",
+            "application/fhir+xml;q=0.9, application/fhir+json",
+            "*/*",
+        ] {
+            let (status, _, body) = get(path.clone(), accept).await;
+            assert_eq!(status, 200, "{path} {accept}: {body}");
+        }
+        // _format overrides Accept.
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, _, _) = get(format!("{path}{sep}_format=json"), "application/fhir+xml").await;
+        assert_eq!(status, 200, "{path}");
+    }
+    fhir_err(
+        app,
+        "/fhir/Task?_format=xml",
+        Some(&w.nurse.token),
+        406,
+        "not-supported",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn paging_is_stable_when_a_task_is_updated_during_the_walk() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let mut raised = Vec::new();
+    for _ in 0..5 {
+        raised.push(
+            app.raised(
+                &w.nurse.token,
+                "Medicine FY1 night",
+                json!({ "priority": "routine" }),
+            )
+            .await,
+        );
+        app.advance(1);
+    }
+    let tok = &w.manager.token;
+    let mut seen: Vec<String> = Vec::new();
+    let mut path = format!("/fhir/Task?patient={NHS_1}&_count=2");
+    let mut pages = 0;
+    let mut nexts = Vec::new();
+    loop {
+        let page = fhir_ok(app, &path, tok).await;
+        seen.extend(ids(&page));
+        pages += 1;
+        if pages == 1 {
+            // The oldest task, on the last page, is updated while the first is read.
+            let (s, b) = app
+                .act(&raised[0], "acknowledge", &w.amy.token, json!({}))
+                .await;
+            assert_eq!(s, 200, "{b}");
+            // And one on the page just read.
+            let (s, b) = app
+                .act(&raised[4], "acknowledge", &w.amy.token, json!({}))
+                .await;
+            assert_eq!(s, 200, "{b}");
+        }
+        let Some(next) = link(&page, "next") else {
+            break;
+        };
+        path = next.strip_prefix("http://127.0.0.1").unwrap().to_string();
+        nexts.push(next);
+    }
+    let mut want = raised.clone();
+    want.reverse();
+    assert_eq!(seen, want, "each task once, newest raised first");
+    assert_eq!(pages, 3);
+    assert!(nexts.iter().all(|n| n.contains("_cursor=")), "{nexts:?}");
+    fhir_err(
+        app,
+        "/fhir/Task?_cursor=yesterday",
+        Some(tok.as_str()),
+        400,
+        "invalid",
+    )
+    .await;
 }
 
 #[tokio::test]
