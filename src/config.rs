@@ -28,6 +28,21 @@ pub struct Config {
     /// queued when there are none.
     pub record: Vec<RecordConfig>,
     pub security: SecurityConfig,
+    pub fhir: FhirConfig,
+}
+
+/// How tasks are written as FHIR resources.
+#[derive(Debug, Clone)]
+pub struct FhirConfig {
+    /// The base of our code system and identifier system URIs
+    /// (`{system_base}/fhir/CodeSystem/task-category`, `{system_base}/fhir/Id/task`, …):
+    /// canonical names that must not change when the service moves host. Defaults to
+    /// `public_url`.
+    pub system_base: String,
+    /// Also give the patient in delivered Bundles as a conditional reference
+    /// (`Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|…`) that the record server
+    /// resolves to its own Patient.
+    pub conditional_patient_reference: bool,
 }
 
 /// Sign-in limits, sessions, request bounds and secrets kept outside the database.
@@ -164,6 +179,7 @@ struct FileConfig {
     #[serde(default)]
     records: std::collections::BTreeMap<String, FileRecord>,
     security: Option<FileSecurity>,
+    fhir: Option<FileFhir>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +193,13 @@ struct FileSecurity {
     trust_proxy_headers: Option<bool>,
     body_timeout_seconds: Option<u64>,
     max_devices_per_person: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFhir {
+    system_base: Option<String>,
+    conditional_patient_reference: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -600,6 +623,23 @@ impl Config {
                 .max(1),
         };
 
+        let f = file.fhir.unwrap_or_default();
+        let system_base = env("BLEEPLESS_FHIR_SYSTEM_BASE")
+            .or(f.system_base)
+            .unwrap_or_else(|| public_url.clone());
+        if !(system_base.starts_with("http://") || system_base.starts_with("https://"))
+            || system_base.chars().any(char::is_whitespace)
+        {
+            return Err(ConfigError(format!(
+                "{}: {system_base:?} must be an http:// or https:// URL",
+                src("fhir.system_base")
+            )));
+        }
+        let fhir = FhirConfig {
+            system_base: system_base.trim_end_matches('/').to_string(),
+            conditional_patient_reference: f.conditional_patient_reference.unwrap_or(false),
+        };
+
         Ok(Config {
             bind,
             database,
@@ -618,6 +658,7 @@ impl Config {
             health: health(file.health, src)?,
             record,
             security,
+            fhir,
         })
     }
 
@@ -645,6 +686,10 @@ impl Config {
             },
             record: Vec::new(),
             security: SecurityConfig::default(),
+            fhir: FhirConfig {
+                system_base: "http://127.0.0.1".into(),
+                conditional_patient_reference: false,
+            },
         }
     }
 }

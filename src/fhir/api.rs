@@ -36,6 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(get!("/Task/{id}/_history/{vid}", vread))
                 .service(get!("/Provenance", search_provenance))
                 .service(get!("/Provenance/{id}", read_provenance))
+                .service(get!("/CodeSystem/{id}", read_code_system))
                 .default_service(web::to(unknown_path)),
         );
 }
@@ -254,6 +255,20 @@ async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> FhirResult {
     )))
 }
 
+/// One of our code systems: public, like the CapabilityStatement (no patient data).
+async fn read_code_system(state: web::Data<AppState>, req: HttpRequest) -> FhirResult {
+    no_params(&req)?;
+    let id = path_param(&req, "id");
+    mapping::code_system(&id, &state.config.fhir.system_base)
+        .map(|cs| fhir_ok(&cs))
+        .ok_or_else(|| {
+            FhirError::not_found(format!(
+                "no CodeSystem/{id}; ours are {}",
+                mapping::CODE_SYSTEMS.join(", ")
+            ))
+        })
+}
+
 async fn read_task(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -264,7 +279,7 @@ async fn read_task(
     let rec = load(&state, path_param(&req, "id")).await?;
     let version = mapping::current_version(&rec);
     Ok(versioned(
-        fhir_ok(&mapping::task(&rec, &state.config.public_url)),
+        fhir_ok(&mapping::task(&rec, &state.config.fhir.system_base)),
         version,
         rec.task.updated_at,
     ))
@@ -295,7 +310,11 @@ async fn history(
     caller?;
     no_params(&req)?;
     let rec = load(&state, path_param(&req, "id")).await?;
-    Ok(fhir_ok(&mapping::history(&rec, &state.config.public_url)))
+    Ok(fhir_ok(&mapping::history(
+        &rec,
+        &state.config.fhir.system_base,
+        &state.config.public_url,
+    )))
 }
 
 async fn vread(
@@ -311,7 +330,7 @@ async fn vread(
     vid.parse::<i32>()
         .ok()
         .and_then(|v| {
-            let t = mapping::task_version(&rec, v, &state.config.public_url)?;
+            let t = mapping::task_version(&rec, v, &state.config.fhir.system_base)?;
             let at = rec.events.iter().find(|e| e.seq == v)?.at;
             Some(versioned(fhir_ok(&t), v, at))
         })
@@ -630,7 +649,8 @@ async fn search_tasks(
 ) -> FhirResult {
     caller?;
     let base = state.config.public_url.clone();
-    let s = parse_task_search(query(&req)?, &base)?;
+    let systems = state.config.fhir.system_base.clone();
+    let s = parse_task_search(query(&req)?, &systems)?;
     let search = s.clone();
     let (total, records, more) = state
         .store
@@ -692,7 +712,7 @@ async fn search_tasks(
         .map(|r| {
             (
                 format!("{base}/fhir/Task/{}", r.task.id),
-                mapping::task(r, &base),
+                mapping::task(r, &systems),
             )
         })
         .collect();
@@ -741,6 +761,7 @@ async fn search_provenance(
 ) -> FhirResult {
     caller?;
     let base = state.config.public_url.clone();
+    let systems = state.config.fhir.system_base.clone();
     let mut target = None;
     for (k, v) in query(&req)? {
         match k.as_str() {
@@ -775,7 +796,7 @@ async fn search_provenance(
                             "{base}/fhir/Provenance/{}",
                             mapping::provenance_id(&r.task.id, e.seq)
                         ),
-                        mapping::provenance(r, e, &base, true),
+                        mapping::provenance(r, e, &systems, true),
                     )
                 })
         })
@@ -812,7 +833,7 @@ async fn read_provenance(
     Ok(fhir_ok(&mapping::provenance(
         &rec,
         e,
-        &state.config.public_url,
+        &state.config.fhir.system_base,
         true,
     )))
 }

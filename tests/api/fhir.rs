@@ -528,7 +528,7 @@ async fn the_capability_statement_tells_what_is_served() {
         .iter()
         .map(|r| r["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["Task", "Provenance"]);
+    assert_eq!(types, ["Task", "Provenance", "CodeSystem"]);
     let task_interactions: Vec<&str> = resources[0]["interaction"]
         .as_array()
         .unwrap()
@@ -794,6 +794,149 @@ async fn paging_is_stable_when_a_task_is_updated_during_the_walk() {
         "invalid",
     )
     .await;
+}
+
+/// Every coding of ours in a resource: (system, code).
+fn our_codings(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            if let (Some(Value::String(sys)), Some(Value::String(code))) =
+                (m.get("system"), m.get("code"))
+            {
+                if sys.starts_with(prefix) {
+                    out.push((sys.clone(), code.clone()));
+                }
+            }
+            m.values().for_each(|x| our_codings(x, prefix, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| our_codings(x, prefix, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn code_and_identifier_systems_are_canonical_and_their_code_systems_are_served() {
+    const SYSTEMS: &str = "https://fhir.example-trust.nhs.uk/bleepless";
+    let app = TestApp::spawn_with(|c| c.fhir.system_base = SYSTEMS.into()).await;
+    let w = Ward::with(app).await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    complete(app, &id, &w.amy).await;
+    let t = fhir_ok(app, &format!("/fhir/Task/{id}"), &w.nurse.token).await;
+    assert_eq!(
+        t["identifier"][0]["system"],
+        format!("{SYSTEMS}/fhir/Id/task"),
+        "not under public_url"
+    );
+    assert_eq!(
+        t["code"]["coding"][0]["system"],
+        format!("{SYSTEMS}/fhir/CodeSystem/task-category")
+    );
+    let found = fhir_ok(
+        app,
+        &format!("/fhir/Task?identifier={SYSTEMS}/fhir/Id/task%7C{id}"),
+        &w.nurse.token,
+    )
+    .await;
+    assert_eq!(
+        found["entry"][0]["fullUrl"],
+        format!("{BASE}/Task/{id}"),
+        "resources still live at public_url"
+    );
+    let p = fhir_ok(
+        app,
+        &format!("/fhir/Provenance?target=Task/{id}"),
+        &w.nurse.token,
+    )
+    .await;
+
+    // Every code of ours that a Task or Provenance uses is in the CodeSystem its system names,
+    // served at /fhir/CodeSystem/{id} without a token.
+    let mut codings = Vec::new();
+    our_codings(&t, SYSTEMS, &mut codings);
+    our_codings(&p, SYSTEMS, &mut codings);
+    assert!(codings.len() >= 5, "{codings:?}");
+    for (system, code) in codings {
+        let cs_id = system
+            .strip_prefix(&format!("{SYSTEMS}/fhir/CodeSystem/"))
+            .unwrap_or_else(|| panic!("{system} is not a code system of ours"));
+        let (status, _, cs) = fhir_get(app, &format!("/fhir/CodeSystem/{cs_id}"), None).await;
+        assert_eq!(status, 200, "{cs_id}: {cs}");
+        assert_valid(&cs);
+        assert_eq!(cs["url"], system.as_str());
+        assert!(
+            cs["concept"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["code"] == code.as_str()),
+            "{code} is not in {system}"
+        );
+    }
+    let (_, _, cs) = fhir_get(app, "/fhir/metadata", None).await;
+    let types: Vec<&str> = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"CodeSystem"), "{types:?}");
+    fhir_err(app, "/fhir/CodeSystem/colours", None, 404, "not-found").await;
+}
+
+/// The Bundle the record server would receive for a task (what the sink sends), with or
+/// without the conditional Patient reference. The sink passes `config.fhir` once it is
+/// wired to `mapping::transaction_with`; until then this reads the task as the sink does.
+async fn record_bundle(app: &TestApp, id: &str, conditional: bool) -> Value {
+    let id = id.to_string();
+    app.write(move |c, _| {
+        let rec = bleepless::fhir::load(c, &id)?;
+        Ok(bleepless::fhir::mapping::transaction_with(
+            &rec,
+            "http://127.0.0.1",
+            "https://epr.example/fhir",
+            conditional,
+        ))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_delivered_bundle_can_name_the_patient_by_a_conditional_reference() {
+    let app = TestApp::spawn_with(|c| c.fhir.conditional_patient_reference = true).await;
+    assert!(app.config.fhir.conditional_patient_reference);
+    let w = Ward::with(app).await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    complete(app, &id, &w.amy).await;
+
+    let with = record_bundle(app, &id, true).await;
+    assert_valid(&with);
+    assert_eq!(
+        with["entry"][0]["resource"]["for"],
+        json!({
+            "reference": format!("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{NHS_1}"),
+            "type": "Patient",
+            "identifier": { "system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS_1 },
+        }),
+        "the reference beside the identifier"
+    );
+    let without = record_bundle(app, &id, false).await;
+    assert_valid(&without);
+    assert!(without["entry"][0]["resource"]["for"]
+        .get("reference")
+        .is_none());
+    // A conditional reference is for transactions only: the served Task keeps the identifier.
+    let t = fhir_ok(app, &format!("/fhir/Task/{id}"), &w.nurse.token).await;
+    assert!(t["for"].get("reference").is_none());
+    // And the judge refuses one outside a transaction.
+    let mut served = t.clone();
+    served["for"]["reference"] = with["entry"][0]["resource"]["for"]["reference"].clone();
+    assert!(!fhir_problems(&served).is_empty());
 }
 
 #[tokio::test]
