@@ -8,6 +8,7 @@ use super::TaskRecord;
 use crate::domain::timeline::Event;
 use crate::domain::{Assignee, Task};
 use crate::domain::{Category, OutcomeCode, Status};
+use crate::store::directory::ODS_SITE_SYSTEM;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
@@ -172,11 +173,13 @@ pub fn snapshot(rec: &TaskRecord, upto: i32) -> Task {
     t
 }
 
+/// A person by their national identifier (GMC, NMC, SDS) when they have one, else ours.
 fn practitioner(rec: &TaskRecord, base: &str, id: &str) -> Value {
-    let mut r = json!({
-        "type": "Practitioner",
-        "identifier": { "system": system(base, "Id/staff"), "value": id },
-    });
+    let identifier = match rec.national_ids.get(id).and_then(|n| n.preferred()) {
+        Some((sys, value)) => json!({ "system": sys, "value": value }),
+        None => json!({ "system": system(base, "Id/staff"), "value": id }),
+    };
+    let mut r = json!({ "type": "Practitioner", "identifier": identifier });
     if let Some(name) = rec.staff.get(id).filter(|n| !n.is_empty()) {
         r["display"] = json!(name);
     }
@@ -257,11 +260,19 @@ fn task_resource(rec: &TaskRecord, t: &Task, seq: i32, base: &str) -> Value {
         None => assignee_ref(rec, base, &t.assignee),
     };
     r.insert("owner".into(), owner);
+    let mut ward = json!({ "system": system(base, "Id/ward"), "value": t.ward });
+    if let Some(ods) = &rec.ward_ods_code {
+        // The ward's name is ours; the site it is on is the NHS's (ODS).
+        ward["assigner"] = json!({
+            "type": "Organization",
+            "identifier": { "system": ODS_SITE_SYSTEM, "value": ods },
+        });
+    }
     r.insert(
         "location".into(),
         json!({
             "type": "Location",
-            "identifier": { "system": system(base, "Id/ward"), "value": t.ward },
+            "identifier": ward,
             "display": format!("{}, bed {}", t.ward, t.bed),
         }),
     );

@@ -246,3 +246,122 @@ fn serving_on_a_fresh_machine_creates_and_migrates_the_sqlite_file() {
         "demo logins printed: {stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn national_identifiers_set_on_the_command_line_name_staff_and_site_in_the_record() {
+    let w = Ward::new().await;
+    let db = db_arg(&w.app.db_url);
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            bleepless(&args)
+        })
+    };
+    let cmd = |rest: &[&str]| {
+        let mut v = vec!["--database".to_string(), db.clone()];
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v
+    };
+    let (ok, out, err) = run(cmd(&[
+        "staff",
+        "add",
+        "Dr Chloe Evans",
+        "--roles",
+        "clinician",
+        "--gmc",
+        "7654321",
+    ]))
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    let chloe_token = out.lines().last().unwrap().trim().to_string();
+    let chloe_id = out
+        .split(" id ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let (ok, out, err) = run(cmd(&[
+        "staff",
+        "identify",
+        "Sister Grace Okafor",
+        "--nmc",
+        "12a3456b",
+    ]))
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(cmd(&["ward", "add", "Ward 7", "--ods", "rj122"]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}{err}");
+
+    let id = w
+        .app
+        .raised(
+            &w.nurse.token,
+            &chloe_id,
+            serde_json::json!({ "ward": "Ward 7" }),
+        )
+        .await;
+    let (s, b) = w
+        .app
+        .act(&id, "acknowledge", &chloe_token, serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let res = w
+        .app
+        .client
+        .get(format!("{}/fhir/Task/{id}", w.app.base))
+        .bearer_auth(&w.nurse.token)
+        .send()
+        .await
+        .unwrap();
+    let t: serde_json::Value = res.json().await.unwrap();
+    let problems = crate::support::fhir_judge::problems(&t);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        t["owner"]["identifier"],
+        serde_json::json!({ "system": "https://fhir.hl7.org.uk/Id/gmc-number", "value": "7654321" })
+    );
+    assert_eq!(t["owner"]["display"], "Dr Chloe Evans");
+    assert_eq!(
+        t["requester"]["identifier"],
+        serde_json::json!({ "system": "https://fhir.hl7.org.uk/Id/nmc-number", "value": "12A3456B" })
+    );
+    assert_eq!(
+        t["location"]["identifier"]["assigner"]["identifier"],
+        serde_json::json!({ "system": "https://fhir.nhs.uk/Id/ods-site-code", "value": "RJ122" })
+    );
+    assert_eq!(t["location"]["identifier"]["value"], "Ward 7");
+
+    // A malformed identifier is refused, naming it, and adds nobody.
+    for (args, says) in [
+        (
+            vec![
+                "staff",
+                "add",
+                "Dr X",
+                "--roles",
+                "clinician",
+                "--gmc",
+                "12",
+            ],
+            "GMC number",
+        ),
+        (
+            vec!["staff", "identify", "Dr Chloe Evans", "--sds", "abc"],
+            "SDS user id",
+        ),
+        (
+            vec!["ward", "add", "Ward 9", "--ods", "R J"],
+            "ODS site code",
+        ),
+    ] {
+        let (ok, _, err) = run(cmd(&args)).await.unwrap();
+        assert!(!ok, "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let (_, out, _) = run(cmd(&["staff", "list"])).await.unwrap();
+    assert!(!out.contains("Dr X"), "{out}");
+}
