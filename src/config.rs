@@ -29,6 +29,32 @@ pub struct Config {
     pub record: Vec<RecordConfig>,
     pub security: SecurityConfig,
     pub fhir: FhirConfig,
+    /// How log lines are written to standard error.
+    pub log_format: LogFormat,
+}
+
+/// `text` for people reading a terminal or journal; `json` (one object a line) for log shippers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not one of text, json")),
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 /// How tasks are written as FHIR resources.
@@ -169,6 +195,7 @@ struct FileConfig {
     database_url: Option<String>,
     public_url: Option<String>,
     pool_size: Option<u32>,
+    log_format: Option<String>,
     escalation: Option<FileEscalation>,
     push: Option<FilePush>,
     email: Option<FileEmail>,
@@ -623,6 +650,16 @@ impl Config {
                 .max(1),
         };
 
+        let (log_format, log_from) = match env("BLEEPLESS_LOG_FORMAT") {
+            Some(f) => (f, "BLEEPLESS_LOG_FORMAT".to_string()),
+            None => (
+                file.log_format.unwrap_or_else(|| "text".into()),
+                src("log_format"),
+            ),
+        };
+        let log_format = LogFormat::parse(&log_format)
+            .map_err(|why| ConfigError(format!("{log_from}: {why}")))?;
+
         let f = file.fhir.unwrap_or_default();
         let system_base = env("BLEEPLESS_FHIR_SYSTEM_BASE")
             .or(f.system_base)
@@ -659,7 +696,135 @@ impl Config {
             record,
             security,
             fhir,
+            log_format,
         })
+    }
+
+    /// The effective configuration as TOML-like lines, for `bleepless check-config`:
+    /// passwords, keys and authorization headers are shown only as set or not.
+    pub fn describe(&self) -> String {
+        fn hidden(v: &Option<String>) -> &'static str {
+            if v.is_some() {
+                "\"(hidden)\""
+            } else {
+                "(not set)"
+            }
+        }
+        let mut out = vec![
+            format!("bind = {:?}", self.bind.to_string()),
+            format!("database_url = {:?}", self.database.redacted()),
+            format!("public_url = {:?}", self.public_url),
+            format!("pool_size = {}", self.pool_size),
+            format!("log_format = {:?}", self.log_format.code()),
+            String::new(),
+            "[escalation]".into(),
+            format!("schedule = {:?}", self.schedule.to_string()),
+            format!(
+                "fallback_role = {}",
+                self.policy
+                    .fallback_role
+                    .as_ref()
+                    .map(|r| format!("{r:?}"))
+                    .unwrap_or_else(|| "(not set)".into())
+            ),
+        ];
+        let a = &self.policy.ack_seconds;
+        out.push(format!(
+            "ack_seconds = {{ stat = {}, asap = {}, urgent = {}, routine = {} }}",
+            a.stat, a.asap, a.urgent, a.routine
+        ));
+        out.extend([
+            String::new(),
+            "[push]".into(),
+            format!("subject = {:?}", self.push.subject),
+            format!(
+                "vapid_private_key = {}",
+                hidden(&self.push.vapid.as_ref().map(|(k, _)| k.clone()))
+            ),
+            format!(
+                "vapid_public_key = {}",
+                self.push
+                    .vapid
+                    .as_ref()
+                    .map(|(_, k)| format!("{k:?}"))
+                    .unwrap_or_else(|| "(made on first start, kept in the database)".into())
+            ),
+            format!("timeout_seconds = {}", self.push.timeout.as_secs()),
+            String::new(),
+        ]);
+        match &self.email {
+            None => out.push("# [email] not set: no email is sent".into()),
+            Some(e) => out.extend([
+                "[email]".into(),
+                format!("host = {:?}", e.host),
+                format!("port = {}", e.port),
+                format!(
+                    "security = {:?}",
+                    match e.security {
+                        SmtpSecurity::Plain => "plain",
+                        SmtpSecurity::StartTls => "starttls",
+                        SmtpSecurity::Tls => "tls",
+                    }
+                ),
+                format!(
+                    "username = {}",
+                    e.username
+                        .as_ref()
+                        .map(|u| format!("{u:?}"))
+                        .unwrap_or_else(|| "(not set)".into())
+                ),
+                format!("password = {}", hidden(&e.password)),
+                format!("from = {:?}", e.from),
+                format!("timeout_seconds = {}", e.timeout.as_secs()),
+            ]),
+        }
+        let d = &self.dispatch;
+        out.extend([
+            String::new(),
+            "[dispatch]".into(),
+            format!("batch = {}", d.batch),
+            format!("max_attempts = {}", d.max_attempts),
+            format!("backoff_base_seconds = {}", d.backoff_base.as_secs()),
+            format!("backoff_max_seconds = {}", d.backoff_max.as_secs()),
+            format!("lease_seconds = {}", d.lease.as_secs()),
+            String::new(),
+        ]);
+        if self.record.is_empty() {
+            out.push("# [record] not set: nothing is sent to the patient record".into());
+        }
+        for r in &self.record {
+            out.extend([
+                if r.name == "record" {
+                    "[record]".to_string()
+                } else {
+                    format!("[records.{}]", r.name)
+                },
+                format!("base_url = {:?}", r.base_url),
+                format!("authorization = {}", hidden(&r.authorization)),
+                format!("timeout_seconds = {}", r.timeout.as_secs()),
+                String::new(),
+            ]);
+        }
+        out.extend([
+            String::new(),
+            "[fhir]".into(),
+            format!("system_base = {:?}", self.fhir.system_base),
+            format!(
+                "conditional_patient_reference = {}",
+                self.fhir.conditional_patient_reference
+            ),
+        ]);
+        // Unset values as comments, so that the output reads as TOML.
+        out.iter()
+            .map(|l| {
+                if l.ends_with("(not set)") || l.ends_with("kept in the database)") {
+                    format!("# {l}")
+                } else {
+                    l.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// A configuration for tests: a given database, port 0, default policies.
@@ -690,6 +855,7 @@ impl Config {
                 system_base: "http://127.0.0.1".into(),
                 conditional_patient_reference: false,
             },
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -749,8 +915,27 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         ))
     })?;
     toml::from_str(&text).map_err(|e| {
-        let msg = e.message().to_string();
-        ConfigError(format!("config file {}: {msg}", path.display()))
+        let mut msg = e.message().to_string();
+        // "invalid type: integer `123`, expected a string": the value may be a password.
+        if let Some((head, tail)) = msg.split_once(", expected") {
+            if head.starts_with("invalid") {
+                let kind = head.split(['`', '"']).next().unwrap_or(head).trim();
+                msg = format!("{kind}, expected{tail}");
+            }
+        }
+        // A wrong type names no key: name the key on its line (not the value, which may be
+        // a secret).
+        let place = e
+            .span()
+            .filter(|s| s.start < text.len())
+            .map(|s| {
+                let line_no = text[..s.start].matches('\n').count() + 1;
+                let line = text.lines().nth(line_no - 1).unwrap_or_default();
+                let key = line.split('=').next().unwrap_or_default().trim();
+                format!(" (line {line_no}: {key})")
+            })
+            .unwrap_or_default();
+        ConfigError(format!("config file {}: {msg}{place}", path.display()))
     })
 }
 

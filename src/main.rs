@@ -1,7 +1,7 @@
 use bleepless::app::roles::{hand_over, HandedBy};
 use bleepless::app::App;
 use bleepless::clock::{Clock, SystemClock};
-use bleepless::config::{Config, Overrides};
+use bleepless::config::{Config, LogFormat, Overrides};
 use bleepless::error::AppError;
 use bleepless::store::audit::{Action, Actor, Entry};
 use bleepless::store::{directory, DbConnection, Store};
@@ -38,6 +38,9 @@ enum Cmd {
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Check the configuration and print it as it takes effect (secrets hidden), then exit;
+    /// a wrong setting exits non-zero with one line naming it.
+    CheckConfig,
     /// Fill an empty database with a demo hospital and print the demo tokens.
     Demo,
     /// Manage staff.
@@ -168,10 +171,6 @@ enum WardCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let directives = std::env::var("RUST_LOG").ok();
-    if let Err(e) = bleepless::telemetry::init(directives.as_deref(), std::io::stderr) {
-        eprintln!("bleepless: cannot start logging: {e}");
-    }
     let overrides = Overrides {
         config_file: cli.config.clone(),
         bind: cli.bind.clone(),
@@ -184,6 +183,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Logging starts once the configuration says in which format.
+    let directives = std::env::var("RUST_LOG").ok();
+    let json = config.log_format == LogFormat::Json;
+    if let Err(e) = bleepless::telemetry::init_as(directives.as_deref(), std::io::stderr, json) {
+        eprintln!("bleepless: cannot start logging: {e}");
+    }
     match run(cli, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -225,6 +230,11 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
     let now = SystemClock.now();
     match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Serve => serve(config, cli.demo),
+        Cmd::CheckConfig => {
+            println!("{}", config.describe());
+            println!("\n# the configuration is valid");
+            Ok(())
+        }
         Cmd::Migrate => {
             open(&config)?;
             println!("database {} is up to date", config.database.redacted());
