@@ -503,20 +503,34 @@ fn logs_are_one_json_object_a_line_when_asked() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut up = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = true;
-            break;
+    // Read the log as it is written, until the start line (or 20 s).
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    });
+    let mut got: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !got.iter().any(|l| l.contains("Bleepless is listening")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => got.push(line),
+            Err(_) => break,
+        }
     }
     let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    assert!(up, "the service started");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<serde_json::Value> = stderr
-        .lines()
+    let _ = child.wait();
+    let stderr = got.join("\n");
+    let lines: Vec<serde_json::Value> = got
+        .iter()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
