@@ -369,16 +369,21 @@ struct TaskSearch {
     echo: Vec<(String, String)>,
 }
 
-/// `_cursor`: the raising time in microseconds and the id of the last task of a page.
+/// `_cursor`: the raising time in nanoseconds (as precise as the database keeps it) and the
+/// id of the last task of a page.
 fn cursor(raised_at: NaiveDateTime, id: &str) -> String {
-    format!("{}_{id}", raised_at.and_utc().timestamp_micros())
+    let nanos = raised_at
+        .and_utc()
+        .timestamp_nanos_opt()
+        .unwrap_or(i64::MAX);
+    format!("{nanos}_{id}")
 }
 
 fn parse_cursor(value: &str) -> Result<(NaiveDateTime, String), FhirError> {
     value
         .split_once('_')
-        .and_then(|(micros, id)| {
-            let t = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        .and_then(|(nanos, id)| {
+            let t = DateTime::from_timestamp_nanos(nanos.parse().ok()?);
             mapping::is_id(id).then(|| (t.naive_utc(), id.to_string()))
         })
         .ok_or_else(|| {
