@@ -886,38 +886,32 @@ async fn code_and_identifier_systems_are_canonical_and_their_code_systems_are_se
     fhir_err(app, "/fhir/CodeSystem/colours", None, 404, "not-found").await;
 }
 
-/// The Bundle the record server would receive for a task (what the sink sends), with or
-/// without the conditional Patient reference. The sink passes `config.fhir` once it is
-/// wired to `mapping::transaction_with`; until then this reads the task as the sink does.
-async fn record_bundle(app: &TestApp, id: &str, conditional: bool) -> Value {
-    let id = id.to_string();
-    app.write(move |c, _| {
-        let rec = bleepless::fhir::load(c, &id)?;
-        Ok(bleepless::fhir::mapping::transaction_with(
-            &rec,
-            "http://127.0.0.1",
-            "https://epr.example/fhir",
-            conditional,
-        ))
-    })
-    .await
-}
-
 #[tokio::test]
 async fn the_delivered_bundle_can_name_the_patient_by_a_conditional_reference() {
-    let app = TestApp::spawn_with(|c| c.fhir.conditional_patient_reference = true).await;
-    assert!(app.config.fhir.conditional_patient_reference);
+    const SYSTEMS: &str = "https://fhir.example-trust.nhs.uk/bleepless";
+    let epr = FhirServer::start().await;
+    let base = epr.base_url();
+    let app = TestApp::spawn_draining(|c| {
+        c.record_server(&base, None);
+        c.fhir.conditional_patient_reference = true;
+        c.fhir.system_base = SYSTEMS.into();
+    })
+    .await;
     let w = Ward::with(app).await;
     let app = &w.app;
     let id = app
         .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
         .await;
     complete(app, &id, &w.amy).await;
+    app.drain().await;
 
-    let with = record_bundle(app, &id, true).await;
-    assert_valid(&with);
+    let got = epr.received();
+    assert_eq!(got.len(), 1, "delivered once");
+    let bundle = &got[0].bundle;
+    assert_valid(bundle);
+    let task = &bundle["entry"][0]["resource"];
     assert_eq!(
-        with["entry"][0]["resource"]["for"],
+        task["for"],
         json!({
             "reference": format!("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{NHS_1}"),
             "type": "Patient",
@@ -925,18 +919,36 @@ async fn the_delivered_bundle_can_name_the_patient_by_a_conditional_reference() 
         }),
         "the reference beside the identifier"
     );
-    let without = record_bundle(app, &id, false).await;
-    assert_valid(&without);
-    assert!(without["entry"][0]["resource"]["for"]
-        .get("reference")
-        .is_none());
+    assert_eq!(
+        task["identifier"][0]["system"],
+        format!("{SYSTEMS}/fhir/Id/task"),
+        "the record gets the same canonical systems as /fhir serves"
+    );
     // A conditional reference is for transactions only: the served Task keeps the identifier.
     let t = fhir_ok(app, &format!("/fhir/Task/{id}"), &w.nurse.token).await;
     assert!(t["for"].get("reference").is_none());
     // And the judge refuses one outside a transaction.
     let mut served = t.clone();
-    served["for"]["reference"] = with["entry"][0]["resource"]["for"]["reference"].clone();
+    served["for"]["reference"] = task["for"]["reference"].clone();
     assert!(!fhir_problems(&served).is_empty());
+}
+
+#[tokio::test]
+async fn without_the_setting_the_delivered_patient_is_an_identifier_only() {
+    let epr = FhirServer::start().await;
+    let base = epr.base_url();
+    let w = Ward::with(TestApp::spawn_draining(|c| c.record_server(&base, None)).await).await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    complete(app, &id, &w.amy).await;
+    app.drain().await;
+    let got = epr.received();
+    assert_eq!(got.len(), 1);
+    let task = &got[0].bundle["entry"][0]["resource"];
+    assert!(task["for"].get("reference").is_none(), "{task}");
+    assert_eq!(task["identifier"][0]["system"], TASK_SYSTEM);
 }
 
 #[tokio::test]
