@@ -750,6 +750,7 @@ impl Config {
                     .unwrap_or_else(|| "(made on first start, kept in the database)".into())
             ),
             format!("timeout_seconds = {}", self.push.timeout.as_secs()),
+            format!("allowed_hosts = {:?}", self.push.allowed_hosts),
             String::new(),
         ]);
         match &self.email {
@@ -805,7 +806,31 @@ impl Config {
                 String::new(),
             ]);
         }
+        let sec = &self.security;
         out.extend([
+            String::new(),
+            "[security]".into(),
+            format!(
+                "link_secret = {}",
+                if sec.link_secret.is_some() {
+                    "\"(hidden)\""
+                } else {
+                    "(made on first start, kept in the database)"
+                }
+            ),
+            format!(
+                "sign_in_failures_per_account = {}",
+                sec.failures_per_account
+            ),
+            format!(
+                "sign_in_failures_per_address = {}",
+                sec.failures_per_address
+            ),
+            format!("lockout_minutes = {}", sec.lockout.as_secs() / 60),
+            format!("session_idle_minutes = {}", sec.session_idle.as_secs() / 60),
+            format!("trust_proxy_headers = {}", sec.trust_proxy_headers),
+            format!("body_timeout_seconds = {}", sec.body_timeout.as_secs()),
+            format!("max_devices_per_person = {}", sec.max_devices),
             String::new(),
             "[fhir]".into(),
             format!("system_base = {:?}", self.fhir.system_base),

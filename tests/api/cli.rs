@@ -409,7 +409,13 @@ conditional_patient_reference = true
     let path = cfg.display().to_string();
     let (ok, out, err) = bleepless_with_env(
         &["--config", &path, "--bind", "0.0.0.0:9000", "check-config"],
-        &[("BLEEPLESS_LOG_FORMAT", "json")],
+        &[
+            ("BLEEPLESS_LOG_FORMAT", "json"),
+            (
+                "BLEEPLESS_LINK_SECRET",
+                "s3cret-link-0123456789abcdefghijklmnopqrstuvwxyz",
+            ),
+        ],
     );
     assert!(ok, "{out}{err}");
     for line in [
@@ -424,10 +430,18 @@ conditional_patient_reference = true
         "port = 587",
         "system_base = \"https://fhir.example-trust.nhs.uk/bleepless\"",
         "conditional_patient_reference = true",
+        "link_secret = \"(hidden)\"",
+        "trust_proxy_headers = false",
     ] {
         assert!(out.lines().any(|l| l == line), "{line} in:\n{out}");
     }
-    for secret in ["s3cret-db", "s3cret-vapid", "s3cret-mail", "s3cret-epr"] {
+    for secret in [
+        "s3cret-db",
+        "s3cret-vapid",
+        "s3cret-mail",
+        "s3cret-epr",
+        "s3cret-link",
+    ] {
         assert!(
             !out.contains(secret) && !err.contains(secret),
             "{secret} shown:\n{out}{err}"
