@@ -28,6 +28,47 @@ pub struct Config {
     /// queued when there are none.
     pub record: Vec<RecordConfig>,
     pub security: SecurityConfig,
+    pub fhir: FhirConfig,
+    /// How log lines are written to standard error.
+    pub log_format: LogFormat,
+}
+
+/// `text` for people reading a terminal or journal; `json` (one object a line) for log shippers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not one of text, json")),
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// How tasks are written as FHIR resources.
+#[derive(Debug, Clone)]
+pub struct FhirConfig {
+    /// The base of our code system and identifier system URIs
+    /// (`{system_base}/fhir/CodeSystem/task-category`, `{system_base}/fhir/Id/task`, …):
+    /// canonical names that must not change when the service moves host. Defaults to
+    /// `public_url`.
+    pub system_base: String,
+    /// Also give the patient in delivered Bundles as a conditional reference
+    /// (`Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|…`) that the record server
+    /// resolves to its own Patient.
+    pub conditional_patient_reference: bool,
 }
 
 /// Sign-in limits, sessions, request bounds and secrets kept outside the database.
@@ -154,6 +195,7 @@ struct FileConfig {
     database_url: Option<String>,
     public_url: Option<String>,
     pool_size: Option<u32>,
+    log_format: Option<String>,
     escalation: Option<FileEscalation>,
     push: Option<FilePush>,
     email: Option<FileEmail>,
@@ -164,6 +206,7 @@ struct FileConfig {
     #[serde(default)]
     records: std::collections::BTreeMap<String, FileRecord>,
     security: Option<FileSecurity>,
+    fhir: Option<FileFhir>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +220,13 @@ struct FileSecurity {
     trust_proxy_headers: Option<bool>,
     body_timeout_seconds: Option<u64>,
     max_devices_per_person: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFhir {
+    system_base: Option<String>,
+    conditional_patient_reference: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -600,6 +650,33 @@ impl Config {
                 .max(1),
         };
 
+        let (log_format, log_from) = match env("BLEEPLESS_LOG_FORMAT") {
+            Some(f) => (f, "BLEEPLESS_LOG_FORMAT".to_string()),
+            None => (
+                file.log_format.unwrap_or_else(|| "text".into()),
+                src("log_format"),
+            ),
+        };
+        let log_format = LogFormat::parse(&log_format)
+            .map_err(|why| ConfigError(format!("{log_from}: {why}")))?;
+
+        let f = file.fhir.unwrap_or_default();
+        let system_base = env("BLEEPLESS_FHIR_SYSTEM_BASE")
+            .or(f.system_base)
+            .unwrap_or_else(|| public_url.clone());
+        if !(system_base.starts_with("http://") || system_base.starts_with("https://"))
+            || system_base.chars().any(char::is_whitespace)
+        {
+            return Err(ConfigError(format!(
+                "{}: {system_base:?} must be an http:// or https:// URL",
+                src("fhir.system_base")
+            )));
+        }
+        let fhir = FhirConfig {
+            system_base: system_base.trim_end_matches('/').to_string(),
+            conditional_patient_reference: f.conditional_patient_reference.unwrap_or(false),
+        };
+
         Ok(Config {
             bind,
             database,
@@ -618,7 +695,161 @@ impl Config {
             health: health(file.health, src)?,
             record,
             security,
+            fhir,
+            log_format,
         })
+    }
+
+    /// The effective configuration as TOML-like lines, for `bleepless check-config`:
+    /// passwords, keys and authorization headers are shown only as set or not.
+    pub fn describe(&self) -> String {
+        fn hidden(v: &Option<String>) -> &'static str {
+            if v.is_some() {
+                "\"(hidden)\""
+            } else {
+                "(not set)"
+            }
+        }
+        let mut out = vec![
+            format!("bind = {:?}", self.bind.to_string()),
+            format!("database_url = {:?}", self.database.redacted()),
+            format!("public_url = {:?}", self.public_url),
+            format!("pool_size = {}", self.pool_size),
+            format!("log_format = {:?}", self.log_format.code()),
+            String::new(),
+            "[escalation]".into(),
+            format!("schedule = {:?}", self.schedule.to_string()),
+            format!(
+                "fallback_role = {}",
+                self.policy
+                    .fallback_role
+                    .as_ref()
+                    .map(|r| format!("{r:?}"))
+                    .unwrap_or_else(|| "(not set)".into())
+            ),
+        ];
+        let a = &self.policy.ack_seconds;
+        out.push(format!(
+            "ack_seconds = {{ stat = {}, asap = {}, urgent = {}, routine = {} }}",
+            a.stat, a.asap, a.urgent, a.routine
+        ));
+        out.extend([
+            String::new(),
+            "[push]".into(),
+            format!("subject = {:?}", self.push.subject),
+            format!(
+                "vapid_private_key = {}",
+                hidden(&self.push.vapid.as_ref().map(|(k, _)| k.clone()))
+            ),
+            format!(
+                "vapid_public_key = {}",
+                self.push
+                    .vapid
+                    .as_ref()
+                    .map(|(_, k)| format!("{k:?}"))
+                    .unwrap_or_else(|| "(made on first start, kept in the database)".into())
+            ),
+            format!("timeout_seconds = {}", self.push.timeout.as_secs()),
+            format!("allowed_hosts = {:?}", self.push.allowed_hosts),
+            String::new(),
+        ]);
+        match &self.email {
+            None => out.push("# [email] not set: no email is sent".into()),
+            Some(e) => out.extend([
+                "[email]".into(),
+                format!("host = {:?}", e.host),
+                format!("port = {}", e.port),
+                format!(
+                    "security = {:?}",
+                    match e.security {
+                        SmtpSecurity::Plain => "plain",
+                        SmtpSecurity::StartTls => "starttls",
+                        SmtpSecurity::Tls => "tls",
+                    }
+                ),
+                format!(
+                    "username = {}",
+                    e.username
+                        .as_ref()
+                        .map(|u| format!("{u:?}"))
+                        .unwrap_or_else(|| "(not set)".into())
+                ),
+                format!("password = {}", hidden(&e.password)),
+                format!("from = {:?}", e.from),
+                format!("timeout_seconds = {}", e.timeout.as_secs()),
+            ]),
+        }
+        let d = &self.dispatch;
+        out.extend([
+            String::new(),
+            "[dispatch]".into(),
+            format!("batch = {}", d.batch),
+            format!("max_attempts = {}", d.max_attempts),
+            format!("backoff_base_seconds = {}", d.backoff_base.as_secs()),
+            format!("backoff_max_seconds = {}", d.backoff_max.as_secs()),
+            format!("lease_seconds = {}", d.lease.as_secs()),
+            String::new(),
+        ]);
+        if self.record.is_empty() {
+            out.push("# [record] not set: nothing is sent to the patient record".into());
+        }
+        for r in &self.record {
+            out.extend([
+                if r.name == "record" {
+                    "[record]".to_string()
+                } else {
+                    format!("[records.{}]", r.name)
+                },
+                format!("base_url = {:?}", r.base_url),
+                format!("authorization = {}", hidden(&r.authorization)),
+                format!("timeout_seconds = {}", r.timeout.as_secs()),
+                String::new(),
+            ]);
+        }
+        let sec = &self.security;
+        out.extend([
+            String::new(),
+            "[security]".into(),
+            format!(
+                "link_secret = {}",
+                if sec.link_secret.is_some() {
+                    "\"(hidden)\""
+                } else {
+                    "(made on first start, kept in the database)"
+                }
+            ),
+            format!(
+                "sign_in_failures_per_account = {}",
+                sec.failures_per_account
+            ),
+            format!(
+                "sign_in_failures_per_address = {}",
+                sec.failures_per_address
+            ),
+            format!("lockout_minutes = {}", sec.lockout.as_secs() / 60),
+            format!("session_idle_minutes = {}", sec.session_idle.as_secs() / 60),
+            format!("trust_proxy_headers = {}", sec.trust_proxy_headers),
+            format!("body_timeout_seconds = {}", sec.body_timeout.as_secs()),
+            format!("max_devices_per_person = {}", sec.max_devices),
+            String::new(),
+            "[fhir]".into(),
+            format!("system_base = {:?}", self.fhir.system_base),
+            format!(
+                "conditional_patient_reference = {}",
+                self.fhir.conditional_patient_reference
+            ),
+        ]);
+        // Unset values as comments, so that the output reads as TOML.
+        out.iter()
+            .map(|l| {
+                if l.ends_with("(not set)") || l.ends_with("kept in the database)") {
+                    format!("# {l}")
+                } else {
+                    l.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// A configuration for tests: a given database, port 0, default policies.
@@ -645,6 +876,11 @@ impl Config {
             },
             record: Vec::new(),
             security: SecurityConfig::default(),
+            fhir: FhirConfig {
+                system_base: "http://127.0.0.1".into(),
+                conditional_patient_reference: false,
+            },
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -704,8 +940,27 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         ))
     })?;
     toml::from_str(&text).map_err(|e| {
-        let msg = e.message().to_string();
-        ConfigError(format!("config file {}: {msg}", path.display()))
+        let mut msg = e.message().to_string();
+        // "invalid type: integer `123`, expected a string": the value may be a password.
+        if let Some((head, tail)) = msg.split_once(", expected") {
+            if head.starts_with("invalid") {
+                let kind = head.split(['`', '"']).next().unwrap_or(head).trim();
+                msg = format!("{kind}, expected{tail}");
+            }
+        }
+        // A wrong type names no key: name the key on its line (not the value, which may be
+        // a secret).
+        let place = e
+            .span()
+            .filter(|s| s.start < text.len())
+            .map(|s| {
+                let line_no = text[..s.start].matches('\n').count() + 1;
+                let line = text.lines().nth(line_no - 1).unwrap_or_default();
+                let key = line.split('=').next().unwrap_or_default().trim();
+                format!(" (line {line_no}: {key})")
+            })
+            .unwrap_or_default();
+        ConfigError(format!("config file {}: {msg}{place}", path.display()))
     })
 }
 

@@ -151,7 +151,8 @@ impl Application {
                 public_url: config.public_url.clone(),
                 ack_seconds: config.policy.ack_seconds,
             },
-            records: outbox::record::RecordServers::new(&config.record, &config.public_url)?,
+            records: outbox::record::RecordServers::new(&config.record, &config.public_url)?
+                .with_fhir(&config.fhir),
             owner: uuid::Uuid::new_v4().to_string(),
         };
         forget_refused_devices(&state.store, &config.push)?;

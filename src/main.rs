@@ -1,7 +1,7 @@
 use bleepless::app::roles::{hand_over, HandedBy};
 use bleepless::app::App;
 use bleepless::clock::{Clock, SystemClock};
-use bleepless::config::{Config, Overrides};
+use bleepless::config::{Config, LogFormat, Overrides};
 use bleepless::error::AppError;
 use bleepless::store::audit::{Action, Actor, Entry};
 use bleepless::store::{directory, DbConnection, Store};
@@ -38,6 +38,9 @@ enum Cmd {
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Check the configuration and print it as it takes effect (secrets hidden), then exit;
+    /// a wrong setting exits non-zero with one line naming it.
+    CheckConfig,
     /// Fill an empty database with a demo hospital and print the demo tokens.
     Demo,
     /// Manage staff.
@@ -61,6 +64,15 @@ enum StaffCmd {
         /// Comma-separated: coordinator, clinician, bed_manager, admin.
         #[arg(long)]
         roles: String,
+        #[command(flatten)]
+        national: NationalIdArgs,
+    },
+    /// Set a member of staff's national identifiers (those given; the others are kept).
+    Identify {
+        /// Staff id, email or exact name.
+        staff: String,
+        #[command(flatten)]
+        national: NationalIdArgs,
     },
     /// List staff.
     List,
@@ -86,6 +98,31 @@ enum StaffCmd {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+}
+
+/// National identifiers, used in the patient record instead of our staff ids.
+#[derive(clap::Args)]
+struct NationalIdArgs {
+    /// General Medical Council reference number (7 digits).
+    #[arg(long, value_name = "NUMBER")]
+    gmc: Option<String>,
+    /// Nursing and Midwifery Council PIN, e.g. 12A3456B.
+    #[arg(long, value_name = "PIN")]
+    nmc: Option<String>,
+    /// Spine Directory Service user id (12 digits, the smartcard's).
+    #[arg(long, value_name = "ID")]
+    sds: Option<String>,
+}
+
+impl NationalIdArgs {
+    fn parse(&self) -> Result<directory::NationalIds, String> {
+        directory::NationalIds::parse(
+            self.gmc.as_deref(),
+            self.nmc.as_deref(),
+            self.sds.as_deref(),
+        )
+        .map_err(fail)
+    }
 }
 
 #[derive(Subcommand)]
@@ -122,17 +159,18 @@ enum RoleCmd {
 #[derive(Subcommand)]
 enum WardCmd {
     /// Add a ward.
-    Add { name: String },
+    Add {
+        name: String,
+        /// The ODS code of the site the ward is on, e.g. RJ122.
+        #[arg(long, value_name = "CODE")]
+        ods: Option<String>,
+    },
     /// List wards.
     List,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let directives = std::env::var("RUST_LOG").ok();
-    if let Err(e) = bleepless::telemetry::init(directives.as_deref(), std::io::stderr) {
-        eprintln!("bleepless: cannot start logging: {e}");
-    }
     let overrides = Overrides {
         config_file: cli.config.clone(),
         bind: cli.bind.clone(),
@@ -145,6 +183,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Logging starts once the configuration says in which format.
+    let directives = std::env::var("RUST_LOG").ok();
+    let json = config.log_format == LogFormat::Json;
+    if let Err(e) = bleepless::telemetry::init_as(directives.as_deref(), std::io::stderr, json) {
+        eprintln!("bleepless: cannot start logging: {e}");
+    }
     match run(cli, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -186,6 +230,11 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
     let now = SystemClock.now();
     match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Serve => serve(config, cli.demo),
+        Cmd::CheckConfig => {
+            println!("{}", config.describe());
+            println!("\n# the configuration is valid");
+            Ok(())
+        }
         Cmd::Migrate => {
             open(&config)?;
             println!("database {} is up to date", config.database.redacted());
@@ -199,19 +248,40 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         Cmd::Staff(cmd) => {
             let store = open(&config)?;
             match cmd {
-                StaffCmd::Add { name, email, roles } => {
+                StaffCmd::Add {
+                    name,
+                    email,
+                    roles,
+                    national,
+                } => {
+                    let ids = national.parse()?;
                     let (s, token) = store
                         .write_now(|c| {
                             let (s, token) =
                                 directory::add_staff(c, &name, email.as_deref(), &roles, now)?;
                             let detail = json!({ "name": s.name, "roles": roles });
                             audit(c, Action::StaffAdded, &s.id, detail, now)?;
+                            directory::set_national_ids(c, &s.id, &ids)?;
                             Ok((s, token))
                         })
                         .map_err(fail)?;
                     println!("added {} ({}) id {}", s.name, roles, s.id);
                     println!("API token (shown once; keep it secret):");
                     println!("{token}");
+                }
+                StaffCmd::Identify { staff, national } => {
+                    let ids = national.parse()?;
+                    if ids == directory::NationalIds::default() {
+                        return Err("give --gmc, --nmc or --sds".into());
+                    }
+                    let s = store
+                        .write_now(|c| {
+                            let s = directory::find_staff(c, &staff)?;
+                            directory::set_national_ids(c, &s.id, &ids)?;
+                            Ok(s)
+                        })
+                        .map_err(fail)?;
+                    println!("national identifiers set for {}", s.name);
                 }
                 StaffCmd::List => {
                     for s in store.write_now(directory::list_staff).map_err(fail)? {
@@ -412,11 +482,19 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         Cmd::Ward(cmd) => {
             let store = open(&config)?;
             match cmd {
-                WardCmd::Add { name } => {
+                WardCmd::Add { name, ods } => {
+                    let ods = ods
+                        .as_deref()
+                        .map(directory::parse_ods_code)
+                        .transpose()
+                        .map_err(fail)?;
                     let w = store
                         .write_now(|c| {
                             let w = directory::add_ward(c, &name, now)?;
                             audit(c, Action::WardAdded, &w, json!({}), now)?;
+                            if let Some(code) = &ods {
+                                directory::set_ward_ods_code(c, &w, code)?;
+                            }
                             Ok(w)
                         })
                         .map_err(fail)?;

@@ -26,18 +26,35 @@ pub fn init<W>(directives: Option<&str>, writer: W) -> Result<(), String>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    init_as(directives, writer, false)
+}
+
+/// [`init`], with `json` lines (one object a line, the event's fields at the top level)
+/// for log shippers instead of text.
+pub fn init_as<W>(directives: Option<&str>, writer: W, json: bool) -> Result<(), String>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = directives
         .and_then(|d| EnvFilter::try_new(d).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(writer)
-                .with_filter(filter_fn(may_log)),
-        )
-        .try_init()
-        .map_err(|e| e.to_string())
+    let lines = tracing_subscriber::fmt::layer().with_writer(writer);
+    let registry = tracing_subscriber::registry().with(filter);
+    if json {
+        registry
+            .with(
+                lines
+                    .json()
+                    .flatten_event(true)
+                    .with_filter(filter_fn(may_log)),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(lines.with_filter(filter_fn(may_log)))
+            .try_init()
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// Paths whose last segment is a capability (whoever holds it may act): logged without it.

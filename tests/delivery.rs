@@ -1,5 +1,5 @@
 //! The notification senders against real peers: a local Web Push service that verifies
-//! VAPID and decrypts like a browser, and the aiosmtpd SMTP server (`pip install aiosmtpd`).
+//! VAPID and decrypts like a browser, and a real SMTP server in Rust (tests/support/smtp.rs).
 //!
 //! Run with `cargo test --test delivery`.
 
@@ -403,4 +403,47 @@ fn sender_settings_are_checked() {
     let mut s = smtp_settings(25, Duration::from_secs(1));
     s.username = Some("user".into());
     assert!(EmailSender::new(&s).is_err(), "username without password");
+}
+
+/// The test SMTP peer speaks real SMTP: a client's doubled leading dots are undone and the
+/// message ends only at a line holding one dot.
+#[test]
+fn the_test_smtp_server_undoes_dot_stuffing_and_ends_data_at_a_lone_dot() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = SmtpServer::start_with_refusals();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut said = |line: &str| -> String {
+        if !line.is_empty() {
+            writer.write_all(line.as_bytes()).unwrap();
+        }
+        let mut reply = String::new();
+        loop {
+            let mut l = String::new();
+            reader.read_line(&mut l).unwrap();
+            reply.push_str(&l);
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return reply;
+            }
+        }
+    };
+    assert!(said("").starts_with("220"));
+    assert!(said("EHLO client.example\r\n").starts_with("250"));
+    assert!(
+        said("RCPT TO:<a@b.example>\r\n").starts_with("503"),
+        "MAIL first"
+    );
+    assert!(said("MAIL FROM:<bleepless@trust.example>\r\n").starts_with("250"));
+    assert!(said("RCPT TO:<refuse.me@trust.example>\r\n").starts_with("550"));
+    assert!(said("RCPT TO:<ok@trust.example>\r\n").starts_with("250"));
+    assert!(said("DATA\r\n").starts_with("354"));
+    let reply = said("Subject: dots\r\n\r\n..leading dot\r\n...\r\n.. \r\nlast\r\n.\r\n");
+    assert!(reply.starts_with("250"), "{reply}");
+    assert!(said("QUIT\r\n").starts_with("221"));
+    let got = server.messages();
+    assert_eq!(
+        got,
+        ["Subject: dots\r\n\r\n.leading dot\r\n..\r\n. \r\nlast\r\n"]
+    );
 }

@@ -36,6 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(get!("/Task/{id}/_history/{vid}", vread))
                 .service(get!("/Provenance", search_provenance))
                 .service(get!("/Provenance/{id}", read_provenance))
+                .service(get!("/CodeSystem/{id}", read_code_system))
                 .default_service(web::to(unknown_path)),
         );
 }
@@ -137,12 +138,14 @@ async fn unknown_path(req: HttpRequest) -> FhirResult {
     )))
 }
 
-/// The query's parameters in order; `_format` is checked and dropped.
+/// The query's parameters in order; `_format` is checked and dropped. Without `_format`,
+/// the `Accept` header must allow JSON (`_format` overrides `Accept`, as FHIR says).
 fn query(req: &HttpRequest) -> Result<Vec<(String, String)>, FhirError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
         .map_err(|e| FhirError::invalid(format!("the query string is not readable: {e}")))?
         .into_inner();
     let mut out = Vec::new();
+    let mut format_given = false;
     for (k, v) in pairs {
         if k == "_format" {
             if !matches!(
@@ -155,11 +158,51 @@ fn query(req: &HttpRequest) -> Result<Vec<(String, String)>, FhirError> {
                     format!("_format {v:?} is not supported: only JSON is served"),
                 ));
             }
+            format_given = true;
             continue;
         }
         out.push((k, v));
     }
+    if !format_given {
+        accepts_json(req)?;
+    }
     Ok(out)
+}
+
+/// Media ranges under which we can answer `application/fhir+json`.
+const JSON_RANGES: &[&str] = &[
+    "*/*",
+    "application/*",
+    "application/fhir+json",
+    "application/json",
+    "application/json+fhir",
+];
+
+/// A 406 unless the `Accept` header (when given) allows one of [`JSON_RANGES`].
+fn accepts_json(req: &HttpRequest) -> Result<(), FhirError> {
+    let Some(accept) = req.headers().get(header::ACCEPT) else {
+        return Ok(());
+    };
+    let text = accept.to_str().unwrap_or_default();
+    let ok = text.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        !refused && JSON_RANGES.contains(&media.as_str())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(FhirError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-supported",
+            format!("Accept: {text:?} is not served: only application/fhir+json (FHIR JSON) is"),
+        ))
+    }
 }
 
 fn no_params(req: &HttpRequest) -> Result<(), FhirError> {
@@ -191,11 +234,39 @@ async fn load(state: &AppState, id: String) -> Result<super::TaskRecord, FhirErr
 }
 
 async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> FhirResult {
-    no_params(&req)?;
+    for (k, v) in query(&req)? {
+        match (k.as_str(), v.as_str()) {
+            ("mode", "full" | "normal") => {}
+            ("mode", other) => {
+                return Err(FhirError::invalid(format!(
+                    "mode {other:?} is not served: give mode=full or mode=normal (both answer this server's CapabilityStatement; there is no TerminologyCapabilities here)"
+                )))
+            }
+            (other, _) => {
+                return Err(FhirError::invalid(format!(
+                    "parameter {other:?} is not supported here; metadata takes mode=full or mode=normal"
+                )))
+            }
+        }
+    }
     Ok(fhir_ok(&mapping::capability_statement(
         &state.config.public_url,
         state.clock.now(),
     )))
+}
+
+/// One of our code systems: public, like the CapabilityStatement (no patient data).
+async fn read_code_system(state: web::Data<AppState>, req: HttpRequest) -> FhirResult {
+    no_params(&req)?;
+    let id = path_param(&req, "id");
+    mapping::code_system(&id, &state.config.fhir.system_base)
+        .map(|cs| fhir_ok(&cs))
+        .ok_or_else(|| {
+            FhirError::not_found(format!(
+                "no CodeSystem/{id}; ours are {}",
+                mapping::CODE_SYSTEMS.join(", ")
+            ))
+        })
 }
 
 async fn read_task(
@@ -207,11 +278,28 @@ async fn read_task(
     no_params(&req)?;
     let rec = load(&state, path_param(&req, "id")).await?;
     let version = mapping::current_version(&rec);
-    let mut res = fhir_ok(&mapping::task(&rec, &state.config.public_url));
-    if let Ok(v) = header::HeaderValue::from_str(&format!("W/\"{version}\"")) {
-        res.headers_mut().insert(header::ETAG, v);
+    Ok(versioned(
+        fhir_ok(&mapping::task(&rec, &state.config.fhir.system_base)),
+        version,
+        rec.task.updated_at,
+    ))
+}
+
+/// A version of a resource: its `ETag` (`W/"version"`) and `Last-Modified` (an HTTP-date).
+fn versioned(mut res: HttpResponse, version: i32, modified: DateTime<Utc>) -> HttpResponse {
+    let headers = [
+        (header::ETAG, format!("W/\"{version}\"")),
+        (
+            header::LAST_MODIFIED,
+            modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        ),
+    ];
+    for (name, value) in headers {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            res.headers_mut().insert(name, v);
+        }
     }
-    Ok(res)
+    res
 }
 
 async fn history(
@@ -222,7 +310,11 @@ async fn history(
     caller?;
     no_params(&req)?;
     let rec = load(&state, path_param(&req, "id")).await?;
-    Ok(fhir_ok(&mapping::history(&rec, &state.config.public_url)))
+    Ok(fhir_ok(&mapping::history(
+        &rec,
+        &state.config.fhir.system_base,
+        &state.config.public_url,
+    )))
 }
 
 async fn vread(
@@ -237,8 +329,11 @@ async fn vread(
     let rec = load(&state, id.clone()).await?;
     vid.parse::<i32>()
         .ok()
-        .and_then(|v| mapping::task_version(&rec, v, &state.config.public_url))
-        .map(|t| fhir_ok(&t))
+        .and_then(|v| {
+            let t = mapping::task_version(&rec, v, &state.config.fhir.system_base)?;
+            let at = rec.events.iter().find(|e| e.seq == v)?.at;
+            Some(versioned(fhir_ok(&t), v, at))
+        })
         .ok_or_else(|| FhirError::not_found(format!("Task/{id} has no version {vid:?}")))
 }
 
@@ -266,10 +361,50 @@ struct TaskSearch {
     owner: Option<Owner>,
     updated: Vec<Bound>,
     count: i64,
-    offset: i64,
-    /// The parameters as given (without _offset), for the paging links.
+    /// Where this page starts: after the task raised at that time with that id (newest
+    /// first). Raising time and id never change, so a task updated during a walk through
+    /// the pages is neither skipped nor repeated.
+    after: Option<(NaiveDateTime, String)>,
+    /// The parameters as given (without _cursor), for the paging links.
     echo: Vec<(String, String)>,
 }
+
+/// `_cursor`: the raising time in nanoseconds (as precise as the database keeps it) and the
+/// id of the last task of a page.
+fn cursor(raised_at: NaiveDateTime, id: &str) -> String {
+    let nanos = raised_at
+        .and_utc()
+        .timestamp_nanos_opt()
+        .unwrap_or(i64::MAX);
+    format!("{nanos}_{id}")
+}
+
+fn parse_cursor(value: &str) -> Result<(NaiveDateTime, String), FhirError> {
+    value
+        .split_once('_')
+        .and_then(|(nanos, id)| {
+            let t = DateTime::from_timestamp_nanos(nanos.parse().ok()?);
+            mapping::is_id(id).then(|| (t.naive_utc(), id.to_string()))
+        })
+        .ok_or_else(|| {
+            FhirError::invalid(format!(
+                "_cursor {value:?} is not one of ours: follow the Bundle's next link"
+            ))
+        })
+}
+
+/// Every search parameter `/fhir/Task` answers; the CapabilityStatement declares each.
+pub const TASK_SEARCH_PARAMS: &[&str] = &[
+    "patient",
+    "subject",
+    "identifier",
+    "_id",
+    "status",
+    "owner",
+    "_lastUpdated",
+    "_count",
+    "_cursor",
+];
 
 const TASK_STATUSES: &[&str] = &[
     "draft",
@@ -291,9 +426,6 @@ fn parse_nhs(value: &str) -> Result<String, FhirError> {
         .map(|n| n.as_str().to_string())
         .map_err(|e| FhirError::invalid(format!("patient: {e}")))
 }
-
-/// The furthest a search may page: far beyond any real result set.
-const MAX_OFFSET: i64 = 1_000_000;
 
 /// `_lastUpdated`: an optional prefix, then a date or a dateTime; a partial date is a range.
 fn parse_last_updated(value: &str) -> Result<Vec<Bound>, FhirError> {
@@ -395,7 +527,11 @@ fn parse_task_search(params: Vec<(String, String)>, base: &str) -> Result<TaskSe
             }
             "identifier" | "_id" => {
                 let id = match v.split_once('|') {
-                    Some((sys, id)) if sys.is_empty() || sys == mapping::system(base, "Id/task") => id,
+                    Some((sys, id))
+                        if sys.is_empty() || sys == mapping::system(base, "Id/task") =>
+                    {
+                        id
+                    }
                     Some((sys, _)) => {
                         return Err(FhirError::invalid(format!(
                             "identifier: tasks are identified in the system {} (not {sys:?})",
@@ -438,25 +574,19 @@ fn parse_task_search(params: Vec<(String, String)>, base: &str) -> Result<TaskSe
                     .ok()
                     .filter(|n| (0..=100).contains(n))
                     .ok_or_else(|| {
-                        FhirError::invalid(format!("_count {v:?}: give a whole number from 0 to 100"))
-                    })?;
-            }
-            "_offset" => {
-                // Bounded, so that the paging links' arithmetic cannot overflow.
-                s.offset = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (0..=MAX_OFFSET).contains(n))
-                    .ok_or_else(|| {
                         FhirError::invalid(format!(
-                            "_offset {v:?}: give a whole number from 0 to {MAX_OFFSET}"
+                            "_count {v:?}: give a whole number from 0 to 100"
                         ))
                     })?;
+            }
+            "_cursor" => {
+                s.after = Some(parse_cursor(&v)?);
                 continue;
             }
             other => {
                 return Err(FhirError::invalid(format!(
-                    "search parameter {other:?} is not supported for Task; supported: patient, patient:identifier, identifier, status, owner, _lastUpdated, _count, _offset"
+                    "search parameter {other:?} is not supported for Task; supported: {}",
+                    TASK_SEARCH_PARAMS.join(", ")
                 )))
             }
         }
@@ -524,35 +654,47 @@ async fn search_tasks(
 ) -> FhirResult {
     caller?;
     let base = state.config.public_url.clone();
-    let s = parse_task_search(query(&req)?, &base)?;
+    let systems = state.config.fhir.system_base.clone();
+    let s = parse_task_search(query(&req)?, &systems)?;
     let search = s.clone();
-    let (total, records) = state
+    let (total, records, more) = state
         .store
         .read(move |c| {
             let total: i64 = filtered(&search).count().get_result(c)?;
-            let ids: Vec<String> = if search.count == 0 {
+            let mut q = filtered(&search);
+            if let Some((t, id)) = search.after.clone() {
+                q = q.filter(
+                    tasks::raised_at
+                        .lt(t)
+                        .or(tasks::raised_at.eq(t).and(tasks::id.lt(id))),
+                );
+            }
+            // One more than the page, to know whether there is a next one.
+            let mut ids: Vec<String> = if search.count == 0 {
                 Vec::new()
             } else {
-                filtered(&search)
-                    .select(tasks::id)
-                    .order((tasks::updated_at.desc(), tasks::id.desc()))
-                    .limit(search.count)
-                    .offset(search.offset)
+                q.select(tasks::id)
+                    .order((tasks::raised_at.desc(), tasks::id.desc()))
+                    .limit(search.count + 1)
                     .load(c)?
             };
+            let more = ids.len() as i64 > search.count;
+            ids.truncate(search.count as usize);
             let records = ids
                 .iter()
                 .map(|id| super::load(c, id))
                 .collect::<AppResult<Vec<_>>>()?;
-            Ok((total, records))
+            Ok((total, records, more))
         })
         .await?;
-    let page = |offset: i64| {
+    let page = |after: Option<String>| {
         let mut pairs = s.echo.clone();
         if !pairs.iter().any(|(k, _)| k == "_count") {
             pairs.push(("_count".into(), s.count.to_string()));
         }
-        pairs.push(("_offset".into(), offset.to_string()));
+        if let Some(c) = after {
+            pairs.push(("_cursor".into(), c));
+        }
         format!(
             "{base}/fhir/Task?{}",
             pairs
@@ -562,19 +704,20 @@ async fn search_tasks(
                 .join("&")
         )
     };
-    let mut links = vec![("self", page(s.offset)), ("first", page(0))];
-    if s.count > 0 && s.offset > 0 {
-        links.push(("previous", page((s.offset - s.count).max(0))));
-    }
-    if s.count > 0 && s.offset + s.count < total {
-        links.push(("next", page(s.offset + s.count)));
+    let this = s.after.as_ref().map(|(t, id)| cursor(*t, id));
+    let mut links = vec![("self", page(this)), ("first", page(None))];
+    if let (true, Some(last)) = (more, records.last()) {
+        links.push((
+            "next",
+            page(Some(cursor(to_db(last.task.raised_at), &last.task.id))),
+        ));
     }
     let matches = records
         .iter()
         .map(|r| {
             (
                 format!("{base}/fhir/Task/{}", r.task.id),
-                mapping::task(r, &base),
+                mapping::task(r, &systems),
             )
         })
         .collect();
@@ -623,6 +766,7 @@ async fn search_provenance(
 ) -> FhirResult {
     caller?;
     let base = state.config.public_url.clone();
+    let systems = state.config.fhir.system_base.clone();
     let mut target = None;
     for (k, v) in query(&req)? {
         match k.as_str() {
@@ -657,7 +801,7 @@ async fn search_provenance(
                             "{base}/fhir/Provenance/{}",
                             mapping::provenance_id(&r.task.id, e.seq)
                         ),
-                        mapping::provenance(r, e, &base, true),
+                        mapping::provenance(r, e, &systems, true),
                     )
                 })
         })
@@ -694,7 +838,7 @@ async fn read_provenance(
     Ok(fhir_ok(&mapping::provenance(
         &rec,
         e,
-        &state.config.public_url,
+        &state.config.fhir.system_base,
         true,
     )))
 }

@@ -8,6 +8,7 @@ use super::TaskRecord;
 use crate::domain::timeline::Event;
 use crate::domain::{Assignee, Task};
 use crate::domain::{Category, OutcomeCode, Status};
+use crate::store::directory::ODS_SITE_SYSTEM;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
@@ -20,8 +21,9 @@ const SNOMED: &str = "http://snomed.info/sct";
 /// SNOMED CT UK: "Royal College of Physicians NEWS2 (National Early Warning Score 2) total score".
 const NEWS2_SCTID: &str = "1104051000000101";
 
-/// Our identifier and code system URIs live under the service's public address:
-/// `{public_url}/fhir/Id/task`, `{public_url}/fhir/CodeSystem/task-category`, …
+/// Our identifier and code system URIs live under the configured system base (by default
+/// the service's public address): `{system_base}/fhir/Id/task`,
+/// `{system_base}/fhir/CodeSystem/task-category`, …
 pub fn system(base: &str, path: &str) -> String {
     format!("{base}/fhir/{path}")
 }
@@ -171,11 +173,13 @@ pub fn snapshot(rec: &TaskRecord, upto: i32) -> Task {
     t
 }
 
+/// A person by their national identifier (GMC, NMC, SDS) when they have one, else ours.
 fn practitioner(rec: &TaskRecord, base: &str, id: &str) -> Value {
-    let mut r = json!({
-        "type": "Practitioner",
-        "identifier": { "system": system(base, "Id/staff"), "value": id },
-    });
+    let identifier = match rec.national_ids.get(id).and_then(|n| n.preferred()) {
+        Some((sys, value)) => json!({ "system": sys, "value": value }),
+        None => json!({ "system": system(base, "Id/staff"), "value": id }),
+    };
+    let mut r = json!({ "type": "Practitioner", "identifier": identifier });
     if let Some(name) = rec.staff.get(id).filter(|n| !n.is_empty()) {
         r["display"] = json!(name);
     }
@@ -256,11 +260,19 @@ fn task_resource(rec: &TaskRecord, t: &Task, seq: i32, base: &str) -> Value {
         None => assignee_ref(rec, base, &t.assignee),
     };
     r.insert("owner".into(), owner);
+    let mut ward = json!({ "system": system(base, "Id/ward"), "value": t.ward });
+    if let Some(ods) = &rec.ward_ods_code {
+        // The ward's name is ours; the site it is on is the NHS's (ODS).
+        ward["assigner"] = json!({
+            "type": "Organization",
+            "identifier": { "system": ODS_SITE_SYSTEM, "value": ods },
+        });
+    }
     r.insert(
         "location".into(),
         json!({
             "type": "Location",
-            "identifier": { "system": system(base, "Id/ward"), "value": t.ward },
+            "identifier": ward,
             "display": format!("{}, bed {}", t.ward, t.bed),
         }),
     );
@@ -406,10 +418,11 @@ pub fn provenance(rec: &TaskRecord, e: &Event, base: &str, versioned: bool) -> V
     })
 }
 
-/// Every version of the task, newest first, as a `history` Bundle.
-pub fn history(rec: &TaskRecord, base: &str) -> Value {
+/// Every version of the task, newest first, as a `history` Bundle: systems under `base`,
+/// URLs under `public_url`.
+pub fn history(rec: &TaskRecord, base: &str, public_url: &str) -> Value {
     let id = &rec.task.id;
-    let full_url = format!("{base}/fhir/Task/{id}");
+    let full_url = format!("{public_url}/fhir/Task/{id}");
     let entries: Vec<Value> = rec
         .events
         .iter()
@@ -465,13 +478,29 @@ pub fn searchset(matches: Vec<(String, Value)>, total: i64, links: &[(&str, Stri
 }
 
 /// What the record server receives: the Task and a Provenance per event, each by PUT with
-/// our id, so that sending the same Bundle again changes nothing.
+/// our id, so that sending the same Bundle again changes nothing. The patient as an
+/// identifier only; see [`transaction_with`].
 pub fn transaction(rec: &TaskRecord, base: &str, record_base: &str) -> Value {
+    transaction_with(rec, base, record_base, false)
+}
+
+/// [`transaction`], where `conditional_patient` also gives the patient as a conditional
+/// reference (`Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|…`), which the record
+/// server resolves to its own Patient, so that it links the Task to the patient's record.
+pub fn transaction_with(
+    rec: &TaskRecord,
+    base: &str,
+    record_base: &str,
+    conditional_patient: bool,
+) -> Value {
     let id = &rec.task.id;
     let mut task = task(rec, base);
     if let Some(o) = task.as_object_mut() {
         // The record server keeps its own versions.
         o.remove("meta");
+    }
+    if conditional_patient {
+        task["for"]["reference"] = json!(patient_search(&rec.task.nhs_number));
     }
     let mut entries = vec![json!({
         "fullUrl": format!("{record_base}/Task/{id}"),
@@ -498,6 +527,119 @@ pub fn operation_outcome(code: &str, diagnostics: &str) -> Value {
     })
 }
 
+/// The conditional reference that finds a patient by NHS number on a FHIR server.
+pub fn patient_search(nhs_number: &str) -> String {
+    format!("Patient?identifier={NHS_NUMBER_SYSTEM}|{nhs_number}")
+}
+
+/// The kinds of event a task's timeline holds (the `task-event` code system).
+const EVENT_KINDS: &[&str] = &[
+    "raised",
+    "acknowledged",
+    "started",
+    "completed",
+    "cancelled",
+    "declined",
+    "reassigned",
+    "commented",
+    "escalated",
+    "escalation_skipped",
+];
+
+/// Escalation levels listed in the `escalation-level` code system; level n is always
+/// "Escalated to level n", so the list is a fragment.
+const LISTED_LEVELS: i32 = 5;
+
+/// The ids of the code systems we define, each served at `/fhir/CodeSystem/{id}`.
+pub const CODE_SYSTEMS: &[&str] = &[
+    "task-category",
+    "task-outcome",
+    "task-output",
+    "task-event",
+    "escalation-level",
+];
+
+/// One of our code systems as a CodeSystem resource, if `id` names one.
+pub fn code_system(id: &str, base: &str) -> Option<Value> {
+    let pairs = |list: Vec<(String, String)>| -> Vec<Value> {
+        list.into_iter()
+            .map(|(code, display)| json!({ "code": code, "display": display }))
+            .collect()
+    };
+    let (name, title, description, content, concepts) = match id {
+        "task-category" => (
+            "TaskCategory",
+            "Bleepless task category",
+            "What kind of clinical work a task asks for (Task.code).",
+            "complete",
+            pairs(
+                Category::ALL
+                    .iter()
+                    .map(|c| (c.code().to_string(), category_label(*c).to_string()))
+                    .collect(),
+            ),
+        ),
+        "task-outcome" => (
+            "TaskOutcome",
+            "Bleepless task outcome",
+            "How a completed task ended (Task.output.valueCodeableConcept).",
+            "complete",
+            pairs(
+                OutcomeCode::ALL
+                    .iter()
+                    .map(|c| (c.code().to_string(), c.label().to_string()))
+                    .collect(),
+            ),
+        ),
+        "task-output" => (
+            "TaskOutput",
+            "Bleepless task output type",
+            "The kinds of Task.output Bleepless records.",
+            "complete",
+            pairs(vec![("outcome".into(), "Outcome".into())]),
+        ),
+        "task-event" => (
+            "TaskEvent",
+            "Bleepless task event",
+            "What happened to a task, one code per kind of event in its timeline (Provenance.activity).",
+            "complete",
+            pairs(
+                EVENT_KINDS
+                    .iter()
+                    .map(|k| (k.to_string(), event_label(k).to_string()))
+                    .collect(),
+            ),
+        ),
+        "escalation-level" => (
+            "EscalationLevel",
+            "Bleepless escalation level",
+            "How many times a task has escalated because nobody acknowledged it (Task.businessStatus): 0 is not escalated, n is escalated to level n.",
+            "fragment",
+            pairs(
+                (0..=LISTED_LEVELS)
+                    .map(|l| (l.to_string(), escalation_label(l)))
+                    .collect(),
+            ),
+        ),
+        _ => return None,
+    };
+    Some(json!({
+        "resourceType": "CodeSystem",
+        "id": id,
+        "url": system(base, &format!("CodeSystem/{id}")),
+        "version": env!("CARGO_PKG_VERSION"),
+        "name": name,
+        "title": title,
+        "status": "active",
+        "publisher": "Bleepless",
+        "description": description,
+        "caseSensitive": true,
+        "content": content,
+        "count": concepts.len(),
+        "concept": concepts,
+    }))
+}
+
 /// What `/fhir` serves, and nothing more.
 pub fn capability_statement(base: &str, date: DateTime<Utc>) -> Value {
     let param =
@@ -520,7 +662,7 @@ pub fn capability_statement(base: &str, date: DateTime<Utc>) -> Value {
             "documentation": "Read-only. Unknown search parameters are refused with 400 (strict handling).",
             "security": {
                 "cors": false,
-                "description": "Every request except GET /fhir/metadata needs Authorization: Bearer <token>, the same API token as /api/v1.",
+                "description": "Every request except GET /fhir/metadata and GET /fhir/CodeSystem/{id} needs Authorization: Bearer <token>, the same API token as /api/v1.",
             },
             "resource": [
                 {
@@ -536,12 +678,14 @@ pub fn capability_statement(base: &str, date: DateTime<Utc>) -> Value {
                     ],
                     "searchParam": [
                         param("patient", "reference", "The patient's NHS number: 9990000018, Patient/9990000018, or with patient:identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"),
+                        param("subject", "reference", "The same as patient (Task.for): subject=9990000018 or subject:identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"),
                         param("identifier", "token", "The task's id, optionally with the system {base}/fhir/Id/task"),
+                        param("_id", "token", "The task's logical id"),
                         param("status", "token", "Task status codes, comma-separated"),
                         param("owner", "reference", "Practitioner/{staff id} or PractitionerRole/{role id}: who acknowledged the task or, before that, its assignee"),
                         param("_lastUpdated", "date", "With eq, gt, ge, lt or le; may be given twice for a range"),
                         param("_count", "number", "Page size, 0 to 100 (default 20)"),
-                        param("_offset", "number", "Where the page starts; follow the Bundle's next link"),
+                        param("_cursor", "string", "Where the page starts (opaque): follow the Bundle's next link. Pages run newest raised first, so a task updated during a walk is neither skipped nor repeated"),
                     ],
                 },
                 {
@@ -550,6 +694,11 @@ pub fn capability_statement(base: &str, date: DateTime<Utc>) -> Value {
                     "searchParam": [
                         param("target", "reference", "Task/{id} (required): one Provenance per event of the task"),
                     ],
+                },
+                {
+                    "type": "CodeSystem",
+                    "documentation": format!("Our code systems, needing no token: {}", CODE_SYSTEMS.iter().map(|id| format!("CodeSystem/{id}")).collect::<Vec<_>>().join(", ")),
+                    "interaction": [{ "code": "read" }],
                 },
             ],
         }],

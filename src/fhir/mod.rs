@@ -22,6 +22,10 @@ pub struct TaskRecord {
     pub events: Vec<Event>,
     pub staff: HashMap<String, String>,
     pub roles: HashMap<String, String>,
+    /// National identifiers of the staff it mentions, for those that have any.
+    pub national_ids: HashMap<String, directory::NationalIds>,
+    /// The ODS code of the site the task's ward is on.
+    pub ward_ods_code: Option<String>,
 }
 
 /// Reads one task's record (one snapshot: call inside one transaction for consistency).
@@ -40,7 +44,14 @@ pub fn load(conn: &mut DbConnection, id: &str) -> AppResult<TaskRecord> {
     if let Some(a) = &task.acknowledged_by {
         staff_ids.push(a.clone());
     }
+    staff_ids.extend(
+        events
+            .iter()
+            .filter_map(|e| e.actor.as_ref().map(|p| p.id.clone())),
+    );
     let s: Vec<&str> = staff_ids.iter().map(String::as_str).collect();
+    let national_ids = directory::national_ids(conn, &s)?;
+    let ward_ods_code = directory::ward_ods_code(conn, &task.ward)?;
     let r: Vec<&str> = role_ids.iter().map(String::as_str).collect();
     let mut staff = directory::staff_names(conn, &s)?;
     for e in &events {
@@ -54,5 +65,7 @@ pub fn load(conn: &mut DbConnection, id: &str) -> AppResult<TaskRecord> {
         events,
         staff,
         roles,
+        national_ids,
+        ward_ods_code,
     })
 }

@@ -3,7 +3,7 @@
 //! and mapped when its row is claimed, so the record gets the task as it is then; after a
 //! send, a task that has changed meanwhile is sent again, so the record ends up holding
 //! what Bleepless holds even when two sends of one task overtake each other.
-use crate::config::RecordConfig;
+use crate::config::{FhirConfig, RecordConfig};
 use crate::domain::delivery::Failure;
 use crate::fhir::mapping::{self, FHIR_JSON};
 use crate::fhir::TaskRecord;
@@ -18,8 +18,11 @@ struct Server {
 /// Every configured record server, by name.
 pub struct RecordServers {
     servers: HashMap<String, Server>,
-    /// Our public address: the base of our identifier and code system URIs.
+    /// Our public address: the base of our identifier and code system URIs, unless
+    /// [`RecordServers::with_fhir`] says otherwise.
     public_url: String,
+    /// Give the patient as a conditional reference too.
+    conditional_patient: bool,
 }
 
 impl RecordServers {
@@ -38,7 +41,16 @@ impl RecordServers {
         Ok(RecordServers {
             servers,
             public_url: public_url.to_string(),
+            conditional_patient: false,
         })
+    }
+
+    /// Names code and identifier systems under `[fhir] system_base`, and gives the patient
+    /// as a conditional reference when `[fhir] conditional_patient_reference` says so.
+    pub fn with_fhir(mut self, fhir: &FhirConfig) -> RecordServers {
+        self.public_url = fhir.system_base.clone();
+        self.conditional_patient = fhir.conditional_patient_reference;
+        self
     }
 
     /// The Bundle for one server, or why there is none.
@@ -46,10 +58,11 @@ impl RecordServers {
         let server = self.servers.get(destination).ok_or_else(|| {
             format!("no record server named {destination:?} is configured any more")
         })?;
-        Ok(mapping::transaction(
+        Ok(mapping::transaction_with(
             rec,
             &self.public_url,
             &server.config.base_url,
+            self.conditional_patient,
         ))
     }
 

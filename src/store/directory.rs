@@ -533,3 +533,158 @@ pub fn deactivate(
         bleeps_released,
     })
 }
+
+/// Identifier systems of the national registers (UK Core).
+pub const GMC_SYSTEM: &str = "https://fhir.hl7.org.uk/Id/gmc-number";
+pub const NMC_SYSTEM: &str = "https://fhir.hl7.org.uk/Id/nmc-number";
+pub const SDS_USER_SYSTEM: &str = "https://fhir.nhs.uk/Id/sds-user-id";
+pub const ODS_SITE_SYSTEM: &str = "https://fhir.nhs.uk/Id/ods-site-code";
+
+/// A member of staff's optional national identifiers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NationalIds {
+    /// General Medical Council reference number: 7 digits.
+    pub gmc: Option<String>,
+    /// Nursing and Midwifery Council PIN: 2 digits, a letter, 4 digits, a letter.
+    pub nmc: Option<String>,
+    /// Spine Directory Service user id (the smartcard's): 12 digits.
+    pub sds: Option<String>,
+}
+
+impl NationalIds {
+    /// Checks and normalises each given identifier; an error names the bad one.
+    pub fn parse(gmc: Option<&str>, nmc: Option<&str>, sds: Option<&str>) -> AppResult<Self> {
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        let check = |what: &str, v: Option<&str>, ok: &dyn Fn(&str) -> bool, form: &str| {
+            v.map(|v| v.trim().to_ascii_uppercase())
+                .map(|v| {
+                    if ok(&v) {
+                        Ok(v)
+                    } else {
+                        Err(AppError::Unprocessable(format!(
+                            "{what} {v:?} is not valid: give {form}"
+                        )))
+                    }
+                })
+                .transpose()
+        };
+        let nmc_form = |s: &str| {
+            let b = s.as_bytes();
+            b.len() == 8
+                && b[..2].iter().all(u8::is_ascii_digit)
+                && b[2].is_ascii_uppercase()
+                && b[3..7].iter().all(u8::is_ascii_digit)
+                && b[7].is_ascii_uppercase()
+        };
+        Ok(NationalIds {
+            gmc: check("GMC number", gmc, &|s| digits(s, 7), "7 digits")?,
+            nmc: check(
+                "NMC PIN",
+                nmc,
+                &nmc_form,
+                "2 digits, a letter, 4 digits and a letter, such as 12A3456B",
+            )?,
+            sds: check("SDS user id", sds, &|s| digits(s, 12), "12 digits")?,
+        })
+    }
+
+    /// The one identifier a reference to this person carries: the professional register
+    /// first (GMC, then NMC), then the SDS user id.
+    pub fn preferred(&self) -> Option<(&'static str, String)> {
+        None.or_else(|| self.gmc.clone().map(|v| (GMC_SYSTEM, v)))
+            .or_else(|| self.nmc.clone().map(|v| (NMC_SYSTEM, v)))
+            .or_else(|| self.sds.clone().map(|v| (SDS_USER_SYSTEM, v)))
+    }
+}
+
+/// Sets a member of staff's national identifiers (the given ones; others are kept).
+pub fn set_national_ids(
+    conn: &mut DbConnection,
+    staff_id: &str,
+    ids: &NationalIds,
+) -> AppResult<()> {
+    if let Some(v) = &ids.gmc {
+        diesel::update(staff::table.find(staff_id))
+            .set(staff::gmc_number.eq(v))
+            .execute(conn)?;
+    }
+    if let Some(v) = &ids.nmc {
+        diesel::update(staff::table.find(staff_id))
+            .set(staff::nmc_pin.eq(v))
+            .execute(conn)?;
+    }
+    if let Some(v) = &ids.sds {
+        diesel::update(staff::table.find(staff_id))
+            .set(staff::sds_user_id.eq(v))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = staff)]
+struct NationalIdRow {
+    id: String,
+    gmc_number: Option<String>,
+    nmc_pin: Option<String>,
+    sds_user_id: Option<String>,
+}
+
+/// National identifiers of the given staff, for those that have any.
+pub fn national_ids(
+    conn: &mut DbConnection,
+    ids: &[&str],
+) -> AppResult<HashMap<String, NationalIds>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<NationalIdRow> = staff::table
+        .filter(staff::id.eq_any(ids))
+        .select(NationalIdRow::as_select())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let ids = NationalIds {
+                gmc: r.gmc_number,
+                nmc: r.nmc_pin,
+                sds: r.sds_user_id,
+            };
+            (r.id, ids)
+        })
+        .filter(|(_, n)| n.preferred().is_some())
+        .collect())
+}
+
+/// An ODS site code: 3 to 10 letters and digits, upper case.
+pub fn parse_ods_code(code: &str) -> AppResult<String> {
+    let c = code.trim().to_ascii_uppercase();
+    if (3..=10).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(c)
+    } else {
+        Err(AppError::Unprocessable(format!(
+            "ODS site code {code:?} is not valid: give 3 to 10 letters and digits, such as RJ122"
+        )))
+    }
+}
+
+/// Sets the ODS code of the site a ward is on.
+pub fn set_ward_ods_code(conn: &mut DbConnection, ward: &str, code: &str) -> AppResult<()> {
+    let n = diesel::update(wards::table.find(ward))
+        .set(wards::ods_site_code.eq(code))
+        .execute(conn)?;
+    if n == 0 {
+        return Err(AppError::NotFound(format!("no ward {ward:?}")));
+    }
+    Ok(())
+}
+
+/// The ODS code of the site a ward is on, if known.
+pub fn ward_ods_code(conn: &mut DbConnection, ward: &str) -> AppResult<Option<String>> {
+    Ok(wards::table
+        .find(ward)
+        .select(wards::ods_site_code)
+        .get_result::<Option<String>>(conn)
+        .optional()?
+        .flatten())
+}

@@ -9,6 +9,9 @@ diesel::table! {
         password_hash -> Nullable<Text>,
         active -> Bool,
         created_at -> Timestamp,
+        gmc_number -> Nullable<Text>,
+        nmc_pin -> Nullable<Text>,
+        sds_user_id -> Nullable<Text>,
     }
 }
 
@@ -16,6 +19,7 @@ diesel::table! {
     wards (name) {
         name -> Text,
         created_at -> Timestamp,
+        ods_site_code -> Nullable<Text>,
     }
 }
 

@@ -10,13 +10,27 @@ pub fn db_arg(url: &DatabaseUrl) -> String {
     }
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
 pub fn bleepless(args: &[&str]) -> (bool, String, String) {
+    bleepless_with_env(args, &[])
+}
+
+pub fn bleepless_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_bleepless"))
         .args(args)
         .env_remove("DATABASE_URL")
         .env_remove("BLEEPLESS_BIND")
         .env_remove("BLEEPLESS_CONFIG")
+        .env_remove("BLEEPLESS_LOG_FORMAT")
+        .env_remove("BLEEPLESS_FHIR_SYSTEM_BASE")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("run bleepless");
     (
@@ -209,11 +223,7 @@ fn a_wrong_setting_stops_the_start_with_one_line_saying_which() {
 #[test]
 fn serving_on_a_fresh_machine_creates_and_migrates_the_sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_bleepless"))
         .current_dir(dir.path())
         .args(["--bind", &format!("127.0.0.1:{port}"), "--demo"])
@@ -245,4 +255,304 @@ fn serving_on_a_fresh_machine_creates_and_migrates_the_sqlite_file() {
         stdout.contains("Dr Amy Patel"),
         "demo logins printed: {stdout}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn national_identifiers_set_on_the_command_line_name_staff_and_site_in_the_record() {
+    let w = Ward::new().await;
+    let db = db_arg(&w.app.db_url);
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            bleepless(&args)
+        })
+    };
+    let cmd = |rest: &[&str]| {
+        let mut v = vec!["--database".to_string(), db.clone()];
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v
+    };
+    let (ok, out, err) = run(cmd(&[
+        "staff",
+        "add",
+        "Dr Chloe Evans",
+        "--roles",
+        "clinician",
+        "--gmc",
+        "7654321",
+    ]))
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    let chloe_token = out.lines().last().unwrap().trim().to_string();
+    let chloe_id = out
+        .split(" id ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let (ok, out, err) = run(cmd(&[
+        "staff",
+        "identify",
+        "Sister Grace Okafor",
+        "--nmc",
+        "12a3456b",
+    ]))
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(cmd(&["ward", "add", "Ward 7", "--ods", "rj122"]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}{err}");
+
+    let id = w
+        .app
+        .raised(
+            &w.nurse.token,
+            &chloe_id,
+            serde_json::json!({ "ward": "Ward 7" }),
+        )
+        .await;
+    let (s, b) = w
+        .app
+        .act(&id, "acknowledge", &chloe_token, serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let res = w
+        .app
+        .client
+        .get(format!("{}/fhir/Task/{id}", w.app.base))
+        .bearer_auth(&w.nurse.token)
+        .send()
+        .await
+        .unwrap();
+    let t: serde_json::Value = res.json().await.unwrap();
+    let problems = crate::support::fhir_judge::problems(&t);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        t["owner"]["identifier"],
+        serde_json::json!({ "system": "https://fhir.hl7.org.uk/Id/gmc-number", "value": "7654321" })
+    );
+    assert_eq!(t["owner"]["display"], "Dr Chloe Evans");
+    assert_eq!(
+        t["requester"]["identifier"],
+        serde_json::json!({ "system": "https://fhir.hl7.org.uk/Id/nmc-number", "value": "12A3456B" })
+    );
+    assert_eq!(
+        t["location"]["identifier"]["assigner"]["identifier"],
+        serde_json::json!({ "system": "https://fhir.nhs.uk/Id/ods-site-code", "value": "RJ122" })
+    );
+    assert_eq!(t["location"]["identifier"]["value"], "Ward 7");
+
+    // A malformed identifier is refused, naming it, and adds nobody.
+    for (args, says) in [
+        (
+            vec![
+                "staff",
+                "add",
+                "Dr X",
+                "--roles",
+                "clinician",
+                "--gmc",
+                "12",
+            ],
+            "GMC number",
+        ),
+        (
+            vec!["staff", "identify", "Dr Chloe Evans", "--sds", "abc"],
+            "SDS user id",
+        ),
+        (
+            vec!["ward", "add", "Ward 9", "--ods", "R J"],
+            "ODS site code",
+        ),
+    ] {
+        let (ok, _, err) = run(cmd(&args)).await.unwrap();
+        assert!(!ok, "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let (_, out, _) = run(cmd(&["staff", "list"])).await.unwrap();
+    assert!(!out.contains("Dr X"), "{out}");
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_with_secrets_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bleepless.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+database_url = "postgres://bob:s3cret-db@db.example.nhs.uk:5432/bleepless"
+public_url = "https://bleepless.example-trust.nhs.uk/"
+
+[push]
+vapid_private_key = "s3cret-vapid-private"
+vapid_public_key = "BPublicKeyForPhones"
+
+[email]
+host = "smtp.example-trust.nhs.uk"
+username = "bleepless"
+password = "s3cret-mail"
+from = "Bleepless <bleepless@example-trust.nhs.uk>"
+
+[record]
+base_url = "https://epr.example-trust.nhs.uk/fhir"
+authorization = "Bearer s3cret-epr"
+
+[fhir]
+system_base = "https://fhir.example-trust.nhs.uk/bleepless"
+conditional_patient_reference = true
+"#,
+    )
+    .unwrap();
+    let path = cfg.display().to_string();
+    let (ok, out, err) = bleepless_with_env(
+        &["--config", &path, "--bind", "0.0.0.0:9000", "check-config"],
+        &[
+            ("BLEEPLESS_LOG_FORMAT", "json"),
+            (
+                "BLEEPLESS_LINK_SECRET",
+                "s3cret-link-0123456789abcdefghijklmnopqrstuvwxyz",
+            ),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    for line in [
+        "bind = \"0.0.0.0:9000\"",
+        "database_url = \"postgres://bob@db.example.nhs.uk:5432/bleepless\"",
+        "public_url = \"https://bleepless.example-trust.nhs.uk\"",
+        "log_format = \"json\"",
+        "vapid_private_key = \"(hidden)\"",
+        "vapid_public_key = \"BPublicKeyForPhones\"",
+        "password = \"(hidden)\"",
+        "authorization = \"(hidden)\"",
+        "port = 587",
+        "system_base = \"https://fhir.example-trust.nhs.uk/bleepless\"",
+        "conditional_patient_reference = true",
+        "link_secret = \"(hidden)\"",
+        "trust_proxy_headers = false",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line} in:\n{out}");
+    }
+    for secret in [
+        "s3cret-db",
+        "s3cret-vapid",
+        "s3cret-mail",
+        "s3cret-epr",
+        "s3cret-link",
+    ] {
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "{secret} shown:\n{out}{err}"
+        );
+    }
+    // What it prints reads back as TOML.
+    let parsed: Result<toml::Value, _> = toml::from_str(&out);
+    assert!(parsed.is_ok(), "{parsed:?}\n{out}");
+
+    // Defaults: the system base is the public address.
+    let (ok, out, err) = bleepless(&["--bind", "127.0.0.1:8181", "check-config"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("system_base = \"http://127.0.0.1:8181\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_config_names_a_bad_setting_in_one_line_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("log_format = \"xml\"\n", vec![], "log_format"),
+        (
+            "[fhir]\nsystem_base = \"ftp://codes.example\"\n",
+            vec![],
+            "fhir.system_base",
+        ),
+        ("[fhir]\ncolour = \"blue\"\n", vec![], "colour"),
+        (
+            "[fhir]\nconditional_patient_reference = \"yes\"\n",
+            vec![],
+            "conditional_patient_reference",
+        ),
+        (
+            "",
+            vec![("BLEEPLESS_LOG_FORMAT", "yaml")],
+            "BLEEPLESS_LOG_FORMAT",
+        ),
+        (
+            "[email]\nhost = \"smtp.example\"\nfrom = \"a@b.example\"\npassword = 123456789\n",
+            vec![],
+            "line 4: password",
+        ),
+    ];
+    for (i, (text, env, says)) in cases.into_iter().enumerate() {
+        let cfg = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&cfg, text).unwrap();
+        let path = cfg.display().to_string();
+        let (ok, out, err) = bleepless_with_env(&["--config", &path, "check-config"], &env);
+        assert!(!ok, "{text:?} {env:?} should fail: {out}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line for {text:?}: {err}");
+        assert!(lines[0].contains(says), "{text:?}: {err}");
+        assert!(out.is_empty(), "nothing printed as if valid: {out}");
+        assert!(!err.contains("123456789"), "a secret shown: {err}");
+    }
+}
+
+#[test]
+fn logs_are_one_json_object_a_line_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bleepless"))
+        .current_dir(dir.path())
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .env_remove("DATABASE_URL")
+        .env_remove("BLEEPLESS_CONFIG")
+        .env_remove("BLEEPLESS_BIND")
+        .env("BLEEPLESS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the log as it is written, until the start line (or 20 s).
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !got.iter().any(|l| l.contains("Bleepless is listening")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => got.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = got.join("\n");
+    let lines: Vec<serde_json::Value> = got
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let listening = lines
+        .iter()
+        .find(|l| l["message"] == "Bleepless is listening")
+        .unwrap_or_else(|| panic!("no start line in {stderr}"));
+    assert_eq!(listening["level"], "INFO");
+    assert_eq!(listening["addr"], format!("127.0.0.1:{port}"));
+    assert!(listening["timestamp"].is_string());
 }

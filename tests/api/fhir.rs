@@ -1,11 +1,10 @@
 //! The FHIR R4 endpoint and delivery to the patient record. Every resource is checked with an
-//! independent FHIR R4 validator (tests/support/fhir_validate.py: the `fhirclient` 4.0.1
-//! models in strict mode, plus the R4 required value sets and invariants).
+//! independent FHIR R4 judge (tests/support/fhir_judge.rs: the `fhirbolt` R4 models in strict
+//! mode, plus the R4 required value sets, primitive formats and invariants).
 use super::helpers::{Person, TestApp, Ward, NHS_1, WARD};
+use super::support::fhir_judge;
 use super::support::fhir_server::FhirServer;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 /// Another valid NHS number from the 999 test range.
 const NHS_2: &str = "9990000026";
@@ -14,40 +13,7 @@ const TASK_SYSTEM: &str = "http://127.0.0.1/fhir/Id/task";
 
 /// What the independent validator says is wrong with a resource (empty: valid).
 fn fhir_problems(v: &Value) -> Vec<String> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/fhir_validate.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(v.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("ModuleNotFoundError"),
-        "the FHIR validator is not installed (pip install fhirclient==4.4.0): {stderr}"
-    );
-    let problems: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(
-        out.status.success(),
-        problems.is_empty(),
-        "validator exit {:?}, stderr {stderr}",
-        out.status
-    );
-    problems
+    fhir_judge::problems(v)
 }
 
 fn assert_valid(v: &Value) {
@@ -381,8 +347,8 @@ async fn search_by_patient_identifier_status_owner_and_last_updated_with_paging(
     assert_eq!(found, want);
     assert_eq!(
         all["entry"][0]["fullUrl"],
-        format!("{BASE}/Task/{a}"),
-        "last updated first"
+        format!("{BASE}/Task/{c}"),
+        "newest raised first"
     );
     assert_eq!(all["entry"][0]["search"]["mode"], "match");
 
@@ -406,7 +372,7 @@ async fn search_by_patient_identifier_status_owner_and_last_updated_with_paging(
     let page2 = fhir_ok(app, path, tok).await;
     assert_eq!(ids(&page2).len(), 1);
     assert!(link(&page2, "next").is_none());
-    assert!(link(&page2, "previous").is_some());
+    assert!(link(&page2, "first").is_some());
     let mut both = [ids(&page1), ids(&page2)].concat();
     both.sort();
     assert_eq!(both, want);
@@ -562,7 +528,7 @@ async fn the_capability_statement_tells_what_is_served() {
         .iter()
         .map(|r| r["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["Task", "Provenance"]);
+    assert_eq!(types, ["Task", "Provenance", "CodeSystem"]);
     let task_interactions: Vec<&str> = resources[0]["interaction"]
         .as_array()
         .unwrap()
@@ -589,6 +555,400 @@ async fn the_capability_statement_tells_what_is_served() {
     ] {
         assert!(params.contains(&p), "{p} in {params:?}");
     }
+}
+
+/// The declared search parameter names of a resource type in the CapabilityStatement.
+fn declared(cs: &Value, resource: &str) -> Vec<String> {
+    cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == resource)
+        .unwrap()["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_search_parameter_answered_is_declared_in_the_capability_statement() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    let (_, _, cs) = fhir_get(app, "/fhir/metadata", None).await;
+    let names = declared(&cs, "Task");
+    let answered = [
+        format!("patient={NHS_1}"),
+        format!("patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C{NHS_1}"),
+        format!("subject={NHS_1}"),
+        format!("subject:identifier=https://fhir.nhs.uk/Id/nhs-number%7C{NHS_1}"),
+        format!("_id={id}"),
+        format!("identifier={id}"),
+        "status=requested".to_string(),
+        format!("owner=PractitionerRole/{}", w.fy1),
+        "_lastUpdated=2026-11-26".to_string(),
+        "_count=5".to_string(),
+    ];
+    for q in answered {
+        let b = fhir_ok(app, &format!("/fhir/Task?{q}"), &w.nurse.token).await;
+        assert_eq!(b["total"], 1, "{q}: {b}");
+        let name = q.split(['=', ':']).next().unwrap();
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} is answered but not declared: {names:?}"
+        );
+    }
+    // And what is not declared is refused, not ignored.
+    fhir_err(
+        app,
+        "/fhir/Task?focus=Task/1",
+        Some(&w.nurse.token),
+        400,
+        "invalid",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn read_and_vread_carry_the_version_etag_and_last_modified() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    app.advance(90);
+    assert_eq!(
+        app.act(&id, "acknowledge", &w.amy.token, json!({})).await.0,
+        200
+    );
+    let head = |path: String| {
+        let req = app.client.get(format!("{}{path}", app.base));
+        let token = w.nurse.token.clone();
+        async move {
+            let res = req.bearer_auth(token).send().await.unwrap();
+            assert_eq!(res.status().as_u16(), 200, "{path}");
+            let h = |n: &str| {
+                res.headers()
+                    .get(n)
+                    .map(|v| v.to_str().unwrap().to_string())
+            };
+            (h("etag"), h("last-modified"))
+        }
+    };
+    assert_eq!(
+        head(format!("/fhir/Task/{id}")).await,
+        (
+            Some("W/\"2\"".to_string()),
+            Some("Thu, 26 Nov 2026 02:01:30 GMT".to_string())
+        )
+    );
+    assert_eq!(
+        head(format!("/fhir/Task/{id}/_history/1")).await,
+        (
+            Some("W/\"1\"".to_string()),
+            Some("Thu, 26 Nov 2026 02:00:00 GMT".to_string())
+        )
+    );
+    assert_eq!(
+        head(format!("/fhir/Task/{id}/_history/2")).await.0,
+        Some("W/\"2\"".to_string())
+    );
+}
+
+#[tokio::test]
+async fn metadata_answers_mode_full_and_normal_and_refuses_other_modes() {
+    let app = TestApp::spawn().await;
+    for mode in ["full", "normal"] {
+        let (status, _, cs) = fhir_get(&app, &format!("/fhir/metadata?mode={mode}"), None).await;
+        assert_eq!(status, 200, "{mode}: {cs}");
+        assert_eq!(cs["resourceType"], "CapabilityStatement");
+        assert_valid(&cs);
+    }
+    fhir_err(
+        &app,
+        "/fhir/metadata?mode=terminology",
+        None,
+        400,
+        "invalid",
+    )
+    .await;
+    fhir_err(&app, "/fhir/metadata?mode=everything", None, 400, "invalid").await;
+    fhir_err(&app, "/fhir/metadata?colour=blue", None, 400, "invalid").await;
+}
+
+#[tokio::test]
+async fn xml_is_refused_with_406_whether_asked_by_accept_or_format() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    let get = |path: String, accept: &'static str| {
+        let req = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&w.nurse.token)
+            .header("Accept", accept);
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let ct = res.headers()["content-type"].to_str().unwrap().to_string();
+            let body: Value = res.json().await.unwrap();
+            (status, ct, body)
+        }
+    };
+    for path in [
+        format!("/fhir/Task/{id}"),
+        "/fhir/Task".to_string(),
+        "/fhir/metadata".to_string(),
+    ] {
+        for accept in ["application/fhir+xml", "application/xml, text/xml"] {
+            let (status, ct, body) = get(path.clone(), accept).await;
+            assert_eq!(status, 406, "{path} {accept}: {body}");
+            assert!(ct.starts_with("application/fhir+json"));
+            assert_eq!(body["resourceType"], "OperationOutcome");
+            assert_eq!(body["issue"][0]["code"], "not-supported");
+            assert_valid(&body);
+        }
+        for accept in [
+            "application/fhir+json",
+            "application/json",
+            "application/fhir+xml;q=0.9, application/fhir+json",
+            "*/*",
+        ] {
+            let (status, _, body) = get(path.clone(), accept).await;
+            assert_eq!(status, 200, "{path} {accept}: {body}");
+        }
+        // _format overrides Accept.
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, _, _) = get(format!("{path}{sep}_format=json"), "application/fhir+xml").await;
+        assert_eq!(status, 200, "{path}");
+    }
+    fhir_err(
+        app,
+        "/fhir/Task?_format=xml",
+        Some(&w.nurse.token),
+        406,
+        "not-supported",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn paging_is_stable_when_a_task_is_updated_during_the_walk() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let mut raised = Vec::new();
+    for _ in 0..5 {
+        raised.push(
+            app.raised(
+                &w.nurse.token,
+                "Medicine FY1 night",
+                json!({ "priority": "routine" }),
+            )
+            .await,
+        );
+        app.advance(1);
+    }
+    let tok = &w.manager.token;
+    let mut seen: Vec<String> = Vec::new();
+    let mut path = format!("/fhir/Task?patient={NHS_1}&_count=2");
+    let mut pages = 0;
+    let mut nexts = Vec::new();
+    loop {
+        let page = fhir_ok(app, &path, tok).await;
+        seen.extend(ids(&page));
+        pages += 1;
+        if pages == 1 {
+            // The oldest task, on the last page, is updated while the first is read.
+            let (s, b) = app
+                .act(&raised[0], "acknowledge", &w.amy.token, json!({}))
+                .await;
+            assert_eq!(s, 200, "{b}");
+            // And one on the page just read.
+            let (s, b) = app
+                .act(&raised[4], "acknowledge", &w.amy.token, json!({}))
+                .await;
+            assert_eq!(s, 200, "{b}");
+        }
+        let Some(next) = link(&page, "next") else {
+            break;
+        };
+        path = next.strip_prefix("http://127.0.0.1").unwrap().to_string();
+        nexts.push(next);
+    }
+    let mut want = raised.clone();
+    want.reverse();
+    assert_eq!(seen, want, "each task once, newest raised first");
+    assert_eq!(pages, 3);
+    assert!(nexts.iter().all(|n| n.contains("_cursor=")), "{nexts:?}");
+    fhir_err(
+        app,
+        "/fhir/Task?_cursor=yesterday",
+        Some(tok.as_str()),
+        400,
+        "invalid",
+    )
+    .await;
+}
+
+/// Every coding of ours in a resource: (system, code).
+fn our_codings(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            if let (Some(Value::String(sys)), Some(Value::String(code))) =
+                (m.get("system"), m.get("code"))
+            {
+                if sys.starts_with(prefix) {
+                    out.push((sys.clone(), code.clone()));
+                }
+            }
+            m.values().for_each(|x| our_codings(x, prefix, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| our_codings(x, prefix, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn code_and_identifier_systems_are_canonical_and_their_code_systems_are_served() {
+    const SYSTEMS: &str = "https://fhir.example-trust.nhs.uk/bleepless";
+    let app = TestApp::spawn_with(|c| c.fhir.system_base = SYSTEMS.into()).await;
+    let w = Ward::with(app).await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    complete(app, &id, &w.amy).await;
+    let t = fhir_ok(app, &format!("/fhir/Task/{id}"), &w.nurse.token).await;
+    assert_eq!(
+        t["identifier"][0]["system"],
+        format!("{SYSTEMS}/fhir/Id/task"),
+        "not under public_url"
+    );
+    assert_eq!(
+        t["code"]["coding"][0]["system"],
+        format!("{SYSTEMS}/fhir/CodeSystem/task-category")
+    );
+    let found = fhir_ok(
+        app,
+        &format!("/fhir/Task?identifier={SYSTEMS}/fhir/Id/task%7C{id}"),
+        &w.nurse.token,
+    )
+    .await;
+    assert_eq!(
+        found["entry"][0]["fullUrl"],
+        format!("{BASE}/Task/{id}"),
+        "resources still live at public_url"
+    );
+    let p = fhir_ok(
+        app,
+        &format!("/fhir/Provenance?target=Task/{id}"),
+        &w.nurse.token,
+    )
+    .await;
+
+    // Every code of ours that a Task or Provenance uses is in the CodeSystem its system names,
+    // served at /fhir/CodeSystem/{id} without a token.
+    let mut codings = Vec::new();
+    our_codings(&t, SYSTEMS, &mut codings);
+    our_codings(&p, SYSTEMS, &mut codings);
+    assert!(codings.len() >= 5, "{codings:?}");
+    for (system, code) in codings {
+        let cs_id = system
+            .strip_prefix(&format!("{SYSTEMS}/fhir/CodeSystem/"))
+            .unwrap_or_else(|| panic!("{system} is not a code system of ours"));
+        let (status, _, cs) = fhir_get(app, &format!("/fhir/CodeSystem/{cs_id}"), None).await;
+        assert_eq!(status, 200, "{cs_id}: {cs}");
+        assert_valid(&cs);
+        assert_eq!(cs["url"], system.as_str());
+        assert!(
+            cs["concept"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["code"] == code.as_str()),
+            "{code} is not in {system}"
+        );
+    }
+    let (_, _, cs) = fhir_get(app, "/fhir/metadata", None).await;
+    let types: Vec<&str> = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"CodeSystem"), "{types:?}");
+    fhir_err(app, "/fhir/CodeSystem/colours", None, 404, "not-found").await;
+}
+
+#[tokio::test]
+async fn the_delivered_bundle_can_name_the_patient_by_a_conditional_reference() {
+    const SYSTEMS: &str = "https://fhir.example-trust.nhs.uk/bleepless";
+    let epr = FhirServer::start().await;
+    let base = epr.base_url();
+    let app = TestApp::spawn_draining(|c| {
+        c.record_server(&base, None);
+        c.fhir.conditional_patient_reference = true;
+        c.fhir.system_base = SYSTEMS.into();
+    })
+    .await;
+    let w = Ward::with(app).await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    complete(app, &id, &w.amy).await;
+    app.drain().await;
+
+    let got = epr.received();
+    assert_eq!(got.len(), 1, "delivered once");
+    let bundle = &got[0].bundle;
+    assert_valid(bundle);
+    let task = &bundle["entry"][0]["resource"];
+    assert_eq!(
+        task["for"],
+        json!({
+            "reference": format!("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{NHS_1}"),
+            "type": "Patient",
+            "identifier": { "system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS_1 },
+        }),
+        "the reference beside the identifier"
+    );
+    assert_eq!(
+        task["identifier"][0]["system"],
+        format!("{SYSTEMS}/fhir/Id/task"),
+        "the record gets the same canonical systems as /fhir serves"
+    );
+    // A conditional reference is for transactions only: the served Task keeps the identifier.
+    let t = fhir_ok(app, &format!("/fhir/Task/{id}"), &w.nurse.token).await;
+    assert!(t["for"].get("reference").is_none());
+    // And the judge refuses one outside a transaction.
+    let mut served = t.clone();
+    served["for"]["reference"] = task["for"]["reference"].clone();
+    assert!(!fhir_problems(&served).is_empty());
+}
+
+#[tokio::test]
+async fn without_the_setting_the_delivered_patient_is_an_identifier_only() {
+    let epr = FhirServer::start().await;
+    let base = epr.base_url();
+    let w = Ward::with(TestApp::spawn_draining(|c| c.record_server(&base, None)).await).await;
+    let app = &w.app;
+    let id = app
+        .raised(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    complete(app, &id, &w.amy).await;
+    app.drain().await;
+    let got = epr.received();
+    assert_eq!(got.len(), 1);
+    let task = &got[0].bundle["entry"][0]["resource"];
+    assert!(task["for"].get("reference").is_none(), "{task}");
+    assert_eq!(task["identifier"][0]["system"], TASK_SYSTEM);
 }
 
 #[tokio::test]

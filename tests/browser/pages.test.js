@@ -9,6 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const net = require('node:net');
 const { chromium } = require('playwright-core');
+const { startSmtp } = require('./smtp.js');
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = process.env.BLEEPLESS_BIN || path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target'), 'debug/bleepless');
@@ -35,14 +36,8 @@ async function waitFor(what, check, ms = 15000) {
 }
 
 function mails() {
-  const out = [];
-  for (const sub of ['new', 'cur']) {
-    const d = path.join(dir, 'mail', sub);
-    if (!fs.existsSync(d)) continue;
-    for (const f of fs.readdirSync(d)) out.push(fs.readFileSync(path.join(d, f), 'utf8'));
-  }
   // Undo quoted-printable soft line breaks and the escaped '='.
-  return out.map((m) => m.replace(/=\r?\n/g, '').replace(/=3D/g, '='));
+  return smtp.messages.map((m) => m.replace(/=\r?\n/g, '').replace(/=3D/g, '='));
 }
 
 async function api(method, p, token, body) {
@@ -66,7 +61,7 @@ before(async () => {
   fs.mkdirSync(SHOTS, { recursive: true });
   const [port, smtpPort] = [await freePort(), await freePort()];
   base = `http://127.0.0.1:${port}`;
-  smtp = spawn('python3', ['-m', 'aiosmtpd', '-n', '-l', `127.0.0.1:${smtpPort}`, '-c', 'aiosmtpd.handlers.Mailbox', path.join(dir, 'mail')], { stdio: 'ignore' });
+  smtp = await startSmtp(smtpPort);
   const config = path.join(dir, 'bleepless.toml');
   fs.writeFileSync(config, [
     `bind = "127.0.0.1:${port}"`,
@@ -96,7 +91,7 @@ before(async () => {
 after(async () => {
   if (browser) await browser.close();
   if (server) server.kill();
-  if (smtp) smtp.kill();
+  if (smtp) smtp.close();
 });
 
 test('a stat task raised through the form reaches the phone within 2 s, is acknowledged, and the dashboard shows it', async () => {

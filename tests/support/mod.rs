@@ -1,6 +1,7 @@
 //! Test peers shared by integration test binaries (`mod support;`).
 #![allow(dead_code)]
 
+pub mod fhir_judge;
 pub mod fhir_server;
 pub mod push_service;
 pub mod smtp;

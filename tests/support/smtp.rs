@@ -1,101 +1,77 @@
-//! A real SMTP server for tests: aiosmtpd (PyPI `aiosmtpd`, Debian `python3-aiosmtpd`) run
-//! as a child process, storing what it accepts in a Maildir the test reads back.
+//! A real SMTP server for tests, in Rust: it speaks RFC 5321 on a TCP socket (EHLO/HELO,
+//! MAIL, RCPT, DATA with dot-unstuffing, RSET, NOOP, VRFY, QUIT) to whatever client connects,
+//! and keeps each accepted message as the raw RFC 5322 text the client sent.
 //!
-//! - [`SmtpServer::start`] runs the stock `python3 -m aiosmtpd -n -l 127.0.0.1:PORT -c
-//!   aiosmtpd.handlers.Mailbox DIR`.
-//! - [`SmtpServer::start_with_refusals`] runs the same CLI with a small handler (below, written
-//!   to a temp dir) that answers RCPT for local parts starting with `refuse` with
-//!   `550 mailbox unavailable` and for `tempfail` with `451`, and stores the rest.
+//! - [`SmtpServer::start`] accepts every recipient.
+//! - [`SmtpServer::start_with_refusals`] answers RCPT for local parts starting with `refuse`
+//!   with `550 mailbox unavailable` and for `tempfail` with `451`, and stores the rest, as a
+//!   real MTA would.
 //!
-//! The child is killed when the value drops. [`parse_message`] decodes the raw messages
-//! (headers, multipart parts, quoted-printable/base64) well enough for assertions.
+//! It needs nothing but the standard library. The server stops when the value drops.
+//! [`parse_message`] decodes the raw messages (headers, multipart parts,
+//! quoted-printable/base64) well enough for assertions.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const REFUSING_HANDLER: &str = r#"
-from aiosmtpd.handlers import Mailbox
+/// Longest line a client may send (RFC 5321 §4.5.3.1.6 allows 1000 with CRLF; be generous).
+const MAX_LINE: usize = 64 * 1024;
+/// Largest message accepted.
+const MAX_MESSAGE: usize = 10 * 1024 * 1024;
 
-
-class RefusingMailbox(Mailbox):
-    """Mailbox that refuses some recipients at RCPT time, like a real MTA would."""
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        local = address.split("@", 1)[0].lower()
-        if local.startswith("refuse"):
-            return "550 5.1.1 mailbox unavailable"
-        if local.startswith("tempfail"):
-            return "451 4.3.0 mailbox temporarily unavailable, try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-"#;
+#[derive(Default)]
+struct Shared {
+    messages: Mutex<Vec<String>>,
+    /// Every command line received, for failure reports.
+    log: Mutex<Vec<String>>,
+    stop: AtomicBool,
+}
 
 pub struct SmtpServer {
-    child: Child,
     port: u16,
-    maildir: PathBuf,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+    shared: Arc<Shared>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SmtpServer {
-    /// The stock aiosmtpd Maildir server: accepts every recipient.
+    /// Accepts every recipient.
     pub fn start() -> SmtpServer {
-        Self::spawn("aiosmtpd.handlers.Mailbox", false)
+        Self::spawn(false)
     }
 
     /// Refuses recipients `refuse…@…` (550) and `tempfail…@…` (451); stores the rest.
     pub fn start_with_refusals() -> SmtpServer {
-        Self::spawn("bleepless_test_smtp.RefusingMailbox", true)
+        Self::spawn(true)
     }
 
-    fn spawn(handler: &str, custom: bool) -> SmtpServer {
-        require_aiosmtpd();
-        let dir = tempfile::tempdir().expect("temp dir for SMTP server");
-        let maildir = dir.path().join("maildir");
-        let log = dir.path().join("aiosmtpd.log");
-        if custom {
-            std::fs::write(dir.path().join("bleepless_test_smtp.py"), REFUSING_HANDLER)
-                .expect("write SMTP handler script");
-        }
-        // A few tries in case another process takes the port between probing and binding.
-        let mut last_log = String::new();
-        for _ in 0..3 {
-            let port = free_port();
-            let log_file = std::fs::File::create(&log).expect("SMTP log file");
-            let mut cmd = Command::new("python3");
-            cmd.arg("-m")
-                .arg("aiosmtpd")
-                .arg("-n")
-                .arg("-l")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("-c")
-                .arg(handler)
-                .arg(&maildir)
-                .stdin(Stdio::null())
-                .stdout(log_file.try_clone().expect("log handle"))
-                .stderr(log_file);
-            if custom {
-                cmd.env("PYTHONPATH", dir.path());
+    fn spawn(refusals: bool) -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test SMTP server");
+        let port = listener.local_addr().expect("local address").port();
+        let shared = Arc::new(Shared::default());
+        let acceptor = std::thread::spawn({
+            let shared = shared.clone();
+            move || {
+                for stream in listener.incoming() {
+                    if shared.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let shared = shared.clone();
+                    std::thread::spawn(move || {
+                        let _ = Session::new(stream, shared, refusals).run();
+                    });
+                }
             }
-            let mut child = cmd.spawn().expect("run python3 -m aiosmtpd");
-            if wait_until_listening(&mut child, port, Duration::from_secs(15)) {
-                return SmtpServer {
-                    child,
-                    port,
-                    maildir,
-                    log,
-                    _dir: dir,
-                };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            last_log = std::fs::read_to_string(&log).unwrap_or_default();
+        });
+        SmtpServer {
+            port,
+            shared,
+            acceptor: Some(acceptor),
         }
-        panic!("aiosmtpd did not start listening; its output:\n{last_log}");
     }
 
     pub fn port(&self) -> u16 {
@@ -106,27 +82,9 @@ impl SmtpServer {
         "127.0.0.1"
     }
 
-    /// Raw RFC 5322 messages stored so far (Maildir `new/` and `cur/`), oldest first.
+    /// Raw RFC 5322 messages accepted so far, oldest first.
     pub fn messages(&self) -> Vec<String> {
-        let mut files: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
-        for sub in ["new", "cur"] {
-            let Ok(entries) = std::fs::read_dir(self.maildir.join(sub)) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let modified = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .unwrap_or(std::time::UNIX_EPOCH);
-                files.push((modified, entry.path()));
-            }
-        }
-        files.sort();
-        files
-            .into_iter()
-            .filter_map(|(_, p)| std::fs::read(p).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .collect()
+        self.shared.messages.lock().unwrap().clone()
     }
 
     /// Waits until at least `n` messages are stored, or panics after `timeout`.
@@ -139,41 +97,205 @@ impl SmtpServer {
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "SMTP server: expected {n} message(s) within {timeout:?}, got {}; log:\n{}",
+                    "SMTP server: expected {n} message(s) within {timeout:?}, got {}; commands:\n{}",
                     got.len(),
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                    self.shared.log.lock().unwrap().join("\n")
                 );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
-
-    pub fn maildir(&self) -> &Path {
-        &self.maildir
-    }
 }
 
 impl Drop for SmtpServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the acceptor so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
     }
 }
 
-fn require_aiosmtpd() {
-    let ok = Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        panic!(
-            "these tests need the aiosmtpd SMTP server for python3: install it with \
-             `pip install aiosmtpd` (or `apt-get install python3-aiosmtpd`)"
-        );
+/// One client connection: the RFC 5321 command sequence, one reply per command.
+struct Session {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    shared: Arc<Shared>,
+    refusals: bool,
+    greeted: bool,
+    from: Option<String>,
+    to: Vec<String>,
+}
+
+impl Session {
+    fn new(stream: TcpStream, shared: Arc<Shared>, refusals: bool) -> Session {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let writer = stream.try_clone().expect("clone the SMTP socket");
+        Session {
+            reader: BufReader::new(stream),
+            writer,
+            shared,
+            refusals,
+            greeted: false,
+            from: None,
+            to: Vec::new(),
+        }
     }
+
+    fn reply(&mut self, text: &str) -> std::io::Result<()> {
+        self.writer.write_all(text.as_bytes())?;
+        self.writer.write_all(b"\r\n")?;
+        self.writer.flush()
+    }
+
+    /// One line without its CRLF, or None at the end of the stream.
+    fn line(&mut self) -> std::io::Result<Option<String>> {
+        let mut buf = Vec::new();
+        let n = (&mut self.reader)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if buf.last() != Some(&b'\n') {
+            return Err(std::io::Error::other("line too long or cut off"));
+        }
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+        Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+    }
+
+    fn run(mut self) -> std::io::Result<()> {
+        self.reply("220 bleepless-test-smtp ESMTP ready")?;
+        while let Some(line) = self.line()? {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                self.reply("421 4.3.2 shutting down")?;
+                break;
+            }
+            self.shared.log.lock().unwrap().push(line.clone());
+            let (verb, arg) = match line.split_once(' ') {
+                Some((v, a)) => (v.to_ascii_uppercase(), a.trim().to_string()),
+                None => (line.trim().to_ascii_uppercase(), String::new()),
+            };
+            match verb.as_str() {
+                "EHLO" | "HELO" if arg.is_empty() => {
+                    self.reply("501 5.5.4 give your domain or address")?
+                }
+                "EHLO" => {
+                    self.reset();
+                    self.greeted = true;
+                    self.reply(&format!(
+                        "250-bleepless-test-smtp greets {arg}\r\n250-8BITMIME\r\n250-SIZE {MAX_MESSAGE}\r\n250 ENHANCEDSTATUSCODES"
+                    ))?
+                }
+                "HELO" => {
+                    self.reset();
+                    self.greeted = true;
+                    self.reply("250 bleepless-test-smtp")?
+                }
+                "MAIL" if !self.greeted => self.reply("503 5.5.1 say EHLO first")?,
+                "MAIL" if self.from.is_some() => self.reply("503 5.5.1 nested MAIL command")?,
+                "MAIL" => match path(&arg, "FROM:") {
+                    Some(p) => {
+                        self.from = Some(p);
+                        self.reply("250 2.1.0 OK")?
+                    }
+                    None => self.reply("501 5.5.4 syntax: MAIL FROM:<address>")?,
+                },
+                "RCPT" if self.from.is_none() => self.reply("503 5.5.1 need MAIL first")?,
+                "RCPT" => match path(&arg, "TO:") {
+                    Some(p) if !p.contains('@') => self.reply("553 5.1.3 not a mailbox address")?,
+                    Some(p) => {
+                        let local = p.split('@').next().unwrap_or("").to_ascii_lowercase();
+                        if self.refusals && local.starts_with("refuse") {
+                            self.reply("550 5.1.1 mailbox unavailable")?
+                        } else if self.refusals && local.starts_with("tempfail") {
+                            self.reply(
+                                "451 4.3.0 mailbox temporarily unavailable, try again later",
+                            )?
+                        } else {
+                            self.to.push(p);
+                            self.reply("250 2.1.5 OK")?
+                        }
+                    }
+                    None => self.reply("501 5.5.4 syntax: RCPT TO:<address>")?,
+                },
+                "DATA" if !arg.is_empty() => self.reply("501 5.5.4 DATA takes no argument")?,
+                "DATA" if self.to.is_empty() => self.reply("503 5.5.1 need RCPT first")?,
+                "DATA" => {
+                    self.reply("354 end data with <CR><LF>.<CR><LF>")?;
+                    match self.data()? {
+                        Some(message) => {
+                            self.shared.messages.lock().unwrap().push(message);
+                            self.reset();
+                            self.reply("250 2.0.0 OK: queued")?
+                        }
+                        None => {
+                            self.reset();
+                            self.reply("552 5.3.4 message too big")?
+                        }
+                    }
+                }
+                "RSET" => {
+                    self.reset();
+                    self.reply("250 2.0.0 OK")?
+                }
+                "NOOP" => self.reply("250 2.0.0 OK")?,
+                "VRFY" => self.reply("252 2.5.0 cannot verify, will attempt delivery")?,
+                "QUIT" => {
+                    self.reply("221 2.0.0 bye")?;
+                    break;
+                }
+                _ => self.reply("500 5.5.2 command not recognised")?,
+            }
+        }
+        let _ = self.writer.shutdown(Shutdown::Both);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.from = None;
+        self.to.clear();
+    }
+
+    /// The message after DATA, up to the line with a single dot; a leading dot that the
+    /// client doubled (RFC 5321 §4.5.2) is removed. None when it is too big.
+    fn data(&mut self) -> std::io::Result<Option<String>> {
+        let mut message = String::new();
+        let mut too_big = false;
+        loop {
+            let Some(line) = self.line()? else {
+                return Err(std::io::Error::other("connection closed inside DATA"));
+            };
+            if line == "." {
+                break;
+            }
+            let line = line.strip_prefix('.').unwrap_or(&line);
+            if message.len() + line.len() + 2 > MAX_MESSAGE {
+                too_big = true;
+                continue;
+            }
+            message.push_str(line);
+            message.push_str("\r\n");
+        }
+        Ok((!too_big).then_some(message))
+    }
+}
+
+/// The address in `FROM:<a@b> PARAMS` / `TO:<a@b>`; the null path `<>` is an empty string.
+fn path(arg: &str, keyword: &str) -> Option<String> {
+    let head = arg.get(..keyword.len())?;
+    if !head.eq_ignore_ascii_case(keyword) {
+        return None;
+    }
+    let rest = arg[keyword.len()..].trim_start();
+    let rest = rest.strip_prefix('<')?;
+    let end = rest.find('>')?;
+    Some(rest[..end].to_string())
 }
 
 /// A port that nothing listens on right now.
@@ -182,21 +304,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("probe a free port")
-}
-
-fn wait_until_listening(child: &mut Child, port: u16, timeout: Duration) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 /// A decoded message: unfolded headers and leaf body parts.
