@@ -243,12 +243,14 @@ impl FromRequest for PageUser {
 
 async fn home(user: PageUser) -> PageResult {
     let s = &user.0.staff;
+    // A site manager is a bed manager who may also hold the site bleep: the dashboard is
+    // their first page, their bleeps a link away.
     let to = if s.can(Permission::Coordinator) {
         "/tasks/new"
-    } else if s.can(Permission::Clinician) {
-        "/me"
     } else if s.can(Permission::BedManager) {
         "/dashboard"
+    } else if s.can(Permission::Clinician) {
+        "/me"
     } else {
         "/admin"
     };
