@@ -6,6 +6,7 @@ use bleepless::error::AppError;
 use bleepless::store::audit::{Action, Actor, Entry};
 use bleepless::store::{directory, DbConnection, Store};
 use bleepless::{demo, Application};
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
@@ -245,270 +246,277 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
             print_demo(store.write_now(|c| demo::fill(c, now)).map_err(fail)?);
             Ok(())
         }
-        Cmd::Staff(cmd) => {
-            let store = open(&config)?;
-            match cmd {
-                StaffCmd::Add {
-                    name,
-                    email,
-                    roles,
-                    national,
-                } => {
-                    let ids = national.parse()?;
-                    let (s, token) = store
-                        .write_now(|c| {
-                            let (s, token) =
-                                directory::add_staff(c, &name, email.as_deref(), &roles, now)?;
-                            let detail = json!({ "name": s.name, "roles": roles });
-                            audit(c, Action::StaffAdded, &s.id, detail, now)?;
-                            directory::set_national_ids(c, &s.id, &ids)?;
-                            Ok((s, token))
-                        })
-                        .map_err(fail)?;
-                    println!("added {} ({}) id {}", s.name, roles, s.id);
-                    println!("API token (shown once; keep it secret):");
-                    println!("{token}");
-                }
-                StaffCmd::Identify { staff, national } => {
-                    let ids = national.parse()?;
-                    if ids == directory::NationalIds::default() {
-                        return Err("give --gmc, --nmc or --sds".into());
+        Cmd::Staff(cmd) => staff(cmd, &config, now),
+        Cmd::Role(cmd) => role(cmd, &config, now),
+        Cmd::Ward(cmd) => ward(cmd, &config, now),
+    }
+}
+
+/// `bleepless staff …`
+fn staff(cmd: StaffCmd, config: &Config, now: DateTime<Utc>) -> Result<(), String> {
+    let store = open(config)?;
+    match cmd {
+        StaffCmd::Add {
+            name,
+            email,
+            roles,
+            national,
+        } => {
+            let ids = national.parse()?;
+            let (s, token) = store
+                .write_now(|c| {
+                    let (s, token) = directory::add_staff(c, &name, email.as_deref(), &roles, now)?;
+                    let detail = json!({ "name": s.name, "roles": roles });
+                    audit(c, Action::StaffAdded, &s.id, detail, now)?;
+                    directory::set_national_ids(c, &s.id, &ids)?;
+                    Ok((s, token))
+                })
+                .map_err(fail)?;
+            println!("added {} ({}) id {}", s.name, roles, s.id);
+            println!("API token (shown once; keep it secret):");
+            println!("{token}");
+        }
+        StaffCmd::Identify { staff, national } => {
+            let ids = national.parse()?;
+            if ids == directory::NationalIds::default() {
+                return Err("give --gmc, --nmc or --sds".into());
+            }
+            let s = store
+                .write_now(|c| {
+                    let s = directory::find_staff(c, &staff)?;
+                    directory::set_national_ids(c, &s.id, &ids)?;
+                    Ok(s)
+                })
+                .map_err(fail)?;
+            println!("national identifiers set for {}", s.name);
+        }
+        StaffCmd::List => {
+            for s in store.write_now(directory::list_staff).map_err(fail)? {
+                let roles: Vec<&str> = s.roles.iter().map(|r| r.code()).collect();
+                println!(
+                    "{}\t{}\t{}\t{}{}",
+                    s.id,
+                    s.name,
+                    s.email.as_deref().unwrap_or("-"),
+                    roles.join(","),
+                    if s.active { "" } else { "\tinactive" }
+                );
+            }
+        }
+        StaffCmd::Password { staff } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+            let password = line.trim_end_matches(['\r', '\n']).to_string();
+            let s = store
+                .write_now(|c| {
+                    let s = directory::find_staff(c, &staff)?;
+                    bleepless::store::sessions::set_password(c, &s.id, &password)?;
+                    audit(c, Action::PasswordSet, &s.id, json!({}), now)?;
+                    Ok(s)
+                })
+                .map_err(fail)?;
+            println!("password set for {}; their sessions have ended", s.name);
+        }
+        StaffCmd::Token { staff } => {
+            let (s, token) = store
+                .write_now(|c| {
+                    let s = directory::find_staff(c, &staff)?;
+                    let t = directory::reissue_token(c, &s.id)?;
+                    audit(c, Action::TokenReissued, &s.id, json!({}), now)?;
+                    Ok((s, t))
+                })
+                .map_err(fail)?;
+            println!(
+                "new API token for {} (the old one no longer works):",
+                s.name
+            );
+            println!("{token}");
+        }
+        StaffCmd::Deactivate { staff } => deactivate(store, config, &staff)?,
+        StaffCmd::Audit { limit } => print_audit(&store, limit)?,
+    }
+    Ok(())
+}
+
+/// `bleepless staff deactivate`: a leaver's sessions, token, devices and bleeps end at once.
+fn deactivate(store: Store, config: &Config, staff: &str) -> Result<(), String> {
+    let app = App::new(store, Arc::new(SystemClock), config.policy.clone());
+    let done = app
+        .run_now(|c, ctx| {
+            let s = directory::find_staff(c, staff)?;
+            bleepless::app::staff::deactivate(c, ctx, &s.id, Actor::CommandLine, None)
+        })
+        .map_err(fail)?;
+    println!(
+        "deactivated {}: {} sessions ended, API token revoked, {} devices removed",
+        done.staff.name, done.sessions_ended, done.devices_removed
+    );
+    if !done.bleeps_released.is_empty() {
+        println!(
+            "they no longer hold: {} (hand these bleeps over)",
+            done.bleeps_released.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `bleepless staff audit`: the audit log, newest first.
+fn print_audit(store: &Store, limit: i64) -> Result<(), String> {
+    if !(1..=10_000).contains(&limit) {
+        return Err(format!("--limit {limit}: give 1 to 10000"));
+    }
+    let entries = store
+        .write_now(|c| bleepless::store::audit::list(c, limit, None))
+        .map_err(fail)?;
+    for e in entries {
+        let who = e
+            .actor
+            .map(|p| format!("{} ({})", p.name, p.id))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            e.at.format("%Y-%m-%d %H:%M:%S"),
+            e.action,
+            who,
+            e.subject.unwrap_or_default(),
+            e.client.unwrap_or_default(),
+            e.detail
+        );
+    }
+    Ok(())
+}
+
+/// `bleepless role …`
+fn role(cmd: RoleCmd, config: &Config, now: DateTime<Utc>) -> Result<(), String> {
+    let store = open(config)?;
+    match cmd {
+        RoleCmd::Add { name } => {
+            let r = store
+                .write_now(|c| {
+                    let r = directory::add_role(c, &name, now)?;
+                    audit(c, Action::RoleAdded, &r.id, json!({ "name": r.name }), now)?;
+                    Ok(r)
+                })
+                .map_err(fail)?;
+            println!("added on-call role {} id {}", r.name, r.id);
+        }
+        RoleCmd::List => {
+            let rows = store
+                .write_now(|c| {
+                    let mut rows = Vec::new();
+                    for r in directory::list_roles(c)? {
+                        let holders = directory::current_holders(c, &r.id)?;
+                        let refs: Vec<&str> = holders.iter().map(String::as_str).collect();
+                        let names = directory::staff_names(c, &refs)?;
+                        let held: Vec<String> = holders
+                            .iter()
+                            .filter_map(|h| names.get(h).cloned())
+                            .collect();
+                        rows.push((r, held));
                     }
-                    let s = store
-                        .write_now(|c| {
-                            let s = directory::find_staff(c, &staff)?;
-                            directory::set_national_ids(c, &s.id, &ids)?;
-                            Ok(s)
+                    Ok(rows)
+                })
+                .map_err(fail)?;
+            let names: std::collections::HashMap<String, String> = rows
+                .iter()
+                .map(|(r, _)| (r.id.clone(), r.name.clone()))
+                .collect();
+            for (r, held) in &rows {
+                let held = if held.is_empty() {
+                    "(no one holds this bleep)".to_string()
+                } else {
+                    held.join(", ")
+                };
+                let next = r
+                    .escalates_to
+                    .as_ref()
+                    .and_then(|n| names.get(n))
+                    .map(|n| format!("\tescalates to {n}"))
+                    .unwrap_or_default();
+                println!("{}\t{}\t{}{}", r.id, r.name, held, next);
+            }
+        }
+        RoleCmd::Escalate { role, to, none } => {
+            if to.is_none() && !none {
+                return Err("give --to NEXT_ROLE, or --none to end the chain".into());
+            }
+            let (r, next) = store
+                .write_now(|c| {
+                    let find = |c: &mut _, key: &str| {
+                        directory::find_role(c, key)?.ok_or_else(|| {
+                            AppError::NotFound(format!(
+                                "no on-call role has the id or name {key:?}"
+                            ))
                         })
-                        .map_err(fail)?;
-                    println!("national identifiers set for {}", s.name);
-                }
-                StaffCmd::List => {
-                    for s in store.write_now(directory::list_staff).map_err(fail)? {
-                        let roles: Vec<&str> = s.roles.iter().map(|r| r.code()).collect();
-                        println!(
-                            "{}\t{}\t{}\t{}{}",
-                            s.id,
-                            s.name,
-                            s.email.as_deref().unwrap_or("-"),
-                            roles.join(","),
-                            if s.active { "" } else { "\tinactive" }
-                        );
-                    }
-                }
-                StaffCmd::Password { staff } => {
-                    let mut line = String::new();
-                    std::io::stdin().read_line(&mut line).map_err(|e| {
-                        format!("cannot read the password from standard input: {e}")
+                    };
+                    let r = find(c, &role)?;
+                    let next = match &to {
+                        Some(n) => Some(find(c, n)?),
+                        None => None,
+                    };
+                    directory::set_escalation(c, &r, next.as_ref())?;
+                    let detail = json!({ "role": r.name, "to": next.as_ref().map(|n| &n.name) });
+                    audit(c, Action::EscalationSet, &r.id, detail, now)?;
+                    Ok((r, next))
+                })
+                .map_err(fail)?;
+            match next {
+                Some(n) => println!("{} now escalates to {}", r.name, n.name),
+                None => println!("{} now ends its escalation chain", r.name),
+            }
+        }
+        RoleCmd::HandOver { role, to, share } => {
+            let app = App::new(store, Arc::new(SystemClock), config.policy.clone());
+            let (r, s) = app
+                .run_now(|c, ctx| {
+                    let r = directory::find_role(c, &role)?.ok_or_else(|| {
+                        AppError::NotFound(format!("no on-call role has the id or name {role:?}"))
                     })?;
-                    let password = line.trim_end_matches(['\r', '\n']).to_string();
-                    let s = store
-                        .write_now(|c| {
-                            let s = directory::find_staff(c, &staff)?;
-                            bleepless::store::sessions::set_password(c, &s.id, &password)?;
-                            audit(c, Action::PasswordSet, &s.id, json!({}), now)?;
-                            Ok(s)
-                        })
-                        .map_err(fail)?;
-                    println!("password set for {}; their sessions have ended", s.name);
-                }
-                StaffCmd::Token { staff } => {
-                    let (s, token) = store
-                        .write_now(|c| {
-                            let s = directory::find_staff(c, &staff)?;
-                            let t = directory::reissue_token(c, &s.id)?;
-                            audit(c, Action::TokenReissued, &s.id, json!({}), now)?;
-                            Ok((s, t))
-                        })
-                        .map_err(fail)?;
-                    println!(
-                        "new API token for {} (the old one no longer works):",
-                        s.name
-                    );
-                    println!("{token}");
-                }
-                StaffCmd::Deactivate { staff } => {
-                    let app = App::new(store, Arc::new(SystemClock), config.policy.clone());
-                    let done = app
-                        .run_now(|c, ctx| {
-                            let s = directory::find_staff(c, &staff)?;
-                            bleepless::app::staff::deactivate(
-                                c,
-                                ctx,
-                                &s.id,
-                                Actor::CommandLine,
-                                None,
-                            )
-                        })
-                        .map_err(fail)?;
-                    println!(
-                        "deactivated {}: {} sessions ended, API token revoked, {} devices removed",
-                        done.staff.name, done.sessions_ended, done.devices_removed
-                    );
-                    if !done.bleeps_released.is_empty() {
-                        println!(
-                            "they no longer hold: {} (hand these bleeps over)",
-                            done.bleeps_released.join(", ")
-                        );
-                    }
-                }
-                StaffCmd::Audit { limit } => {
-                    if !(1..=10_000).contains(&limit) {
-                        return Err(format!("--limit {limit}: give 1 to 10000"));
-                    }
-                    let entries = store
-                        .write_now(|c| bleepless::store::audit::list(c, limit, None))
-                        .map_err(fail)?;
-                    for e in entries {
-                        let who = e
-                            .actor
-                            .map(|p| format!("{} ({})", p.name, p.id))
-                            .unwrap_or_else(|| "-".into());
-                        println!(
-                            "{}\t{}\t{}\t{}\t{}\t{}",
-                            e.at.format("%Y-%m-%d %H:%M:%S"),
-                            e.action,
-                            who,
-                            e.subject.unwrap_or_default(),
-                            e.client.unwrap_or_default(),
-                            e.detail
-                        );
-                    }
-                }
-            }
-            Ok(())
-        }
-        Cmd::Role(cmd) => {
-            let store = open(&config)?;
-            match cmd {
-                RoleCmd::Add { name } => {
-                    let r = store
-                        .write_now(|c| {
-                            let r = directory::add_role(c, &name, now)?;
-                            audit(c, Action::RoleAdded, &r.id, json!({ "name": r.name }), now)?;
-                            Ok(r)
-                        })
-                        .map_err(fail)?;
-                    println!("added on-call role {} id {}", r.name, r.id);
-                }
-                RoleCmd::List => {
-                    let rows = store
-                        .write_now(|c| {
-                            let mut rows = Vec::new();
-                            for r in directory::list_roles(c)? {
-                                let holders = directory::current_holders(c, &r.id)?;
-                                let refs: Vec<&str> = holders.iter().map(String::as_str).collect();
-                                let names = directory::staff_names(c, &refs)?;
-                                let held: Vec<String> = holders
-                                    .iter()
-                                    .filter_map(|h| names.get(h).cloned())
-                                    .collect();
-                                rows.push((r, held));
-                            }
-                            Ok(rows)
-                        })
-                        .map_err(fail)?;
-                    let names: std::collections::HashMap<String, String> = rows
-                        .iter()
-                        .map(|(r, _)| (r.id.clone(), r.name.clone()))
-                        .collect();
-                    for (r, held) in &rows {
-                        let held = if held.is_empty() {
-                            "(no one holds this bleep)".to_string()
-                        } else {
-                            held.join(", ")
-                        };
-                        let next = r
-                            .escalates_to
-                            .as_ref()
-                            .and_then(|n| names.get(n))
-                            .map(|n| format!("\tescalates to {n}"))
-                            .unwrap_or_default();
-                        println!("{}\t{}\t{}{}", r.id, r.name, held, next);
-                    }
-                }
-                RoleCmd::Escalate { role, to, none } => {
-                    if to.is_none() && !none {
-                        return Err("give --to NEXT_ROLE, or --none to end the chain".into());
-                    }
-                    let (r, next) = store
-                        .write_now(|c| {
-                            let find = |c: &mut _, key: &str| {
-                                directory::find_role(c, key)?.ok_or_else(|| {
-                                    AppError::NotFound(format!(
-                                        "no on-call role has the id or name {key:?}"
-                                    ))
-                                })
-                            };
-                            let r = find(c, &role)?;
-                            let next = match &to {
-                                Some(n) => Some(find(c, n)?),
-                                None => None,
-                            };
-                            directory::set_escalation(c, &r, next.as_ref())?;
-                            let detail =
-                                json!({ "role": r.name, "to": next.as_ref().map(|n| &n.name) });
-                            audit(c, Action::EscalationSet, &r.id, detail, now)?;
-                            Ok((r, next))
-                        })
-                        .map_err(fail)?;
-                    match next {
-                        Some(n) => println!("{} now escalates to {}", r.name, n.name),
-                        None => println!("{} now ends its escalation chain", r.name),
-                    }
-                }
-                RoleCmd::HandOver { role, to, share } => {
-                    let app = App::new(store, Arc::new(SystemClock), config.policy.clone());
-                    let (r, s) = app
-                        .run_now(|c, ctx| {
-                            let r = directory::find_role(c, &role)?.ok_or_else(|| {
-                                AppError::NotFound(format!(
-                                    "no on-call role has the id or name {role:?}"
-                                ))
-                            })?;
-                            let s = directory::find_staff(c, &to)?;
-                            hand_over(c, ctx, &r, &s, share, HandedBy::Operator)?;
-                            let detail = json!({ "role": r.name, "to": s.id, "share": share });
-                            audit(c, Action::HandedOver, &r.id, detail, ctx.now)?;
-                            Ok((r, s))
-                        })
-                        .map_err(fail)?;
-                    let how = if share { "also holds" } else { "now holds" };
-                    println!("{} {how} {}", s.name, r.name);
-                }
-            }
-            Ok(())
-        }
-        Cmd::Ward(cmd) => {
-            let store = open(&config)?;
-            match cmd {
-                WardCmd::Add { name, ods } => {
-                    let ods = ods
-                        .as_deref()
-                        .map(directory::parse_ods_code)
-                        .transpose()
-                        .map_err(fail)?;
-                    let w = store
-                        .write_now(|c| {
-                            let w = directory::add_ward(c, &name, now)?;
-                            audit(c, Action::WardAdded, &w, json!({}), now)?;
-                            if let Some(code) = &ods {
-                                directory::set_ward_ods_code(c, &w, code)?;
-                            }
-                            Ok(w)
-                        })
-                        .map_err(fail)?;
-                    println!("added ward {w}");
-                }
-                WardCmd::List => {
-                    for w in store.write_now(directory::list_wards).map_err(fail)? {
-                        println!("{w}");
-                    }
-                }
-            }
-            Ok(())
+                    let s = directory::find_staff(c, &to)?;
+                    hand_over(c, ctx, &r, &s, share, HandedBy::Operator)?;
+                    let detail = json!({ "role": r.name, "to": s.id, "share": share });
+                    audit(c, Action::HandedOver, &r.id, detail, ctx.now)?;
+                    Ok((r, s))
+                })
+                .map_err(fail)?;
+            let how = if share { "also holds" } else { "now holds" };
+            println!("{} {how} {}", s.name, r.name);
         }
     }
+    Ok(())
+}
+
+/// `bleepless ward …`
+fn ward(cmd: WardCmd, config: &Config, now: DateTime<Utc>) -> Result<(), String> {
+    let store = open(config)?;
+    match cmd {
+        WardCmd::Add { name, ods } => {
+            let ods = ods
+                .as_deref()
+                .map(directory::parse_ods_code)
+                .transpose()
+                .map_err(fail)?;
+            let w = store
+                .write_now(|c| {
+                    let w = directory::add_ward(c, &name, now)?;
+                    audit(c, Action::WardAdded, &w, json!({}), now)?;
+                    if let Some(code) = &ods {
+                        directory::set_ward_ods_code(c, &w, code)?;
+                    }
+                    Ok(w)
+                })
+                .map_err(fail)?;
+            println!("added ward {w}");
+        }
+        WardCmd::List => {
+            for w in store.write_now(directory::list_wards).map_err(fail)? {
+                println!("{w}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn print_demo(logins: Option<(Vec<demo::DemoLogin>, String)>) {

@@ -3,6 +3,7 @@ use super::Ctx;
 use crate::error::AppResult;
 use crate::store::audit::{self, Action, Actor, Entry};
 use crate::store::directory::{self, Deactivated};
+use crate::store::sessions;
 use crate::store::DbConnection;
 use serde_json::json;
 
@@ -15,7 +16,8 @@ pub fn deactivate(
     by: Actor<'_>,
     client: Option<&str>,
 ) -> AppResult<Deactivated> {
-    let done = directory::deactivate(c, staff_id, ctx.now)?;
+    let mut done = directory::deactivate(c, staff_id, ctx.now)?;
+    done.sessions_ended = sessions::end_sessions(c, staff_id, None)?;
     audit::record(
         c,
         Entry {

@@ -509,7 +509,6 @@ pub fn deactivate(
             staff::token_hash.eq(hash_token(&new_token())),
         ))
         .execute(conn)?;
-    let sessions_ended = super::sessions::end_sessions(conn, staff_id, None)?;
     let devices_removed =
         diesel::delete(push_subscriptions::table.filter(push_subscriptions::staff_id.eq(staff_id)))
             .execute(conn)?;
@@ -525,10 +524,11 @@ pub fn deactivate(
     .set(role_holdings::held_until.eq(Some(to_db(now))))
     .execute(conn)?;
     staff.active = false;
-    tracing::info!(staff_id = %staff.id, sessions_ended, devices_removed, "member of staff deactivated");
+    tracing::info!(staff_id = %staff.id, devices_removed, "member of staff deactivated");
     Ok(Deactivated {
         staff,
-        sessions_ended,
+        // Sessions are the sessions table's: the command ends them (`app::staff`).
+        sessions_ended: 0,
         devices_removed,
         bleeps_released,
     })
