@@ -52,7 +52,7 @@ async fn a_raised_task_reaches_every_holder_by_push_and_email_without_patient_da
     let smtp = SmtpServer::start();
     let push = PushService::start().await;
     let settings = smtp_settings(&smtp);
-    let w = Ward::with(TestApp::spawn_with(|c| c.email_settings(settings)).await).await;
+    let w = Ward::with(TestApp::spawn_draining(|c| c.email_settings(settings)).await).await;
     let app = &w.app;
     // Ben shares the bleep and has two phones.
     app.post(
@@ -77,7 +77,12 @@ async fn a_raised_task_reaches_every_holder_by_push_and_email_without_patient_da
             json!({ "priority": "stat", "bed": "7" }),
         )
         .await;
-    let got = push.wait_for_received(3, Duration::from_secs(5)).await;
+    assert_eq!(
+        app.drain().await,
+        (0, 4),
+        "a push and an email to each holder"
+    );
+    let got = push.received();
     assert_eq!(got.len(), 3);
     assert!(push.rejected().is_empty(), "{:?}", push.rejected());
     for r in &got {
@@ -108,13 +113,7 @@ async fn a_raised_task_reaches_every_holder_by_push_and_email_without_patient_da
 
     let rows = notifications(app, &id, &w.nurse.token).await;
     assert_eq!(rows.len(), 4, "push and email for each of two holders");
-    app.eventually("all four are recorded as sent", || async {
-        notifications(app, &id, &w.nurse.token)
-            .await
-            .iter()
-            .all(|n| n["status"] == "sent")
-    })
-    .await;
+    assert!(rows.iter().all(|n| n["status"] == "sent"), "{rows:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -319,20 +318,19 @@ async fn a_gone_device_is_forgotten_and_email_still_goes() {
     let smtp = SmtpServer::start();
     let push = PushService::start().await;
     let settings = smtp_settings(&smtp);
-    let w = Ward::with(TestApp::spawn_with(|c| c.email_settings(settings)).await).await;
+    let w = Ward::with(TestApp::spawn_draining(|c| c.email_settings(settings)).await).await;
     let app = &w.app;
     let phone = push.new_subscription();
     register(app, &w.amy, &phone).await;
     push.fail_always(&phone.endpoint, Fault::Status(410));
     let id = app.raised(&w.nurse.token, &w.fy1, json!({})).await;
+    app.drain().await;
     smtp.wait_for_messages(1, Duration::from_secs(5)).await;
-    app.eventually("the push is recorded as failed", || async {
-        notifications(app, &id, &w.nurse.token)
-            .await
-            .iter()
-            .any(|n| n["channel"] == "push" && n["status"] == "failed")
-    })
-    .await;
+    let failed_push = notifications(app, &id, &w.nurse.token)
+        .await
+        .iter()
+        .any(|n| n["channel"] == "push" && n["status"] == "failed");
+    assert!(failed_push, "the push is recorded as failed");
     let (_, devices) = app.get("/api/v1/push-subscriptions", &w.amy.token).await;
     assert_eq!(
         devices["devices"].as_array().unwrap().len(),
@@ -652,25 +650,27 @@ async fn bad_devices_and_chains_are_refused_clearly() {
 /// before them (they are read through an index of failed rows alone).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_shows_the_latest_failed_deliveries_newest_first() {
-    let w = Ward::new().await;
+    let w = Ward::draining().await;
     let app = &w.app;
     // Amy has registered no phone: each task's push fails for good at its first attempt.
     let mut ids = Vec::new();
     for bed in 1..=23 {
         let over = json!({ "bed": bed.to_string() });
         ids.push(app.raised(&w.nurse.token, &w.fy1, over).await);
+        app.drain().await;
         app.advance(1);
     }
-    app.eventually("every push has failed", || async {
-        let (_, f) = app
-            .get(
-                "/api/v1/notifications?status=failed&limit=500",
-                &w.manager.token,
-            )
-            .await;
-        f["notifications"].as_array().map_or(0, Vec::len) == 23
-    })
-    .await;
+    let (_, f) = app
+        .get(
+            "/api/v1/notifications?status=failed&limit=500",
+            &w.manager.token,
+        )
+        .await;
+    assert_eq!(
+        f["notifications"].as_array().map_or(0, Vec::len),
+        23,
+        "every push has failed"
+    );
     let (s, d) = app.get("/api/v1/dashboard", &w.manager.token).await;
     assert_eq!(s, 200, "{d}");
     let failed = d["failed_deliveries"].as_array().unwrap();
