@@ -1,8 +1,10 @@
 //! One typed configuration, from a TOML file, the environment and the command line (in
 //! rising order of precedence), validated before anything starts.
-use crate::domain::delivery::RetryLimits;
 use crate::domain::task::{AckTargets, Policy};
 use crate::outbox::email::{SmtpSecurity, SmtpSettings};
+use crate::outbox::endpoints::EndpointPolicy;
+pub use crate::outbox::record::{FhirConfig, RecordConfig};
+pub use crate::outbox::worker::DispatchConfig;
 pub use crate::store::DatabaseUrl;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -57,20 +59,6 @@ impl LogFormat {
     }
 }
 
-/// How tasks are written as FHIR resources.
-#[derive(Debug, Clone)]
-pub struct FhirConfig {
-    /// The base of our code system and identifier system URIs
-    /// (`{system_base}/fhir/CodeSystem/task-category`, `{system_base}/fhir/Id/task`, …):
-    /// canonical names that must not change when the service moves host. Defaults to
-    /// `public_url`.
-    pub system_base: String,
-    /// Also give the patient in delivered Bundles as a conditional reference
-    /// (`Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|…`) that the record server
-    /// resolves to its own Patient.
-    pub conditional_patient_reference: bool,
-}
-
 /// Sign-in limits, sessions, request bounds and secrets kept outside the database.
 #[derive(Debug, Clone)]
 pub struct SecurityConfig {
@@ -118,18 +106,6 @@ pub const DEFAULT_PUSH_HOSTS: &[&str] = &[
     "*.notify.windows.com",
 ];
 
-/// Where completed and cancelled tasks are delivered as FHIR R4 transaction Bundles.
-#[derive(Debug, Clone)]
-pub struct RecordConfig {
-    /// What the outbox calls this server (`record` for the one under `[record]`).
-    pub name: String,
-    /// The FHIR server's base URL, e.g. `https://epr.example-trust.nhs.uk/fhir`.
-    pub base_url: String,
-    /// The whole `Authorization` header value to send, e.g. `Bearer abc…`.
-    pub authorization: Option<String>,
-    pub timeout: Duration,
-}
-
 #[derive(Debug, Clone)]
 pub struct PushConfig {
     /// VAPID `sub`: a mailto: or https: URL push services can reach the operator at.
@@ -144,37 +120,10 @@ pub struct PushConfig {
     pub allow_endpoints: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
-pub struct DispatchConfig {
-    /// Rows sent at once by one instance.
-    pub batch: i64,
-    pub max_attempts: i32,
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
-    /// How long a claimed row is ours before another instance may take it over.
-    pub lease: Duration,
-}
-
-impl DispatchConfig {
-    /// The retry limits every kind's policy starts from.
-    pub fn limits(&self) -> RetryLimits {
-        RetryLimits {
-            max_attempts: self.max_attempts,
-            backoff_base: self.backoff_base,
-            backoff_max: self.backoff_max,
-        }
-    }
-}
-
-impl Default for DispatchConfig {
-    fn default() -> Self {
-        Self {
-            batch: 50,
-            max_attempts: 8,
-            backoff_base: Duration::from_secs(5),
-            backoff_max: Duration::from_secs(300),
-            lease: Duration::from_secs(120),
-        }
+impl PushConfig {
+    /// Which push endpoints a browser may register under these settings.
+    pub fn endpoint_policy(&self) -> EndpointPolicy {
+        EndpointPolicy::of(&self.allowed_hosts, &self.allow_endpoints)
     }
 }
 
@@ -459,7 +408,7 @@ impl Config {
             None => DEFAULT_PUSH_HOSTS.iter().map(|h| h.to_string()).collect(),
         };
         let allow_endpoints = push.allow_endpoints.unwrap_or_default();
-        crate::outbox::endpoints::EndpointPolicy::new(&allowed_hosts, &allow_endpoints)
+        EndpointPolicy::new(&allowed_hosts, &allow_endpoints)
             .map_err(|why| ConfigError(format!("{}: {why}", src("push"))))?;
         let push = PushConfig {
             subject: push
