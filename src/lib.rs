@@ -90,7 +90,7 @@ fn load_or_make_secrets(
 /// start, so that every device the outbox sends to has passed the policy now in force (its
 /// host and address were checked when it was registered).
 fn forget_refused_devices(store: &Store, push: &config::PushConfig) -> Result<(), String> {
-    let policy = outbox::endpoints::EndpointPolicy::of(push);
+    let policy = push.endpoint_policy();
     let removed = store
         .write_now(|c| {
             store::notifications::forget_devices_where(c, |endpoint| {

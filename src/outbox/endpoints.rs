@@ -3,7 +3,6 @@
 //! network (server-side request forgery): only the browsers' push services' hosts, over
 //! https on the standard port, and only names that resolve to public addresses. Origins for
 //! a test push service are allowed only when listed explicitly (`[push] allow_endpoints`).
-use crate::config::PushConfig;
 use reqwest::Url;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -81,9 +80,10 @@ impl EndpointPolicy {
         Ok(EndpointPolicy { hosts, allowed })
     }
 
-    /// The policy of a configuration that [`crate::config::Config::load`] has validated.
-    pub fn of(push: &PushConfig) -> EndpointPolicy {
-        Self::new(&push.allowed_hosts, &push.allow_endpoints).unwrap_or_else(|e| {
+    /// The policy of hosts and origins that the configuration has already validated (with
+    /// [`EndpointPolicy::new`]); should they be invalid after all, no endpoint is allowed.
+    pub fn of(hosts: &[String], allow_endpoints: &[String]) -> EndpointPolicy {
+        Self::new(hosts, allow_endpoints).unwrap_or_else(|e| {
             tracing::error!(error = %e, "push endpoint policy is invalid; allowing no endpoints");
             EndpointPolicy {
                 hosts: Vec::new(),

@@ -3,11 +3,37 @@
 //! and mapped when its row is claimed, so the record gets the task as it is then; after a
 //! send, a task that has changed meanwhile is sent again, so the record ends up holding
 //! what Bleepless holds even when two sends of one task overtake each other.
-use crate::config::{FhirConfig, RecordConfig};
 use crate::domain::delivery::Failure;
 use crate::fhir::mapping::{self, FHIR_JSON};
 use crate::fhir::TaskRecord;
 use std::collections::HashMap;
+use std::time::Duration;
+
+/// Where completed and cancelled tasks are delivered as FHIR R4 transaction Bundles.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    /// What the outbox calls this server (`record` for the one under `[record]`).
+    pub name: String,
+    /// The FHIR server's base URL, e.g. `https://epr.example-trust.nhs.uk/fhir`.
+    pub base_url: String,
+    /// The whole `Authorization` header value to send, e.g. `Bearer abc…`.
+    pub authorization: Option<String>,
+    pub timeout: Duration,
+}
+
+/// How tasks are written as FHIR resources.
+#[derive(Debug, Clone)]
+pub struct FhirConfig {
+    /// The base of our code system and identifier system URIs
+    /// (`{system_base}/fhir/CodeSystem/task-category`, `{system_base}/fhir/Id/task`, …):
+    /// canonical names that must not change when the service moves host. Defaults to
+    /// `public_url`.
+    pub system_base: String,
+    /// Also give the patient in delivered Bundles as a conditional reference
+    /// (`Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|…`) that the record server
+    /// resolves to its own Patient.
+    pub conditional_patient_reference: bool,
+}
 
 /// One record server.
 struct Server {

@@ -5,8 +5,7 @@
 use super::notification::{self, Attempt, DeviceResult, Notifier};
 use super::record::RecordServers;
 use crate::clock::SharedClock;
-use crate::config::DispatchConfig;
-use crate::domain::delivery::{Failure, Kind, Outcome};
+use crate::domain::delivery::{Failure, Kind, Outcome, RetryLimits};
 use crate::error::AppResult;
 use crate::fhir;
 use crate::store::outbox::{self, Row};
@@ -16,6 +15,41 @@ use futures_util::future::join_all;
 use rand::Rng;
 use std::sync::Arc;
 use tokio::sync::{Notify, Semaphore};
+
+/// How the workers claim, lease and retry (`[dispatch]`); the configuration re-exports it.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// Rows sent at once by one instance.
+    pub batch: i64,
+    pub max_attempts: i32,
+    pub backoff_base: std::time::Duration,
+    pub backoff_max: std::time::Duration,
+    /// How long a claimed row is ours before another instance may take it over.
+    pub lease: std::time::Duration,
+}
+
+impl DispatchConfig {
+    /// The retry limits every kind's policy starts from.
+    pub fn limits(&self) -> RetryLimits {
+        RetryLimits {
+            max_attempts: self.max_attempts,
+            backoff_base: self.backoff_base,
+            backoff_max: self.backoff_max,
+        }
+    }
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            batch: 50,
+            max_attempts: 8,
+            backoff_base: std::time::Duration::from_secs(5),
+            backoff_max: std::time::Duration::from_secs(300),
+            lease: std::time::Duration::from_secs(120),
+        }
+    }
+}
 
 pub struct Worker {
     pub store: Store,

@@ -1,7 +1,6 @@
 //! A clinician's devices: push subscriptions.
 use super::tasks::unprocessable;
 use crate::error::AppResult;
-use crate::outbox::endpoints::EndpointPolicy;
 use crate::store::notifications;
 use crate::web::auth::Caller;
 use crate::web::AppState;
@@ -53,7 +52,10 @@ pub(super) async fn subscribe(
     let endpoint = b.endpoint.trim().to_string();
     check_key("p256dh", &b.keys.p256dh, 65)?;
     check_key("auth", &b.keys.auth, 16)?;
-    EndpointPolicy::of(&state.config.push)
+    state
+        .config
+        .push
+        .endpoint_policy()
         .check(&endpoint)
         .await
         .map_err(unprocessable)?;

@@ -1,0 +1,402 @@
+//! One typed configuration, from a TOML file, the environment and the command line (in
+//! rising order of precedence), validated before anything starts.
+mod describe;
+mod file;
+mod sections;
+
+use crate::domain::task::Policy;
+use crate::outbox::email::SmtpSettings;
+use crate::outbox::endpoints::EndpointPolicy;
+pub use crate::outbox::record::{FhirConfig, RecordConfig};
+pub use crate::outbox::worker::DispatchConfig;
+pub use crate::store::DatabaseUrl;
+use file::FileConfig;
+use sections::Source;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database: DatabaseUrl,
+    /// Where people reach the service, for links in email and notifications.
+    pub public_url: String,
+    pub pool_size: u32,
+    pub policy: Policy,
+    /// When the escalation tick runs (cron with a seconds field).
+    pub schedule: cron::Schedule,
+    pub push: PushConfig,
+    /// No email is sent when absent.
+    pub email: Option<SmtpSettings>,
+    pub dispatch: DispatchConfig,
+    pub health: HealthConfig,
+    /// The patient-record FHIR servers every task is delivered to; nothing is sent or
+    /// queued when there are none.
+    pub record: Vec<RecordConfig>,
+    pub security: SecurityConfig,
+    pub fhir: FhirConfig,
+    /// How log lines are written to standard error.
+    pub log_format: LogFormat,
+}
+
+/// `text` for people reading a terminal or journal; `json` (one object a line) for log shippers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not one of text, json")),
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// Sign-in limits, sessions, request bounds and secrets kept outside the database.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// The key that signs one-click acknowledge links, from `link_secret_file` or
+    /// `BLEEPLESS_LINK_SECRET`; when absent it is made once and kept in the database.
+    pub link_secret: Option<Vec<u8>>,
+    /// Failed sign-ins to one account, within `lockout`, before it is locked for `lockout`.
+    pub failures_per_account: i32,
+    /// Failed sign-ins from one client address, within `lockout`, before it must wait.
+    pub failures_per_address: i32,
+    pub lockout: Duration,
+    /// A session unused for this long has ended.
+    pub session_idle: Duration,
+    /// Take the client address from `X-Forwarded-For` / `Forwarded` (only behind a proxy
+    /// that sets them); otherwise the connection's address.
+    pub trust_proxy_headers: bool,
+    /// A request body must arrive within this long.
+    pub body_timeout: Duration,
+    /// Push devices one person may register.
+    pub max_devices: i64,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            link_secret: None,
+            failures_per_account: 5,
+            failures_per_address: 50,
+            lockout: Duration::from_secs(15 * 60),
+            session_idle: Duration::from_secs(30 * 60),
+            trust_proxy_headers: false,
+            body_timeout: Duration::from_secs(30),
+            max_devices: 10,
+        }
+    }
+}
+
+/// The push services of the major browsers: Chrome and other Chromium browsers (FCM),
+/// Firefox (Mozilla autopush), Safari (Apple) and Edge on Windows (WNS).
+pub const DEFAULT_PUSH_HOSTS: &[&str] = &[
+    "fcm.googleapis.com",
+    "android.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+];
+
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// VAPID `sub`: a mailto: or https: URL push services can reach the operator at.
+    pub subject: String,
+    /// Given keys (from the file, `vapid_private_key_file` or `BLEEPLESS_VAPID_PRIVATE_KEY`);
+    /// when absent they are generated on first start and kept in the database.
+    pub vapid: Option<(String, String)>,
+    pub timeout: Duration,
+    /// Hosts a push endpoint may name (`*.` for any subdomain): the browsers' push services.
+    pub allowed_hosts: Vec<String>,
+    /// Endpoint origins allowed besides, with no host or address check: for tests only.
+    pub allow_endpoints: Vec<String>,
+}
+
+impl PushConfig {
+    /// Which push endpoints a browser may register under these settings.
+    pub fn endpoint_policy(&self) -> EndpointPolicy {
+        EndpointPolicy::of(&self.allowed_hosts, &self.allow_endpoints)
+    }
+}
+
+pub const DEFAULT_SCHEDULE: &str = "*/5 * * * * *";
+
+/// What the command line may override.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub database_url: Option<String>,
+}
+
+/// How the service watches itself.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// Called (GET) after every escalation tick, so an outside monitor (a dead man's
+    /// switch) pages someone when the calls stop. It may carry a secret: never logged.
+    pub heartbeat_url: Option<String>,
+    /// `/healthz` fails when a delivery or an escalation has waited longer than this.
+    pub max_due_age: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            heartbeat_url: None,
+            max_due_age: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Layers defaults, the TOML file, the environment and the command line.
+    pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
+        let file_path = o
+            .config_file
+            .clone()
+            .or_else(|| env("BLEEPLESS_CONFIG").map(PathBuf::from));
+        let file = match &file_path {
+            Some(p) => file::read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let src = &Source(file_path);
+
+        let bind = sections::bind(o, file.bind, src)?;
+        let database = sections::database(o, file.database_url, src)?;
+        let public_url = sections::public_url(file.public_url, bind)?;
+        let pool_size = sections::pool_size(file.pool_size, src)?;
+        let escalation = file.escalation.unwrap_or_default();
+        let ack_seconds = sections::ack_seconds(escalation.ack_seconds, src)?;
+        let schedule = sections::schedule(escalation.schedule, src)?;
+        let push = sections::push(file.push.unwrap_or_default(), src)?;
+        let email = sections::email(file.email, src)?;
+        let dispatch = sections::dispatch(file.dispatch.unwrap_or_default(), src)?;
+        sections::lease_outlasts_sends(&dispatch, &push, email.as_ref(), src)?;
+        let record = sections::records(file.record, file.records, src)?;
+        let security = sections::security(file.security.unwrap_or_default(), src)?;
+        let log_format = sections::log_format(file.log_format, src)?;
+        let fhir = sections::fhir(file.fhir.unwrap_or_default(), &public_url, src)?;
+        let health = sections::health(file.health, src)?;
+
+        Ok(Config {
+            bind,
+            database,
+            public_url,
+            pool_size,
+            policy: Policy {
+                ack_seconds,
+                fallback_role: escalation.fallback_role,
+                email: email.is_some(),
+                records: record.iter().map(|r| r.name.clone()).collect(),
+            },
+            schedule,
+            push,
+            email,
+            dispatch,
+            health,
+            record,
+            security,
+            fhir,
+            log_format,
+        })
+    }
+
+    /// A configuration for tests: a given database, port 0, default policies.
+    pub fn for_tests(database: DatabaseUrl) -> Config {
+        Config {
+            bind: "127.0.0.1:0".parse().expect("literal address"),
+            database,
+            public_url: "http://127.0.0.1".into(),
+            pool_size: 8,
+            policy: Policy::default(),
+            schedule: parse_schedule(DEFAULT_SCHEDULE).expect("default schedule parses"),
+            push: PushConfig {
+                subject: "mailto:bleepless-tests@example.nhs.uk".into(),
+                vapid: None,
+                timeout: Duration::from_secs(2),
+                allowed_hosts: DEFAULT_PUSH_HOSTS.iter().map(|h| h.to_string()).collect(),
+                allow_endpoints: Vec::new(),
+            },
+            email: None,
+            health: HealthConfig::default(),
+            dispatch: DispatchConfig {
+                backoff_base: Duration::from_secs(2),
+                ..DispatchConfig::default()
+            },
+            record: Vec::new(),
+            security: SecurityConfig::default(),
+            fhir: FhirConfig {
+                system_base: "http://127.0.0.1".into(),
+                conditional_patient_reference: false,
+            },
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Turns on email through the given server.
+    pub fn email_settings(&mut self, settings: SmtpSettings) {
+        self.email = Some(settings);
+        self.policy.email = true;
+    }
+
+    /// Turns on delivery to the patient record at the given FHIR server (another one, when
+    /// called again).
+    pub fn record_server(&mut self, base_url: &str, authorization: Option<&str>) {
+        let name = if self.record.is_empty() {
+            "record".to_string()
+        } else {
+            format!("record-{}", self.record.len() + 1)
+        };
+        self.policy.records.push(name.clone());
+        self.record.push(RecordConfig {
+            name,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            authorization: authorization.map(str::to_string),
+            timeout: Duration::from_secs(5),
+        });
+    }
+}
+
+/// A cron expression with a seconds field, e.g. `*/5 * * * * *`.
+pub fn parse_schedule(text: &str) -> Result<cron::Schedule, String> {
+    use std::str::FromStr;
+    if text.split_whitespace().count() < 6 {
+        return Err(format!(
+            "{text:?} needs six fields, seconds first (e.g. \"*/5 * * * * *\" for every 5 seconds)"
+        ));
+    }
+    cron::Schedule::from_str(text).map_err(|e| format!("{text:?} is not a cron schedule: {e}"))
+}
+
+/// A secret kept in a file of its own (e.g. a container secret), trimmed.
+fn secret_file(path: &Path, from: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{from}: {} cannot be read: {e}", path.display())))?;
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        return Err(ConfigError(format!("{from}: {} is empty", path.display())));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_pick_the_backend_from_the_scheme() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://x.db"),
+            Ok(DatabaseUrl::Sqlite("x.db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("data/x.db"),
+            Ok(DatabaseUrl::Sqlite("data/x.db".into()))
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u@h/db"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!(DatabaseUrl::parse("mysql://h/db")
+            .unwrap_err()
+            .contains("mysql"));
+        assert!(DatabaseUrl::parse(":memory:").is_err());
+    }
+
+    fn load_file(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bleepless.toml");
+        std::fs::write(
+            &path,
+            text.replace("DIR", &dir.path().display().to_string()),
+        )
+        .unwrap();
+        let vapid = crate::outbox::push::generate_vapid_keys();
+        std::fs::write(dir.path().join("vapid.key"), &vapid.private_key).unwrap();
+        std::fs::write(dir.path().join("short.secret"), "too short\n").unwrap();
+        std::fs::write(
+            dir.path().join("link.secret"),
+            "0123456789abcdef0123456789abcdef-link\n",
+        )
+        .unwrap();
+        let config = Config::load(&Overrides {
+            config_file: Some(path),
+            ..Overrides::default()
+        });
+        if let Ok(c) = &config {
+            if let Some((private, public)) = &c.push.vapid {
+                assert_eq!((private, public), (&vapid.private_key, &vapid.public_key));
+            }
+        }
+        config
+    }
+
+    #[test]
+    fn secrets_come_from_their_own_files() {
+        let c = load_file(
+            "[push]\nvapid_private_key_file = \"DIR/vapid.key\"\n\
+             [security]\nlink_secret_file = \"DIR/link.secret\"\n",
+        )
+        .unwrap();
+        assert!(c.push.vapid.is_some(), "the public key is derived");
+        assert_eq!(
+            c.security.link_secret.as_deref(),
+            Some(&b"0123456789abcdef0123456789abcdef-link"[..])
+        );
+        for (text, says) in [
+            (
+                "[security]\nlink_secret_file = \"DIR/short.secret\"\n",
+                "at least 32",
+            ),
+            (
+                "[security]\nlink_secret_file = \"DIR/missing\"\n",
+                "cannot be read",
+            ),
+            (
+                "[push]\nvapid_private_key_file = \"DIR/link.secret\"\n",
+                "not a VAPID private key",
+            ),
+            (
+                "[push]\nallowed_hosts = [\"https://x/\"]\n",
+                "allowed_hosts",
+            ),
+            (
+                "[push]\nallow_endpoints = [\"localhost\"]\n",
+                "allow_endpoints",
+            ),
+            ("[security]\nlockout_minutes = 0\n", "lockout_minutes"),
+        ] {
+            let e = load_file(text).unwrap_err().0;
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        let u = DatabaseUrl::parse("postgres://bob:secret@db:5432/x").unwrap();
+        assert_eq!(u.redacted(), "postgres://bob@db:5432/x");
+    }
+}
