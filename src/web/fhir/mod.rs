@@ -1,14 +1,12 @@
-//! The FHIR R4 REST endpoint under `/fhir` (read-only, JSON), and the record delivery report
-//! under `/api/v1/record-deliveries`. Every error from `/fhir` is an OperationOutcome
-//! ([`error`]); the resources are made by the pure [`crate::fhir::mapping`].
+//! The FHIR R4 REST endpoint under `/fhir` (read-only, JSON). Every error from `/fhir` is an
+//! OperationOutcome ([`error`]); the resources are made by the pure [`crate::fhir::mapping`].
 mod error;
 mod request;
 mod search;
 
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
 use crate::fhir::mapping::{self, FHIR_JSON};
 use crate::fhir::TaskRecord;
-use crate::store::deliveries::{self, RecordStatus};
 use crate::web::auth::Caller;
 use crate::web::AppState;
 use actix_web::http::{header, StatusCode};
@@ -16,8 +14,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use error::{FhirError, FhirResult};
 use request::{no_params, path_param, query};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A read-only resource: GET, and an OperationOutcome 405 for any other method.
 macro_rules! get {
@@ -28,21 +25,19 @@ macro_rules! get {
     };
 }
 
-/// Register before the `/api/v1` scope: a scope takes every path under its prefix.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/record-deliveries", web::get().to(list_deliveries))
-        .service(
-            web::scope("/fhir")
-                .service(get!("/metadata", metadata))
-                .service(get!("/Task", search_tasks))
-                .service(get!("/Task/{id}", read_task))
-                .service(get!("/Task/{id}/_history", history))
-                .service(get!("/Task/{id}/_history/{vid}", vread))
-                .service(get!("/Provenance", search_provenance))
-                .service(get!("/Provenance/{id}", read_provenance))
-                .service(get!("/CodeSystem/{id}", read_code_system))
-                .default_service(web::to(unknown_path)),
-        );
+    cfg.service(
+        web::scope("/fhir")
+            .service(get!("/metadata", metadata))
+            .service(get!("/Task", search_tasks))
+            .service(get!("/Task/{id}", read_task))
+            .service(get!("/Task/{id}/_history", history))
+            .service(get!("/Task/{id}/_history/{vid}", vread))
+            .service(get!("/Provenance", search_provenance))
+            .service(get!("/Provenance/{id}", read_provenance))
+            .service(get!("/CodeSystem/{id}", read_code_system))
+            .default_service(web::to(unknown_path)),
+    );
 }
 
 fn fhir_ok(v: &Value) -> HttpResponse {
@@ -297,50 +292,4 @@ async fn read_provenance(
         &state.config.fhir.system_base,
         true,
     )))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeliveryParams {
-    status: Option<String>,
-    limit: Option<i64>,
-}
-
-/// `GET /api/v1/record-deliveries?status=failed|pending`: what has not reached the record.
-async fn list_deliveries(
-    state: web::Data<AppState>,
-    Caller(staff): Caller,
-    params: web::Query<DeliveryParams>,
-) -> AppResult<HttpResponse> {
-    if !staff.watches_wards() {
-        return Err(AppError::Forbidden(
-            "delivery reports are for bed managers, coordinators and admins".into(),
-        ));
-    }
-    let statuses = match &params.status {
-        Some(s) => deliveries::parse_statuses(s)?,
-        None => vec![
-            RecordStatus::Pending,
-            RecordStatus::Sending,
-            RecordStatus::Failed,
-        ],
-    };
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(AppError::BadRequest(format!(
-            "limit is {limit}; give 1 to 500"
-        )));
-    }
-    let list = state
-        .store
-        .read(move |c| deliveries::records(c, &statuses, limit))
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "configured": !state.config.record.is_empty(),
-        "record_server": state.config.record.first().map(|r| r.base_url.clone()),
-        "record_servers": state.config.record.iter()
-            .map(|r| json!({ "name": r.name, "base_url": r.base_url }))
-            .collect::<Vec<_>>(),
-        "deliveries": list,
-    })))
 }
