@@ -188,72 +188,13 @@ pub(super) fn parse_task_search(
                 s.nhs_number = Some(parse_nhs(n)?);
             }
             "patient:identifier" | "subject:identifier" => {
-                let n = match v.split_once('|') {
-                    Some((sys, n)) if sys == mapping::NHS_NUMBER_SYSTEM || sys.is_empty() => n,
-                    Some((sys, _)) => {
-                        return Err(FhirError::invalid(format!(
-                            "{k}: the identifier system must be {} (not {sys:?})",
-                            mapping::NHS_NUMBER_SYSTEM
-                        )))
-                    }
-                    None => &v,
-                };
-                s.nhs_number = Some(parse_nhs(n)?);
+                s.nhs_number = Some(parse_patient_identifier(&k, &v)?);
             }
-            "identifier" | "_id" => {
-                let id = match v.split_once('|') {
-                    Some((sys, id))
-                        if sys.is_empty() || sys == mapping::system(base, "Id/task") =>
-                    {
-                        id
-                    }
-                    Some((sys, _)) => {
-                        return Err(FhirError::invalid(format!(
-                            "identifier: tasks are identified in the system {} (not {sys:?})",
-                            mapping::system(base, "Id/task")
-                        )))
-                    }
-                    None => &v,
-                };
-                s.id = Some(id.to_string());
-            }
-            "status" => {
-                let list: Vec<String> = v.split(',').map(|c| c.trim().to_string()).collect();
-                for c in &list {
-                    if !TASK_STATUSES.contains(&c.as_str()) {
-                        return Err(FhirError::invalid(format!(
-                            "status {c:?} is not a FHIR Task status: expected one of {}",
-                            TASK_STATUSES.join(", ")
-                        )));
-                    }
-                }
-                s.statuses = Some(list);
-            }
-            "owner" => {
-                s.owner = Some(if let Some(id) = v.strip_prefix("Practitioner/") {
-                    Owner::Staff(id.to_string())
-                } else if let Some(id) = v.strip_prefix("PractitionerRole/") {
-                    Owner::Role(id.to_string())
-                } else if v.contains('/') {
-                    return Err(FhirError::invalid(format!(
-                        "owner {v:?}: give Practitioner/{{staff id}} or PractitionerRole/{{role id}}"
-                    )));
-                } else {
-                    Owner::Either(v.clone())
-                });
-            }
+            "identifier" | "_id" => s.id = Some(parse_task_id(&v, base)?),
+            "status" => s.statuses = Some(parse_statuses(&v)?),
+            "owner" => s.owner = Some(parse_owner(&v)?),
             "_lastUpdated" => s.updated.extend(parse_last_updated(&v)?),
-            "_count" => {
-                s.count = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (0..=100).contains(n))
-                    .ok_or_else(|| {
-                        FhirError::invalid(format!(
-                            "_count {v:?}: give a whole number from 0 to 100"
-                        ))
-                    })?;
-            }
+            "_count" => s.count = parse_count(&v)?,
             "_cursor" => {
                 s.after = Some(parse_cursor(&v)?);
                 continue;
@@ -268,6 +209,75 @@ pub(super) fn parse_task_search(
         s.echo.push((k, v));
     }
     Ok(s)
+}
+
+/// `patient:identifier` (or `subject:identifier`): an NHS number, optionally with its system.
+fn parse_patient_identifier(k: &str, v: &str) -> Result<String, FhirError> {
+    let n = match v.split_once('|') {
+        Some((sys, n)) if sys == mapping::NHS_NUMBER_SYSTEM || sys.is_empty() => n,
+        Some((sys, _)) => {
+            return Err(FhirError::invalid(format!(
+                "{k}: the identifier system must be {} (not {sys:?})",
+                mapping::NHS_NUMBER_SYSTEM
+            )))
+        }
+        None => v,
+    };
+    parse_nhs(n)
+}
+
+/// `identifier` or `_id`: a task's id, optionally with our task identifier system.
+fn parse_task_id(v: &str, base: &str) -> Result<String, FhirError> {
+    let id = match v.split_once('|') {
+        Some((sys, id)) if sys.is_empty() || sys == mapping::system(base, "Id/task") => id,
+        Some((sys, _)) => {
+            return Err(FhirError::invalid(format!(
+                "identifier: tasks are identified in the system {} (not {sys:?})",
+                mapping::system(base, "Id/task")
+            )))
+        }
+        None => v,
+    };
+    Ok(id.to_string())
+}
+
+/// `status`: FHIR Task status codes, comma-separated.
+fn parse_statuses(v: &str) -> Result<Vec<String>, FhirError> {
+    let list: Vec<String> = v.split(',').map(|c| c.trim().to_string()).collect();
+    for c in &list {
+        if !TASK_STATUSES.contains(&c.as_str()) {
+            return Err(FhirError::invalid(format!(
+                "status {c:?} is not a FHIR Task status: expected one of {}",
+                TASK_STATUSES.join(", ")
+            )));
+        }
+    }
+    Ok(list)
+}
+
+/// `owner`: `Practitioner/{staff id}`, `PractitionerRole/{role id}`, or a bare id (either).
+fn parse_owner(v: &str) -> Result<Owner, FhirError> {
+    Ok(if let Some(id) = v.strip_prefix("Practitioner/") {
+        Owner::Staff(id.to_string())
+    } else if let Some(id) = v.strip_prefix("PractitionerRole/") {
+        Owner::Role(id.to_string())
+    } else if v.contains('/') {
+        return Err(FhirError::invalid(format!(
+            "owner {v:?}: give Practitioner/{{staff id}} or PractitionerRole/{{role id}}"
+        )));
+    } else {
+        Owner::Either(v.to_string())
+    })
+}
+
+/// `_count`: the page size, 0 to 100.
+fn parse_count(v: &str) -> Result<i64, FhirError> {
+    v.parse::<i64>()
+        .ok()
+        .filter(|n| (0..=100).contains(n))
+        .ok_or_else(|| {
+            FhirError::invalid(format!("_count {v:?}: give a whole number from 0 to 100"))
+        })
 }
 
 type Backend = <DbConnection as diesel::Connection>::Backend;
