@@ -5,6 +5,7 @@ mod request;
 mod search;
 
 use crate::error::AppError;
+use crate::fhir::code_systems;
 use crate::fhir::mapping::{self, FHIR_JSON};
 use crate::fhir::TaskRecord;
 use crate::web::auth::Caller;
@@ -106,12 +107,12 @@ async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> FhirResult {
 async fn read_code_system(state: web::Data<AppState>, req: HttpRequest) -> FhirResult {
     no_params(&req)?;
     let id = path_param(&req, "id");
-    mapping::code_system(&id, &state.config.fhir.system_base)
+    code_systems::code_system(&id, &state.config.fhir.system_base)
         .map(|cs| fhir_ok(&cs))
         .ok_or_else(|| {
             FhirError::not_found(format!(
                 "no CodeSystem/{id}; ours are {}",
-                mapping::CODE_SYSTEMS.join(", ")
+                code_systems::CODE_SYSTEMS.join(", ")
             ))
         })
 }
