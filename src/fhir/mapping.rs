@@ -224,43 +224,77 @@ fn task_resource(rec: &TaskRecord, t: &Task, seq: i32, base: &str) -> Value {
     if let Some(reason) = &t.status_reason {
         r.insert("statusReason".into(), json!({ "text": reason }));
     }
-    let level = escalation_label(t.escalation_level);
-    r.insert(
-        "businessStatus".into(),
-        json!({
-            "coding": [coding(&system(base, "CodeSystem/escalation-level"), &t.escalation_level.to_string(), &level)],
-            "text": level,
-        }),
-    );
+    r.insert("businessStatus".into(), business_status(t, base));
     r.insert("intent".into(), json!("order"));
     r.insert("priority".into(), json!(t.priority.code()));
-    r.insert(
-        "code".into(),
-        json!({
-            "coding": [coding(&system(base, "CodeSystem/task-category"), t.category.code(), category_label(t.category))],
-            "text": category_label(t.category),
-        }),
-    );
+    r.insert("code".into(), task_code(t, base));
     r.insert("description".into(), json!(t.description));
     r.insert(
         "for".into(),
         json!({ "type": "Patient", "identifier": { "system": NHS_NUMBER_SYSTEM, "value": t.nhs_number } }),
     );
-    if let Some(start) = t.acknowledged_at.or(t.started_at) {
-        let mut p = json!({ "start": instant(start) });
-        if let Some(end) = t.ended_at {
-            p["end"] = json!(instant(end));
-        }
+    if let Some(p) = execution_period(t) {
         r.insert("executionPeriod".into(), p);
     }
     r.insert("authoredOn".into(), json!(instant(t.raised_at)));
     r.insert("lastModified".into(), json!(instant(t.updated_at)));
     r.insert("requester".into(), practitioner(rec, base, &t.raised_by));
-    let owner = match &t.acknowledged_by {
+    r.insert("owner".into(), owner(rec, t, base));
+    r.insert("location".into(), location(rec, t, base));
+    let notes = notes(rec, seq, base);
+    if !notes.is_empty() {
+        r.insert("note".into(), json!(notes));
+    }
+    r.insert(
+        "restriction".into(),
+        json!({ "period": { "end": instant(t.ack_deadline) } }),
+    );
+    if let Some(input) = input(t) {
+        r.insert("input".into(), input);
+    }
+    if let Some(output) = output(t, base) {
+        r.insert("output".into(), output);
+    }
+    Value::Object(r)
+}
+
+/// `Task.businessStatus`: the escalation level.
+fn business_status(t: &Task, base: &str) -> Value {
+    let level = escalation_label(t.escalation_level);
+    json!({
+        "coding": [coding(&system(base, "CodeSystem/escalation-level"), &t.escalation_level.to_string(), &level)],
+        "text": level,
+    })
+}
+
+/// `Task.code`: the category.
+fn task_code(t: &Task, base: &str) -> Value {
+    json!({
+        "coding": [coding(&system(base, "CodeSystem/task-category"), t.category.code(), category_label(t.category))],
+        "text": category_label(t.category),
+    })
+}
+
+/// `Task.executionPeriod`: from acknowledgement (or start) to the end, once acknowledged.
+fn execution_period(t: &Task) -> Option<Value> {
+    let start = t.acknowledged_at.or(t.started_at)?;
+    let mut p = json!({ "start": instant(start) });
+    if let Some(end) = t.ended_at {
+        p["end"] = json!(instant(end));
+    }
+    Some(p)
+}
+
+/// `Task.owner`: who acknowledged the task or, before that, its assignee.
+fn owner(rec: &TaskRecord, t: &Task, base: &str) -> Value {
+    match &t.acknowledged_by {
         Some(who) => practitioner(rec, base, who),
         None => assignee_ref(rec, base, &t.assignee),
-    };
-    r.insert("owner".into(), owner);
+    }
+}
+
+/// `Task.location`: the ward (assigned by its site's ODS code, when known) and bed.
+fn location(rec: &TaskRecord, t: &Task, base: &str) -> Value {
     let mut ward = json!({ "system": system(base, "Id/ward"), "value": t.ward });
     if let Some(ods) = &rec.ward_ods_code {
         // The ward's name is ours; the site it is on is the NHS's (ODS).
@@ -269,16 +303,16 @@ fn task_resource(rec: &TaskRecord, t: &Task, seq: i32, base: &str) -> Value {
             "identifier": { "system": ODS_SITE_SYSTEM, "value": ods },
         });
     }
-    r.insert(
-        "location".into(),
-        json!({
-            "type": "Location",
-            "identifier": ward,
-            "display": format!("{}, bed {}", t.ward, t.bed),
-        }),
-    );
-    let notes: Vec<Value> = rec
-        .events
+    json!({
+        "type": "Location",
+        "identifier": ward,
+        "display": format!("{}, bed {}", t.ward, t.bed),
+    })
+}
+
+/// `Task.note`: the comments made up to event `seq`.
+fn notes(rec: &TaskRecord, seq: i32, base: &str) -> Vec<Value> {
+    rec.events
         .iter()
         .filter(|e| e.seq <= seq && e.kind == "commented")
         .map(|e| {
@@ -292,39 +326,33 @@ fn task_resource(rec: &TaskRecord, t: &Task, seq: i32, base: &str) -> Value {
                 None => json!({ "authorString": "Bleepless", "time": instant(e.at), "text": text }),
             }
         })
-        .collect();
-    if !notes.is_empty() {
-        r.insert("note".into(), json!(notes));
-    }
-    r.insert(
-        "restriction".into(),
-        json!({ "period": { "end": instant(t.ack_deadline) } }),
-    );
-    if let Some(n) = t.news2 {
-        r.insert(
-            "input".into(),
-            json!([{
-                "type": { "coding": [{ "system": SNOMED, "code": NEWS2_SCTID }], "text": "NEWS2 total score" },
-                "valueInteger": n,
-            }]),
-        );
-    }
-    if let (Status::Completed, Some((code, text))) = (t.status, &t.outcome) {
-        r.insert(
-            "output".into(),
-            json!([{
-                "type": {
-                    "coding": [coding(&system(base, "CodeSystem/task-output"), "outcome", "Outcome")],
-                    "text": "Outcome",
-                },
-                "valueCodeableConcept": {
-                    "coding": [coding(&system(base, "CodeSystem/task-outcome"), code.code(), code.label())],
-                    "text": text,
-                },
-            }]),
-        );
-    }
-    Value::Object(r)
+        .collect()
+}
+
+/// `Task.input`: the NEWS2 score, when given.
+fn input(t: &Task) -> Option<Value> {
+    let n = t.news2?;
+    Some(json!([{
+        "type": { "coding": [{ "system": SNOMED, "code": NEWS2_SCTID }], "text": "NEWS2 total score" },
+        "valueInteger": n,
+    }]))
+}
+
+/// `Task.output`: the outcome, once completed.
+fn output(t: &Task, base: &str) -> Option<Value> {
+    let (Status::Completed, Some((code, text))) = (t.status, &t.outcome) else {
+        return None;
+    };
+    Some(json!([{
+        "type": {
+            "coding": [coding(&system(base, "CodeSystem/task-output"), "outcome", "Outcome")],
+            "text": "Outcome",
+        },
+        "valueCodeableConcept": {
+            "coding": [coding(&system(base, "CodeSystem/task-outcome"), code.code(), code.label())],
+            "text": text,
+        },
+    }]))
 }
 
 /// The last event's number: the task's current FHIR version.
