@@ -4,6 +4,7 @@
 //!
 //! People and on-call roles are referenced logically (by identifier, with a display name),
 //! because Bleepless serves no Practitioner resources and the record server has none of ours.
+use super::code_systems::CODE_SYSTEMS;
 use super::TaskRecord;
 use crate::domain::timeline::Event;
 use crate::domain::{Assignee, Task};
@@ -51,7 +52,7 @@ pub fn category_label(c: Category) -> &'static str {
     }
 }
 
-fn escalation_label(level: i32) -> String {
+pub(super) fn escalation_label(level: i32) -> String {
     if level <= 0 {
         "Not escalated".to_string()
     } else {
@@ -223,43 +224,77 @@ fn task_resource(rec: &TaskRecord, t: &Task, seq: i32, base: &str) -> Value {
     if let Some(reason) = &t.status_reason {
         r.insert("statusReason".into(), json!({ "text": reason }));
     }
-    let level = escalation_label(t.escalation_level);
-    r.insert(
-        "businessStatus".into(),
-        json!({
-            "coding": [coding(&system(base, "CodeSystem/escalation-level"), &t.escalation_level.to_string(), &level)],
-            "text": level,
-        }),
-    );
+    r.insert("businessStatus".into(), business_status(t, base));
     r.insert("intent".into(), json!("order"));
     r.insert("priority".into(), json!(t.priority.code()));
-    r.insert(
-        "code".into(),
-        json!({
-            "coding": [coding(&system(base, "CodeSystem/task-category"), t.category.code(), category_label(t.category))],
-            "text": category_label(t.category),
-        }),
-    );
+    r.insert("code".into(), task_code(t, base));
     r.insert("description".into(), json!(t.description));
     r.insert(
         "for".into(),
         json!({ "type": "Patient", "identifier": { "system": NHS_NUMBER_SYSTEM, "value": t.nhs_number } }),
     );
-    if let Some(start) = t.acknowledged_at.or(t.started_at) {
-        let mut p = json!({ "start": instant(start) });
-        if let Some(end) = t.ended_at {
-            p["end"] = json!(instant(end));
-        }
+    if let Some(p) = execution_period(t) {
         r.insert("executionPeriod".into(), p);
     }
     r.insert("authoredOn".into(), json!(instant(t.raised_at)));
     r.insert("lastModified".into(), json!(instant(t.updated_at)));
     r.insert("requester".into(), practitioner(rec, base, &t.raised_by));
-    let owner = match &t.acknowledged_by {
+    r.insert("owner".into(), owner(rec, t, base));
+    r.insert("location".into(), location(rec, t, base));
+    let notes = notes(rec, seq, base);
+    if !notes.is_empty() {
+        r.insert("note".into(), json!(notes));
+    }
+    r.insert(
+        "restriction".into(),
+        json!({ "period": { "end": instant(t.ack_deadline) } }),
+    );
+    if let Some(input) = input(t) {
+        r.insert("input".into(), input);
+    }
+    if let Some(output) = output(t, base) {
+        r.insert("output".into(), output);
+    }
+    Value::Object(r)
+}
+
+/// `Task.businessStatus`: the escalation level.
+fn business_status(t: &Task, base: &str) -> Value {
+    let level = escalation_label(t.escalation_level);
+    json!({
+        "coding": [coding(&system(base, "CodeSystem/escalation-level"), &t.escalation_level.to_string(), &level)],
+        "text": level,
+    })
+}
+
+/// `Task.code`: the category.
+fn task_code(t: &Task, base: &str) -> Value {
+    json!({
+        "coding": [coding(&system(base, "CodeSystem/task-category"), t.category.code(), category_label(t.category))],
+        "text": category_label(t.category),
+    })
+}
+
+/// `Task.executionPeriod`: from acknowledgement (or start) to the end, once acknowledged.
+fn execution_period(t: &Task) -> Option<Value> {
+    let start = t.acknowledged_at.or(t.started_at)?;
+    let mut p = json!({ "start": instant(start) });
+    if let Some(end) = t.ended_at {
+        p["end"] = json!(instant(end));
+    }
+    Some(p)
+}
+
+/// `Task.owner`: who acknowledged the task or, before that, its assignee.
+fn owner(rec: &TaskRecord, t: &Task, base: &str) -> Value {
+    match &t.acknowledged_by {
         Some(who) => practitioner(rec, base, who),
         None => assignee_ref(rec, base, &t.assignee),
-    };
-    r.insert("owner".into(), owner);
+    }
+}
+
+/// `Task.location`: the ward (assigned by its site's ODS code, when known) and bed.
+fn location(rec: &TaskRecord, t: &Task, base: &str) -> Value {
     let mut ward = json!({ "system": system(base, "Id/ward"), "value": t.ward });
     if let Some(ods) = &rec.ward_ods_code {
         // The ward's name is ours; the site it is on is the NHS's (ODS).
@@ -268,16 +303,16 @@ fn task_resource(rec: &TaskRecord, t: &Task, seq: i32, base: &str) -> Value {
             "identifier": { "system": ODS_SITE_SYSTEM, "value": ods },
         });
     }
-    r.insert(
-        "location".into(),
-        json!({
-            "type": "Location",
-            "identifier": ward,
-            "display": format!("{}, bed {}", t.ward, t.bed),
-        }),
-    );
-    let notes: Vec<Value> = rec
-        .events
+    json!({
+        "type": "Location",
+        "identifier": ward,
+        "display": format!("{}, bed {}", t.ward, t.bed),
+    })
+}
+
+/// `Task.note`: the comments made up to event `seq`.
+fn notes(rec: &TaskRecord, seq: i32, base: &str) -> Vec<Value> {
+    rec.events
         .iter()
         .filter(|e| e.seq <= seq && e.kind == "commented")
         .map(|e| {
@@ -291,39 +326,33 @@ fn task_resource(rec: &TaskRecord, t: &Task, seq: i32, base: &str) -> Value {
                 None => json!({ "authorString": "Bleepless", "time": instant(e.at), "text": text }),
             }
         })
-        .collect();
-    if !notes.is_empty() {
-        r.insert("note".into(), json!(notes));
-    }
-    r.insert(
-        "restriction".into(),
-        json!({ "period": { "end": instant(t.ack_deadline) } }),
-    );
-    if let Some(n) = t.news2 {
-        r.insert(
-            "input".into(),
-            json!([{
-                "type": { "coding": [{ "system": SNOMED, "code": NEWS2_SCTID }], "text": "NEWS2 total score" },
-                "valueInteger": n,
-            }]),
-        );
-    }
-    if let (Status::Completed, Some((code, text))) = (t.status, &t.outcome) {
-        r.insert(
-            "output".into(),
-            json!([{
-                "type": {
-                    "coding": [coding(&system(base, "CodeSystem/task-output"), "outcome", "Outcome")],
-                    "text": "Outcome",
-                },
-                "valueCodeableConcept": {
-                    "coding": [coding(&system(base, "CodeSystem/task-outcome"), code.code(), code.label())],
-                    "text": text,
-                },
-            }]),
-        );
-    }
-    Value::Object(r)
+        .collect()
+}
+
+/// `Task.input`: the NEWS2 score, when given.
+fn input(t: &Task) -> Option<Value> {
+    let n = t.news2?;
+    Some(json!([{
+        "type": { "coding": [{ "system": SNOMED, "code": NEWS2_SCTID }], "text": "NEWS2 total score" },
+        "valueInteger": n,
+    }]))
+}
+
+/// `Task.output`: the outcome, once completed.
+fn output(t: &Task, base: &str) -> Option<Value> {
+    let (Status::Completed, Some((code, text))) = (t.status, &t.outcome) else {
+        return None;
+    };
+    Some(json!([{
+        "type": {
+            "coding": [coding(&system(base, "CodeSystem/task-output"), "outcome", "Outcome")],
+            "text": "Outcome",
+        },
+        "valueCodeableConcept": {
+            "coding": [coding(&system(base, "CodeSystem/task-outcome"), code.code(), code.label())],
+            "text": text,
+        },
+    }]))
 }
 
 /// The last event's number: the task's current FHIR version.
@@ -347,7 +376,7 @@ pub fn task_version(rec: &TaskRecord, seq: i32, base: &str) -> Option<Value> {
         .then(|| task_resource(rec, &snapshot(rec, seq), seq, base))
 }
 
-fn event_label(kind: &str) -> &str {
+pub(super) fn event_label(kind: &str) -> &str {
     match kind {
         "raised" => "Task raised",
         "acknowledged" => "Acknowledged",
@@ -530,114 +559,6 @@ pub fn operation_outcome(code: &str, diagnostics: &str) -> Value {
 /// The conditional reference that finds a patient by NHS number on a FHIR server.
 pub fn patient_search(nhs_number: &str) -> String {
     format!("Patient?identifier={NHS_NUMBER_SYSTEM}|{nhs_number}")
-}
-
-/// The kinds of event a task's timeline holds (the `task-event` code system).
-const EVENT_KINDS: &[&str] = &[
-    "raised",
-    "acknowledged",
-    "started",
-    "completed",
-    "cancelled",
-    "declined",
-    "reassigned",
-    "commented",
-    "escalated",
-    "escalation_skipped",
-];
-
-/// Escalation levels listed in the `escalation-level` code system; level n is always
-/// "Escalated to level n", so the list is a fragment.
-const LISTED_LEVELS: i32 = 5;
-
-/// The ids of the code systems we define, each served at `/fhir/CodeSystem/{id}`.
-pub const CODE_SYSTEMS: &[&str] = &[
-    "task-category",
-    "task-outcome",
-    "task-output",
-    "task-event",
-    "escalation-level",
-];
-
-/// One of our code systems as a CodeSystem resource, if `id` names one.
-pub fn code_system(id: &str, base: &str) -> Option<Value> {
-    let pairs = |list: Vec<(String, String)>| -> Vec<Value> {
-        list.into_iter()
-            .map(|(code, display)| json!({ "code": code, "display": display }))
-            .collect()
-    };
-    let (name, title, description, content, concepts) = match id {
-        "task-category" => (
-            "TaskCategory",
-            "Bleepless task category",
-            "What kind of clinical work a task asks for (Task.code).",
-            "complete",
-            pairs(
-                Category::ALL
-                    .iter()
-                    .map(|c| (c.code().to_string(), category_label(*c).to_string()))
-                    .collect(),
-            ),
-        ),
-        "task-outcome" => (
-            "TaskOutcome",
-            "Bleepless task outcome",
-            "How a completed task ended (Task.output.valueCodeableConcept).",
-            "complete",
-            pairs(
-                OutcomeCode::ALL
-                    .iter()
-                    .map(|c| (c.code().to_string(), c.label().to_string()))
-                    .collect(),
-            ),
-        ),
-        "task-output" => (
-            "TaskOutput",
-            "Bleepless task output type",
-            "The kinds of Task.output Bleepless records.",
-            "complete",
-            pairs(vec![("outcome".into(), "Outcome".into())]),
-        ),
-        "task-event" => (
-            "TaskEvent",
-            "Bleepless task event",
-            "What happened to a task, one code per kind of event in its timeline (Provenance.activity).",
-            "complete",
-            pairs(
-                EVENT_KINDS
-                    .iter()
-                    .map(|k| (k.to_string(), event_label(k).to_string()))
-                    .collect(),
-            ),
-        ),
-        "escalation-level" => (
-            "EscalationLevel",
-            "Bleepless escalation level",
-            "How many times a task has escalated because nobody acknowledged it (Task.businessStatus): 0 is not escalated, n is escalated to level n.",
-            "fragment",
-            pairs(
-                (0..=LISTED_LEVELS)
-                    .map(|l| (l.to_string(), escalation_label(l)))
-                    .collect(),
-            ),
-        ),
-        _ => return None,
-    };
-    Some(json!({
-        "resourceType": "CodeSystem",
-        "id": id,
-        "url": system(base, &format!("CodeSystem/{id}")),
-        "version": env!("CARGO_PKG_VERSION"),
-        "name": name,
-        "title": title,
-        "status": "active",
-        "publisher": "Bleepless",
-        "description": description,
-        "caseSensitive": true,
-        "content": content,
-        "count": concepts.len(),
-        "concept": concepts,
-    }))
 }
 
 /// What `/fhir` serves, and nothing more.

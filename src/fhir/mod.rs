@@ -1,7 +1,8 @@
 //! The patient record: every task and its outcome as FHIR R4 resources, served under `/fhir`
-//! ([`api`]) and delivered to the trust's FHIR server through an outbox ([`sink`]). The
-//! resources themselves are made by [`mapping`], which is pure.
-pub mod api;
+//! (by the web layer's handlers, in `src/web/fhir/`) and delivered to the trust's FHIR server
+//! through the outbox (`src/outbox/record.rs`). The resources themselves are made by [`mapping`]
+//! (and [`code_systems`]), which are pure; [`load`] reads one task's record.
+pub mod code_systems;
 pub mod mapping;
 
 use crate::domain::timeline::Event;

@@ -3,6 +3,7 @@ pub mod ack;
 pub mod api;
 pub mod auth;
 pub mod errors;
+pub mod fhir;
 pub mod guard;
 pub mod pages;
 
@@ -34,7 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(errors::query_config())
         .app_data(errors::path_config())
         .app_data(web::PayloadConfig::new(MAX_BODY))
-        .configure(crate::fhir::api::routes)
+        .configure(fhir::routes)
         .service(web::scope("/api/v1").configure(api::routes))
         .configure(ack::routes)
         .configure(pages::routes)

@@ -1,7 +1,8 @@
-//! What was sent: notifications across tasks and per task, and the dashboard's figures.
+//! What was sent: notifications across tasks and per task, deliveries to the record, and the
+//! dashboard's figures.
 use crate::domain::delivery::Delivery;
 use crate::error::{AppError, AppResult};
-use crate::store::deliveries;
+use crate::store::deliveries::{self, RecordStatus};
 use crate::store::tasks;
 use crate::web::auth::{Caller, Credentials};
 use crate::web::AppState;
@@ -98,4 +99,50 @@ pub(super) async fn dashboard(
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RecordParams {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/record-deliveries?status=failed|pending`: what has not reached the record.
+pub(super) async fn list_record_deliveries(
+    state: web::Data<AppState>,
+    Caller(staff): Caller,
+    params: web::Query<RecordParams>,
+) -> AppResult<HttpResponse> {
+    if !staff.watches_wards() {
+        return Err(AppError::Forbidden(
+            "delivery reports are for bed managers, coordinators and admins".into(),
+        ));
+    }
+    let statuses = match &params.status {
+        Some(s) => deliveries::parse_statuses(s)?,
+        None => vec![
+            RecordStatus::Pending,
+            RecordStatus::Sending,
+            RecordStatus::Failed,
+        ],
+    };
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::BadRequest(format!(
+            "limit is {limit}; give 1 to 500"
+        )));
+    }
+    let list = state
+        .store
+        .read(move |c| deliveries::records(c, &statuses, limit))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "configured": !state.config.record.is_empty(),
+        "record_server": state.config.record.first().map(|r| r.base_url.clone()),
+        "record_servers": state.config.record.iter()
+            .map(|r| json!({ "name": r.name, "base_url": r.base_url }))
+            .collect::<Vec<_>>(),
+        "deliveries": list,
+    })))
 }

@@ -8,7 +8,7 @@ mod views;
 use crate::error::AppResult;
 use crate::web::AppState;
 use actix_web::{web, HttpResponse};
-use deliveries::{dashboard, list_notifications, task_notifications};
+use deliveries::{dashboard, list_notifications, list_record_deliveries, task_notifications};
 use devices::{my_devices, subscribe, unsubscribe, vapid_public_key};
 use people::{
     audit_log, change_password, deactivate_staff, hand_over, list_roles, list_staff, list_wards,
@@ -43,6 +43,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/push-subscriptions", web::get().to(my_devices))
         .route("/push-subscriptions/{id}", web::delete().to(unsubscribe))
         .route("/notifications", web::get().to(list_notifications))
+        .route("/record-deliveries", web::get().to(list_record_deliveries))
         .route("/dashboard", web::get().to(dashboard));
 }
 
