@@ -22,14 +22,9 @@ const EVENT_KINDS: &[&str] = &[
 /// "Escalated to level n", so the list is a fragment.
 const LISTED_LEVELS: i32 = 5;
 
-/// The ids of the code systems we define, each served at `/fhir/CodeSystem/{id}`.
-pub const CODE_SYSTEMS: &[&str] = &[
-    "task-category",
-    "task-outcome",
-    "task-output",
-    "task-event",
-    "escalation-level",
-];
+/// The ids of the code systems we define (named with the mapping, which lists them in the
+/// CapabilityStatement).
+pub use super::mapping::CODE_SYSTEMS;
 
 /// One of our code systems as a CodeSystem resource, if `id` names one.
 pub fn code_system(id: &str, base: &str) -> Option<Value> {

@@ -4,7 +4,6 @@
 //!
 //! People and on-call roles are referenced logically (by identifier, with a display name),
 //! because Bleepless serves no Practitioner resources and the record server has none of ours.
-use super::code_systems::CODE_SYSTEMS;
 use super::TaskRecord;
 use crate::domain::timeline::Event;
 use crate::domain::{Assignee, Task};
@@ -21,6 +20,15 @@ const PARTICIPANT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/provenance
 const SNOMED: &str = "http://snomed.info/sct";
 /// SNOMED CT UK: "Royal College of Physicians NEWS2 (National Early Warning Score 2) total score".
 const NEWS2_SCTID: &str = "1104051000000101";
+
+/// The ids of the code systems we define, each served at `/fhir/CodeSystem/{id}`.
+pub const CODE_SYSTEMS: &[&str] = &[
+    "task-category",
+    "task-outcome",
+    "task-output",
+    "task-event",
+    "escalation-level",
+];
 
 /// Our identifier and code system URIs live under the configured system base (by default
 /// the service's public address): `{system_base}/fhir/Id/task`,
