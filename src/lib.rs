@@ -139,6 +139,7 @@ impl Application {
             links: links.clone(),
             vapid_public_key: vapid.public_key.clone(),
             changes: Arc::default(),
+            request_timings: Arc::default(),
         };
         let worker = outbox::worker::Worker {
             store,
@@ -164,6 +165,7 @@ impl Application {
                 .wrap(middleware::from_fn(web::guard::body_deadline))
                 .wrap(middleware::from_fn(web::guard::request_log))
                 .wrap(middleware::from_fn(web::guard::security_headers))
+                .wrap(middleware::from_fn(web::metrics::measure))
                 .configure(web::configure)
                 .default_service(aweb::to(web::errors::no_route))
         })

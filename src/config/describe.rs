@@ -182,6 +182,9 @@ impl Config {
                 "conditional_patient_reference = {}",
                 self.fhir.conditional_patient_reference
             ),
+            String::new(),
+            "[metrics]".into(),
+            format!("token = {}", hidden(&self.metrics.token)),
         ]
     }
 }

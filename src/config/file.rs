@@ -24,6 +24,13 @@ pub(super) struct FileConfig {
     pub(super) records: std::collections::BTreeMap<String, FileRecord>,
     pub(super) security: Option<FileSecurity>,
     pub(super) fhir: Option<FileFhir>,
+    pub(super) metrics: Option<FileMetrics>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileMetrics {
+    pub(super) token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

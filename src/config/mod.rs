@@ -36,6 +36,8 @@ pub struct Config {
     pub record: Vec<RecordConfig>,
     pub security: SecurityConfig,
     pub fhir: FhirConfig,
+    /// `/metrics` answers only when a token is set, and only to a scraper that sends it.
+    pub metrics: MetricsConfig,
     /// How log lines are written to standard error.
     pub log_format: LogFormat,
 }
@@ -142,6 +144,13 @@ pub struct Overrides {
     pub database_url: Option<String>,
 }
 
+/// The Prometheus endpoint's own bearer token (`[metrics] token` or
+/// `BLEEPLESS_METRICS_TOKEN`); `/metrics` is off when it is unset.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    pub token: Option<String>,
+}
+
 /// How the service watches itself.
 #[derive(Debug, Clone)]
 pub struct HealthConfig {
@@ -198,6 +207,7 @@ impl Config {
         let log_format = sections::log_format(file.log_format, src)?;
         let fhir = sections::fhir(file.fhir.unwrap_or_default(), &public_url, src)?;
         let health = sections::health(file.health, src)?;
+        let metrics = sections::metrics(file.metrics.unwrap_or_default(), src)?;
 
         Ok(Config {
             bind,
@@ -218,6 +228,7 @@ impl Config {
             record,
             security,
             fhir,
+            metrics,
             log_format,
         })
     }
@@ -250,6 +261,7 @@ impl Config {
                 system_base: "http://127.0.0.1".into(),
                 conditional_patient_reference: false,
             },
+            metrics: MetricsConfig::default(),
             log_format: LogFormat::Text,
         }
     }

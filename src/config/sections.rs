@@ -2,11 +2,11 @@
 //! environment and command line where they may override it) and returns the typed settings,
 //! or a [`ConfigError`] that names the key.
 use super::file::{
-    FileDispatch, FileEmail, FileFhir, FileHealth, FilePush, FileRecord, FileSecurity,
+    FileDispatch, FileEmail, FileFhir, FileHealth, FileMetrics, FilePush, FileRecord, FileSecurity,
 };
 use super::{
     env, parse_schedule, secret_file, ConfigError, DatabaseUrl, DispatchConfig, FhirConfig,
-    HealthConfig, LogFormat, Overrides, PushConfig, RecordConfig, SecurityConfig,
+    HealthConfig, LogFormat, MetricsConfig, Overrides, PushConfig, RecordConfig, SecurityConfig,
     DEFAULT_PUSH_HOSTS, DEFAULT_SCHEDULE,
 };
 use crate::domain::task::AckTargets;
@@ -429,4 +429,20 @@ pub(super) fn health(file: Option<FileHealth>, src: &Source) -> Result<HealthCon
         heartbeat_url,
         max_due_age: Duration::from_secs(max_due_age),
     })
+}
+
+/// The scraper's token: from the environment or the file; at least 16 characters.
+pub(super) fn metrics(m: FileMetrics, src: &Source) -> Result<MetricsConfig, ConfigError> {
+    let (token, from) = match env("BLEEPLESS_METRICS_TOKEN") {
+        Some(t) => (Some(t), "BLEEPLESS_METRICS_TOKEN".to_string()),
+        None => (m.token, src.key("metrics.token")),
+    };
+    if let Some(t) = &token {
+        if t.trim().len() < 16 || t.chars().any(char::is_whitespace) {
+            return Err(ConfigError(format!(
+                "{from}: give at least 16 characters with no spaces (e.g. openssl rand -hex 24)"
+            )));
+        }
+    }
+    Ok(MetricsConfig { token })
 }

@@ -12,6 +12,7 @@ pub mod deliveries;
 pub mod directory;
 pub mod events;
 pub mod heartbeats;
+pub mod metrics;
 pub mod notifications;
 pub mod outbox;
 pub mod schema;

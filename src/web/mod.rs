@@ -5,6 +5,7 @@ pub mod auth;
 pub mod errors;
 pub mod fhir;
 pub mod guard;
+pub mod metrics;
 pub mod pages;
 
 use crate::clock::SharedClock;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub vapid_public_key: String,
     /// What open pages wait on to learn that something changed.
     pub changes: Arc<pages::events::Changes>,
+    /// This instance's request durations, for `/metrics`.
+    pub request_timings: Arc<metrics::RequestTimings>,
 }
 
 /// Largest request body accepted: a task is a few kilobytes at most.
@@ -39,5 +42,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::scope("/api/v1").configure(api::routes))
         .configure(ack::routes)
         .configure(pages::routes)
-        .route("/healthz", web::get().to(api::health));
+        .route("/healthz", web::get().to(api::health))
+        .route("/metrics", web::get().to(metrics::scrape));
 }

@@ -70,11 +70,7 @@ pub async fn health(state: web::Data<AppState>) -> AppResult<HttpResponse> {
         })
         .await?;
     let now = state.clock.now();
-    let mut fires = state.config.schedule.after(&now);
-    let period = match (fires.next(), fires.next()) {
-        (Some(a), Some(b)) => b - a,
-        _ => chrono::Duration::days(1),
-    };
+    let period = tick_period(&state.config.schedule, now);
     let max_age = chrono::Duration::from_std(state.config.health.max_due_age)
         .unwrap_or(chrono::Duration::seconds(120));
     let reasons = problems(&readings, now, period, max_age);
@@ -89,4 +85,16 @@ pub async fn health(state: web::Data<AppState>) -> AppResult<HttpResponse> {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     })
+}
+
+/// The time between the escalation tick's next two runs (a day when it has no more).
+pub fn tick_period(
+    schedule: &cron::Schedule,
+    now: chrono::DateTime<chrono::Utc>,
+) -> chrono::Duration {
+    let mut fires = schedule.after(&now);
+    match (fires.next(), fires.next()) {
+        (Some(a), Some(b)) => b - a,
+        _ => chrono::Duration::days(1),
+    }
 }
