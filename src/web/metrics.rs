@@ -109,11 +109,26 @@ pub async fn measure(
             Ok(r) => (r.request().match_pattern(), r.status().as_u16()),
             Err(e) => (None, e.as_response_error().status_code().as_u16()),
         };
-        let route = route.unwrap_or_else(|| "(no route)".to_string());
+        let route = route.map_or_else(|| "(no route)".to_string(), |r| colon_params(&r));
         let class = format!("{}xx", status / 100);
         timings.observe(route, method, class, started.elapsed().as_secs_f64());
     }
     res
+}
+
+/// `/api/v1/tasks/{id}` as `/api/v1/tasks/:id`: braces are legal in a label value, but
+/// simple text parsers (and people's regular expressions) split the sample at them.
+fn colon_params(pattern: &str) -> String {
+    pattern
+        .split('/')
+        .map(
+            |part| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) => format!(":{}", name.split(':').next().unwrap_or(name)),
+                None => part.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Compares without stopping at the first difference.

@@ -7,6 +7,7 @@ mod fhir;
 mod health;
 mod helpers;
 mod lifecycle;
+mod metrics;
 mod outbox;
 mod pages;
 mod races;
