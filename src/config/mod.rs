@@ -400,6 +400,7 @@ mod tests {
                 "allow_endpoints",
             ),
             ("[security]\nlockout_minutes = 0\n", "lockout_minutes"),
+            ("[metrics]\ntoken = \"short\"\n", "metrics.token"),
         ] {
             let e = load_file(text).unwrap_err().0;
             assert!(e.contains(says), "{text}: {e}");
