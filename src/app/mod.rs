@@ -37,6 +37,8 @@ pub struct App {
     pub instance: String,
     /// When this instance started.
     pub started: DateTime<Utc>,
+    /// How long this instance's last escalation tick took, in real time (for `/metrics`).
+    pub last_tick_took: Arc<std::sync::Mutex<Option<std::time::Duration>>>,
 }
 
 impl App {
@@ -48,6 +50,7 @@ impl App {
             policy: Arc::new(policy),
             wake: Arc::new(Notify::new()),
             instance: uuid::Uuid::new_v4().to_string(),
+            last_tick_took: Arc::default(),
         }
     }
 

@@ -129,6 +129,7 @@ pub async fn tick_and_beat(
     now: DateTime<Utc>,
     heartbeat: &Heartbeat,
 ) -> AppResult<usize> {
+    let started = std::time::Instant::now();
     let ctx = Ctx {
         now,
         policy: app.policy.clone(),
@@ -145,6 +146,7 @@ pub async fn tick_and_beat(
             Ok(())
         })
         .await?;
+    *app.last_tick_took.lock().unwrap_or_else(|e| e.into_inner()) = Some(started.elapsed());
     heartbeat.call().await;
     Ok(escalated)
 }

@@ -168,6 +168,14 @@ pub async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> AppResult<H
     let readings = state.store.read(move |c| metrics::read(c, now)).await?;
     let period = super::api::tick_period(&state.config.schedule, now);
     let mut out = render(&readings, now, period);
+    let took = *state
+        .app
+        .last_tick_took
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(took) = took {
+        sample(&mut out, "bleepless_tick_duration_seconds", "gauge", "How long this instance's last escalation tick took (auditor, escalations, heartbeat row), in real time.", took.as_secs_f64());
+    }
     state.request_timings.render(&mut out);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

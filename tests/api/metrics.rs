@@ -187,6 +187,7 @@ async fn metrics_say_what_happened() {
         find(&m, "bleepless_tick_last_run_age_seconds", &[]).is_none(),
         "no tick has run yet:\n{text}"
     );
+    assert!(find(&m, "bleepless_tick_duration_seconds", &[]).is_none());
 
     // Past the stat target, the tick escalates the second task and the outbox empties.
     app.advance(121);
@@ -209,6 +210,8 @@ async fn metrics_say_what_happened() {
     assert_eq!(number(&m, "bleepless_tick_period_seconds", &[]), 5.0);
     assert_eq!(number(&m, "bleepless_tick_last_run_age_seconds", &[]), 20.0);
     assert_eq!(number(&m, "bleepless_tick_lag_seconds", &[]), 15.0);
+    let took = number(&m, "bleepless_tick_duration_seconds", &[]);
+    assert!(took > 0.0 && took < 10.0, "{took}");
 
     // Request durations by route pattern, never by path.
     let http = "bleepless_http_request_duration_seconds";
