@@ -12,6 +12,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text, Timestamp};
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 /// The status column, written so that a statement that also says `id IN IDS` finds its rows
 /// by id. Named plainly, SQLite chose a status index instead and read every row of that
@@ -120,14 +121,17 @@ const NO_LONGER_NEEDED: &str = "the task no longer needs this notification";
 /// Stops what chases a person and has not gone out yet: the task no longer needs anyone's
 /// attention. Deliveries to the record go on.
 pub fn cancel_chasing(conn: &mut DbConnection, task_id: &str) -> AppResult<usize> {
-    // By hand so that it is prepared once per connection (see `store::sql`).
-    let cancel = format!(
-        "UPDATE outbox SET status = ?, last_error = ? \
-         WHERE task_id = ? AND status = ? AND kind IN ({})",
-        Kind::chasing_sql()
-    );
+    // By hand so that it is prepared once per connection (see `store::sql`); its text is
+    // made once, not on every status change.
+    static CANCEL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE outbox SET status = ?, last_error = ? \
+             WHERE task_id = ? AND status = ? AND kind IN ({})",
+            Kind::chasing_sql()
+        )
+    });
     let (cancelled, pending) = (Delivery::Cancelled.code(), Delivery::Pending.code());
-    Ok(on_backend!(conn, |c| Sql::new(cancel.as_str())
+    Ok(on_backend!(conn, |c| Sql::new(CANCEL.as_str())
         .bind::<Text, _>(cancelled)
         .bind::<Text, _>(NO_LONGER_NEEDED)
         .bind::<Text, _>(task_id)

@@ -257,7 +257,8 @@ pub fn insert(conn: &mut DbConnection, t: &Task) -> AppResult<()> {
 }
 
 /// Marks a task changed without changing what it says (a comment was added): a new version,
-/// so that open pages and the record see it. Returns false when there is no such task.
+/// so that open pages and the record see it. Returns the new version, or None when there is
+/// no such task.
 pub fn touch(conn: &mut DbConnection, id: &str, now: DateTime<Utc>) -> AppResult<Option<i64>> {
     let v: Option<i64> = diesel::update(tasks::table.find(id))
         .set((

@@ -3,6 +3,7 @@
 use crate::domain::delivery::Delivery;
 use crate::error::{AppError, AppResult};
 use crate::store::deliveries::{self, RecordStatus};
+use crate::store::directory::Staff;
 use crate::store::tasks;
 use crate::web::auth::{Caller, Credentials};
 use crate::web::AppState;
@@ -10,36 +11,51 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+/// `?status=…&limit=…` of a delivery report.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct NotificationParams {
+pub(super) struct ReportParams {
     status: Option<String>,
     limit: Option<i64>,
+}
+
+impl ReportParams {
+    /// How many rows to show: 100 unless asked, 1 to 500.
+    fn limit(&self) -> AppResult<i64> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=500).contains(&limit) {
+            return Err(AppError::BadRequest(format!(
+                "limit is {limit}; give 1 to 500"
+            )));
+        }
+        Ok(limit)
+    }
+}
+
+/// Delivery reports are for those who watch the wards.
+fn may_read_reports(staff: &Staff) -> AppResult<()> {
+    if staff.watches_wards() {
+        return Ok(());
+    }
+    Err(AppError::Forbidden(
+        "delivery reports are for bed managers, coordinators and admins".into(),
+    ))
 }
 
 /// Deliveries across tasks, e.g. `?status=failed`: for those who watch the wards.
 pub(super) async fn list_notifications(
     state: web::Data<AppState>,
     Caller(staff): Caller,
-    params: web::Query<NotificationParams>,
+    params: web::Query<ReportParams>,
 ) -> AppResult<HttpResponse> {
-    if !staff.watches_wards() {
-        return Err(AppError::Forbidden(
-            "delivery reports are for bed managers, coordinators and admins".into(),
-        ));
-    }
+    may_read_reports(&staff)?;
     let status = match &params.status {
         Some(s) => {
             Some(Delivery::parse(s).map_err(|e| AppError::BadRequest(format!("status: {e}")))?)
         }
         None => None,
     };
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(AppError::BadRequest(format!(
-            "limit is {limit}; give 1 to 500"
-        )));
-    }
+    let limit = params.limit()?;
     let list = state
         .store
         .read(move |c| deliveries::notifications(c, None, status, limit))
@@ -101,24 +117,13 @@ pub(super) async fn dashboard(
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RecordParams {
-    status: Option<String>,
-    limit: Option<i64>,
-}
-
 /// `GET /api/v1/record-deliveries?status=failed|pending`: what has not reached the record.
 pub(super) async fn list_record_deliveries(
     state: web::Data<AppState>,
     Caller(staff): Caller,
-    params: web::Query<RecordParams>,
+    params: web::Query<ReportParams>,
 ) -> AppResult<HttpResponse> {
-    if !staff.watches_wards() {
-        return Err(AppError::Forbidden(
-            "delivery reports are for bed managers, coordinators and admins".into(),
-        ));
-    }
+    may_read_reports(&staff)?;
     let statuses = match &params.status {
         Some(s) => deliveries::parse_statuses(s)?,
         None => vec![
@@ -127,12 +132,7 @@ pub(super) async fn list_record_deliveries(
             RecordStatus::Failed,
         ],
     };
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(AppError::BadRequest(format!(
-            "limit is {limit}; give 1 to 500"
-        )));
-    }
+    let limit = params.limit()?;
     let list = state
         .store
         .read(move |c| deliveries::records(c, &statuses, limit))
