@@ -44,6 +44,9 @@ enum Cmd {
     CheckConfig,
     /// Fill an empty database with a demo hospital and print the demo tokens.
     Demo,
+    /// Print the JSON API's OpenAPI 3.1 document (as served at /api/v1/openapi.json) and
+    /// exit; needs no configuration or database.
+    Openapi,
     /// Manage staff.
     #[command(subcommand)]
     Staff(StaffCmd),
@@ -172,6 +175,10 @@ enum WardCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Cmd::Openapi)) {
+        println!("{}", bleepless::web::api::openapi_json());
+        return ExitCode::SUCCESS;
+    }
     let overrides = Overrides {
         config_file: cli.config.clone(),
         bind: cli.bind.clone(),
@@ -239,6 +246,10 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         Cmd::Migrate => {
             open(&config)?;
             println!("database {} is up to date", config.database.redacted());
+            Ok(())
+        }
+        Cmd::Openapi => {
+            println!("{}", bleepless::web::api::openapi_json());
             Ok(())
         }
         Cmd::Demo => {

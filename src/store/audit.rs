@@ -75,7 +75,7 @@ fn with(mut detail: Value, key: &str, value: &str) -> Value {
     detail
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: String,
     pub at: DateTime<Utc>,

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};
 use diesel::prelude::*;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct WardLine {
     pub ward: String,
     /// Open tasks per priority, in priority order.
@@ -30,7 +30,7 @@ pub struct Late {
     pub overdue_minutes: i64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct FailedDelivery {
     pub task_id: String,
     pub recipient_id: String,

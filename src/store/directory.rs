@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Staff {
     pub id: String,
     pub name: String,
@@ -259,7 +259,7 @@ pub fn list_wards(conn: &mut DbConnection) -> AppResult<Vec<String>> {
         .load(conn)?)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Role {
     pub id: String,
     pub name: String,
@@ -477,7 +477,7 @@ pub fn set_escalation(conn: &mut DbConnection, role: &Role, next: Option<&Role>)
 }
 
 /// What deactivating a leaver ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Deactivated {
     pub staff: Staff,
     pub sessions_ended: usize,

@@ -118,3 +118,25 @@ pub async fn ensure_json_errors(
     );
     Ok(ServiceResponse::new(req, out))
 }
+
+/// The API's one error shape: every 4xx and 5xx answer of the API has this body.
+// (Written by `AppError::error_response` and `ensure_json_errors`; described here.)
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "no task \"0192…\""}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong. A 409 (`conflict`) may carry more fields, such as the task's current
+/// status and version.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code: bad_request, unauthorized, forbidden, not_found, conflict,
+    /// payload_too_large, unsupported_media_type, invalid (422), too_many_requests,
+    /// unavailable, internal, or the lowercased HTTP reason of a framework error (for
+    /// example method_not_allowed).
+    #[schema(example = "invalid")]
+    pub code: String,
+    /// What was wrong with the request, for a person to read.
+    pub message: String,
+}

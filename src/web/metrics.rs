@@ -161,7 +161,13 @@ fn authorize(req: &HttpRequest, state: &AppState) -> AppResult<()> {
     }
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: Prometheus text exposition of this instance and the shared database.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    security(("metrics_token" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 404, description = "Metrics are off: no token is configured", body = crate::web::errors::ErrorBody),
+    ))]
 pub async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
     authorize(&req, &state)?;
     let now = state.clock.now();

@@ -39,9 +39,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(errors::path_config())
         .app_data(web::PayloadConfig::new(MAX_BODY))
         .configure(fhir::routes)
-        .service(web::scope("/api/v1").configure(api::routes))
+        .service(web::scope(api::API_PREFIX).configure(api::routes))
         .configure(ack::routes)
         .configure(pages::routes)
-        .route("/healthz", web::get().to(api::health))
-        .route("/metrics", web::get().to(metrics::scrape));
+        // /healthz and /metrics: registered from the API's one list of operations.
+        .configure(api::root_routes);
 }

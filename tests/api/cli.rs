@@ -502,6 +502,61 @@ fn check_config_names_a_bad_setting_in_one_line_and_fails() {
 }
 
 #[test]
+fn check_config_names_a_bad_health_or_record_server_setting_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = "[records.epr2]\nbase_url = \"https://epr2.example/fhir\"\n";
+    let cases = [
+        (
+            "[health]\nmax_due_age_seconds = 5\n".to_string(),
+            "health.max_due_age_seconds",
+        ),
+        (
+            "[health]\nmax_due_age_seconds = \"two minutes\"\n".into(),
+            "max_due_age_seconds",
+        ),
+        (
+            "[health]\nmax_due_age_seconds = -1\n".into(),
+            "max_due_age_seconds",
+        ),
+        (
+            "[health]\nheartbeat_url = \"ftp://monitor.example/ping\"\n".into(),
+            "health.heartbeat_url",
+        ),
+        ("[health]\nmax_age_seconds = 60\n".into(), "max_age_seconds"),
+        (
+            "[records.epr2]\nbase_url = \"epr2.example/fhir\"\n".into(),
+            "records.epr2.base_url",
+        ),
+        ("[records.epr2]\ntimeout_seconds = 10\n".into(), "base_url"),
+        (
+            format!("{record}timeout_seconds = \"ten\"\n"),
+            "timeout_seconds",
+        ),
+        (format!("{record}token = \"abc\"\n"), "token"),
+    ];
+    for (i, (text, says)) in cases.into_iter().enumerate() {
+        let cfg = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&cfg, &text).unwrap();
+        let path = cfg.display().to_string();
+        let (ok, out, err) = bleepless(&["--config", &path, "check-config"]);
+        assert!(!ok, "{text:?} should fail: {out}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line for {text:?}: {err}");
+        assert!(
+            lines[0].contains(says),
+            "{text:?} should name {says}: {err}"
+        );
+        assert!(out.is_empty(), "nothing printed as if valid: {out}");
+    }
+    // The same record server, well formed, is taken.
+    let cfg = dir.path().join("good.toml");
+    std::fs::write(&cfg, format!("{record}timeout_seconds = 10\n")).unwrap();
+    let (ok, out, err) = bleepless(&["--config", &cfg.display().to_string(), "check-config"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("https://epr2.example/fhir"), "{out}");
+}
+
+#[test]
 fn logs_are_one_json_object_a_line_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();

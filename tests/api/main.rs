@@ -8,6 +8,7 @@ mod health;
 mod helpers;
 mod lifecycle;
 mod metrics;
+mod openapi;
 mod outbox;
 mod pages;
 mod races;

@@ -1,21 +1,29 @@
 //! What was sent: notifications across tasks and per task, deliveries to the record, and the
 //! dashboard's figures.
+use super::views::{
+    DashboardView, HourCount, LateTask, Notifications, RecordDeliveries, RecordServer,
+};
 use crate::domain::delivery::Delivery;
 use crate::error::{AppError, AppResult};
 use crate::store::deliveries::{self, RecordStatus};
 use crate::store::directory::Staff;
 use crate::store::tasks;
 use crate::web::auth::{Caller, Credentials};
+use crate::web::errors::ErrorBody;
 use crate::web::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::IntoParams;
 
 /// `?status=…&limit=…` of a delivery report.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReportParams {
+    /// Only deliveries in this state (for the record: comma-separated states).
     status: Option<String>,
+    /// 1 to 500; 100 when not given.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
@@ -43,6 +51,13 @@ fn may_read_reports(staff: &Staff) -> AppResult<()> {
 }
 
 /// Deliveries across tasks, e.g. `?status=failed`: for those who watch the wards.
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "reports",
+    params(ReportParams),
+    responses(
+        (status = 200, description = "Notifications, newest first", body = Notifications),
+        (status = 400, description = "A parameter is not valid", body = ErrorBody),
+        (status = 403, description = "Not a bed manager, coordinator or admin", body = ErrorBody),
+    ))]
 pub(super) async fn list_notifications(
     state: web::Data<AppState>,
     Caller(staff): Caller,
@@ -60,9 +75,18 @@ pub(super) async fn list_notifications(
         .store
         .read(move |c| deliveries::notifications(c, None, status, limit))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "notifications": list })))
+    Ok(HttpResponse::Ok().json(Notifications {
+        notifications: list,
+    }))
 }
 
+/// The notifications of one task, newest first.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/notifications", tag = "reports",
+    params(("id" = String, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "The task's notifications", body = Notifications),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ))]
 pub(super) async fn task_notifications(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -76,10 +100,17 @@ pub(super) async fn task_notifications(
             deliveries::notifications(c, Some(&id), None, 500)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "notifications": list })))
+    Ok(HttpResponse::Ok().json(Notifications {
+        notifications: list,
+    }))
 }
 
 /// The escalation dashboard's figures, for systems (the page shows the same).
+#[utoipa::path(get, path = "/api/v1/dashboard", tag = "reports",
+    responses(
+        (status = 200, description = "The figures", body = DashboardView),
+        (status = 403, description = "Not a bed manager, coordinator or admin", body = ErrorBody),
+    ))]
 pub(super) async fn dashboard(
     state: web::Data<AppState>,
     auth: Credentials,
@@ -98,26 +129,43 @@ pub(super) async fn dashboard(
             let late: Vec<_> = d
                 .late
                 .iter()
-                .map(|l| {
-                    json!({
-                        "task_id": l.task.id, "ward": l.task.ward, "bed": l.task.bed,
-                        "priority": l.task.priority, "category": l.task.category,
-                        "escalation_level": l.task.escalation_level, "overdue_minutes": l.overdue_minutes,
-                    })
+                .map(|l| LateTask {
+                    task_id: l.task.id.clone(),
+                    ward: l.task.ward.clone(),
+                    bed: l.task.bed.clone(),
+                    priority: l.task.priority,
+                    category: l.task.category,
+                    escalation_level: l.task.escalation_level,
+                    overdue_minutes: l.overdue_minutes,
                 })
                 .collect();
             let per_hour: Vec<_> = d
                 .escalations_per_hour
                 .iter()
-                .map(|(hour, n)| json!({ "hour_utc": hour, "escalations": n }))
+                .map(|&(hour_utc, escalations)| HourCount {
+                    hour_utc,
+                    escalations,
+                })
                 .collect();
-            Ok(json!({ "wards": d.wards, "late": late, "escalations_per_hour": per_hour, "failed_deliveries": d.failed }))
+            Ok(DashboardView {
+                late,
+                escalations_per_hour: per_hour,
+                wards: d.wards,
+                failed_deliveries: d.failed,
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
 }
 
 /// `GET /api/v1/record-deliveries?status=failed|pending`: what has not reached the record.
+#[utoipa::path(get, path = "/api/v1/record-deliveries", tag = "reports",
+    params(ReportParams),
+    responses(
+        (status = 200, description = "Deliveries to the record, oldest first", body = RecordDeliveries),
+        (status = 400, description = "A parameter is not valid", body = ErrorBody),
+        (status = 403, description = "Not a bed manager, coordinator or admin", body = ErrorBody),
+    ))]
 pub(super) async fn list_record_deliveries(
     state: web::Data<AppState>,
     Caller(staff): Caller,
@@ -137,12 +185,18 @@ pub(super) async fn list_record_deliveries(
         .store
         .read(move |c| deliveries::records(c, &statuses, limit))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "configured": !state.config.record.is_empty(),
-        "record_server": state.config.record.first().map(|r| r.base_url.clone()),
-        "record_servers": state.config.record.iter()
-            .map(|r| json!({ "name": r.name, "base_url": r.base_url }))
-            .collect::<Vec<_>>(),
-        "deliveries": list,
-    })))
+    Ok(HttpResponse::Ok().json(RecordDeliveries {
+        configured: !state.config.record.is_empty(),
+        record_server: state.config.record.first().map(|r| r.base_url.clone()),
+        record_servers: state
+            .config
+            .record
+            .iter()
+            .map(|r| RecordServer {
+                name: r.name.clone(),
+                base_url: r.base_url.clone(),
+            })
+            .collect(),
+        deliveries: list,
+    }))
 }

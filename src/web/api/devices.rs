@@ -1,18 +1,26 @@
 //! A clinician's devices: push subscriptions.
 use super::tasks::unprocessable;
+use super::views::{DeviceView, Devices, Subscribed, VapidKey};
 use crate::error::AppResult;
 use crate::store::notifications;
 use crate::web::auth::Caller;
+use crate::web::errors::ErrorBody;
 use crate::web::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
+/// The public key a browser subscribes to push with (no credentials needed).
+#[utoipa::path(get, path = "/api/v1/push/vapid-public-key", tag = "devices",
+    security(()),
+    responses((status = 200, description = "The VAPID public key", body = VapidKey)))]
 pub(super) async fn vapid_public_key(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "public_key": state.vapid_public_key }))
+    HttpResponse::Ok().json(VapidKey {
+        public_key: state.vapid_public_key.clone(),
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SubscriptionKeys {
     p256dh: String,
@@ -20,12 +28,15 @@ pub(super) struct SubscriptionKeys {
 }
 
 /// The browser's `PushSubscription.toJSON()`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct SubscriptionBody {
+    /// The push service's URL for this browser.
     endpoint: String,
     keys: SubscriptionKeys,
+    /// Ignored.
     #[serde(default)]
+    #[schema(value_type = Option<f64>)]
     expiration_time: Option<serde_json::Value>,
 }
 
@@ -41,6 +52,13 @@ fn check_key(field: &str, value: &str, len: usize) -> AppResult<()> {
     Ok(())
 }
 
+/// Registers one of the caller's devices for push.
+#[utoipa::path(post, path = "/api/v1/push-subscriptions", tag = "devices",
+    request_body = SubscriptionBody,
+    responses(
+        (status = 201, description = "Stored", body = Subscribed),
+        (status = 422, description = "A key is not valid, the endpoint is not allowed, or the caller has too many devices", body = ErrorBody),
+    ))]
 pub(super) async fn subscribe(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -81,11 +99,13 @@ pub(super) async fn subscribe(
             )
         })
         .await?;
-    Ok(HttpResponse::Created().json(json!({ "id": id })))
+    Ok(HttpResponse::Created().json(Subscribed { id }))
 }
 
 /// A device as its owner sees it. Whatever the push service answered stays in the log:
 /// echoing it would tell the caller what is listening at an address.
+#[utoipa::path(get, path = "/api/v1/push-subscriptions", tag = "devices",
+    responses((status = 200, description = "The caller's devices", body = Devices)))]
 pub(super) async fn my_devices(
     state: web::Data<AppState>,
     Caller(staff): Caller,
@@ -96,20 +116,25 @@ pub(super) async fn my_devices(
         .await?;
     let list: Vec<_> = devices
         .into_iter()
-        .map(|d| {
-            json!({
-                "id": d.id,
-                "endpoint_host": d.endpoint.split('/').nth(2).unwrap_or(""),
-                "user_agent": d.user_agent,
-                "registered_at": crate::store::from_db(d.created_at),
-                "last_success_at": d.last_success_at.map(crate::store::from_db),
-                "failing": d.last_error.is_some(),
-            })
+        .map(|d| DeviceView {
+            endpoint_host: d.endpoint.split('/').nth(2).unwrap_or("").to_string(),
+            id: d.id,
+            user_agent: d.user_agent,
+            registered_at: crate::store::from_db(d.created_at),
+            last_success_at: d.last_success_at.map(crate::store::from_db),
+            failing: d.last_error.is_some(),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "devices": list })))
+    Ok(HttpResponse::Ok().json(Devices { devices: list }))
 }
 
+/// Removes one of the caller's devices.
+#[utoipa::path(delete, path = "/api/v1/push-subscriptions/{id}", tag = "devices",
+    params(("id" = String, Path, description = "The subscription's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "The caller has no such device", body = ErrorBody),
+    ))]
 pub(super) async fn unsubscribe(
     state: web::Data<AppState>,
     Caller(staff): Caller,

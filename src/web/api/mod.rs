@@ -1,90 +1,106 @@
 //! The JSON API under /api/v1, for systems and for the pages' scripts: one file per area.
+//!
+//! Every operation is a handler annotated with `#[utoipa::path(method, path = "...", ...)]`
+//! and named once in the list given to [`operations!`] below: that list both registers the
+//! handler (at the method and path its annotation gives) and puts it in the OpenAPI document
+//! served at `/api/v1/openapi.json`, so what is served and what is described cannot drift.
+//! To add an endpoint: annotate the handler, derive `ToSchema` on its body and answer types
+//! (answers in `views.rs`), and add `module::handler` to the list.
 mod deliveries;
 mod devices;
+mod document;
 mod people;
+mod service;
 mod tasks;
 mod views;
 
-use crate::error::AppResult;
-use crate::web::AppState;
-use actix_web::{web, HttpResponse};
-use deliveries::{dashboard, list_notifications, list_record_deliveries, task_notifications};
-use devices::{my_devices, subscribe, unsubscribe, vapid_public_key};
-use people::{
-    audit_log, change_password, deactivate_staff, hand_over, list_roles, list_staff, list_wards,
-    me, set_escalation,
-};
-use serde_json::json;
-use tasks::{act_on_task, add_comment, get_task, list_comments, list_tasks, raise_task};
+use crate::web::metrics;
+use actix_web::web;
+use document::Conventions;
+pub use document::{openapi, openapi_json};
+pub use service::health;
 pub use views::{one_view, views, AssigneeView, OutcomeView, TaskView};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/me", web::get().to(me))
-        .route("/me/password", web::post().to(change_password))
-        .route("/tasks", web::get().to(list_tasks))
-        .route("/tasks", web::post().to(raise_task))
-        .route("/tasks/{id}", web::get().to(get_task))
-        .route("/tasks/{id}/comments", web::get().to(list_comments))
-        .route("/tasks/{id}/comments", web::post().to(add_comment))
-        .route(
-            "/tasks/{id}/notifications",
-            web::get().to(task_notifications),
-        )
-        .route("/tasks/{id}/{action}", web::post().to(act_on_task))
-        .route("/wards", web::get().to(list_wards))
-        .route("/roles", web::get().to(list_roles))
-        .route("/roles/{id}/hand-over", web::post().to(hand_over))
-        .route("/roles/{id}/escalate", web::post().to(set_escalation))
-        .route("/staff", web::get().to(list_staff))
-        .route("/staff/{id}/deactivate", web::post().to(deactivate_staff))
-        .route("/audit", web::get().to(audit_log))
-        .route("/push/vapid-public-key", web::get().to(vapid_public_key))
-        .route("/push-subscriptions", web::post().to(subscribe))
-        .route("/push-subscriptions", web::get().to(my_devices))
-        .route("/push-subscriptions/{id}", web::delete().to(unsubscribe))
-        .route("/notifications", web::get().to(list_notifications))
-        .route("/record-deliveries", web::get().to(list_record_deliveries))
-        .route("/dashboard", web::get().to(dashboard));
+/// Registers each listed handler at its annotated method and path, and derives the OpenAPI
+/// document ([`ApiDoc`]) from the same list. Handlers under `/api/v1` go in the first list,
+/// the service's own endpoints at the root in the second. Within a list, order matters as
+/// it does for actix routes: a literal segment before a `{parameter}` for the same method.
+macro_rules! operations {
+    (
+        api: [$($am:ident :: $ah:ident),+ $(,)?],
+        root: [$($rm:ident :: $rh:ident),+ $(,)?] $(,)?
+    ) => {
+        /// The OpenAPI 3.1 document of every operation listed in [`operations!`].
+        #[derive(utoipa::OpenApi)]
+        #[openapi(
+            paths($($am::$ah,)+ $($rm::$rh),+),
+            // Schemas that only parameters name are not collected on their own.
+            components(schemas(crate::web::errors::ErrorBody, crate::domain::Action)),
+            modifiers(&Conventions),
+            info(
+                title = "Bleepless API",
+                description = "Clinical tasks that reach a phone, escalate when nobody answers, and end up in the patient record. Every error answers with one shape, ErrorBody.",
+            ),
+            tags(
+                (name = "tasks", description = "Raise, read, list and act on tasks"),
+                (name = "people", description = "Staff, wards, on-call roles (bleeps) and the audit log"),
+                (name = "devices", description = "Push subscriptions of the caller's devices"),
+                (name = "reports", description = "Deliveries and the escalation dashboard, for those who watch the wards"),
+                (name = "service", description = "Health, metrics and this document"),
+            ),
+        )]
+        pub struct ApiDoc;
+
+        /// The routes under `/api/v1`, as listed.
+        pub fn routes(cfg: &mut web::ServiceConfig) {
+            pastey::paste! {
+                $( document::register::<$am::[<__path_ $ah>], _, _>(cfg, API_PREFIX, $am::$ah); )+
+            }
+        }
+
+        /// The service's own routes at the root (`/healthz`, `/metrics`), as listed.
+        pub fn root_routes(cfg: &mut web::ServiceConfig) {
+            pastey::paste! {
+                $( document::register::<$rm::[<__path_ $rh>], _, _>(cfg, "", $rm::$rh); )+
+            }
+        }
+    };
 }
 
-/// `/healthz`: 200 when the database answers, the escalation tick has run within three of
-/// its periods, and nothing due has waited longer than `[health] max_due_age_seconds`;
-/// otherwise 503 with the reasons, for a load balancer and an outside monitor.
-pub async fn health(state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    use crate::domain::health::{problems, Readings};
-    use crate::store::heartbeats::{self, REPAIRS, TICK};
-    let started = state.app.started;
-    let (readings, repairs) = state
-        .store
-        .read(move |c| {
-            let readings = Readings {
-                last_tick: heartbeats::last(c, TICK)?.map(|(at, _)| at),
-                started,
-                oldest_delivery: heartbeats::oldest_waiting_delivery(c)?,
-                oldest_escalation: heartbeats::oldest_due_escalation(c)?,
-            };
-            Ok((
-                readings,
-                heartbeats::last(c, REPAIRS)?.map_or(0, |(_, n)| n),
-            ))
-        })
-        .await?;
-    let now = state.clock.now();
-    let period = tick_period(&state.config.schedule, now);
-    let max_age = chrono::Duration::from_std(state.config.health.max_due_age)
-        .unwrap_or(chrono::Duration::seconds(120));
-    let reasons = problems(&readings, now, period, max_age);
-    let body = json!({
-        "status": if reasons.is_empty() { "ok" } else { "failing" },
-        "reasons": reasons,
-        "last_tick": readings.last_tick,
-        "escalations_repaired": repairs,
-    });
-    Ok(if reasons.is_empty() {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    })
+/// Where the JSON API is mounted.
+pub const API_PREFIX: &str = "/api/v1";
+
+operations! {
+    api: [
+        people::me,
+        people::change_password,
+        tasks::list_tasks,
+        tasks::raise_task,
+        tasks::get_task,
+        tasks::list_comments,
+        tasks::add_comment,
+        deliveries::task_notifications,
+        tasks::act_on_task,
+        people::list_wards,
+        people::list_roles,
+        people::hand_over,
+        people::set_escalation,
+        people::list_staff,
+        people::deactivate_staff,
+        people::audit_log,
+        devices::vapid_public_key,
+        devices::subscribe,
+        devices::my_devices,
+        devices::unsubscribe,
+        deliveries::list_notifications,
+        deliveries::list_record_deliveries,
+        deliveries::dashboard,
+        document::serve_document,
+    ],
+    root: [
+        service::health,
+        metrics::scrape,
+    ],
 }
 
 /// The time between the escalation tick's next two runs (a day when it has no more).

@@ -1,20 +1,27 @@
 //! People and bleeps: who I am, wards, roles and their holders, hand-over, staff, the
 //! audit log, passwords.
+use super::views::{AuditLog, HandedOver, Me, RoleLine, RoleRef, Roles, StaffList, Wards};
 use crate::app::roles::HandedBy;
 use crate::domain::timeline::Person;
 use crate::domain::Permission;
 use crate::error::{AppError, AppResult};
 use crate::store::audit::{self, Action as AuditAction, Actor, Entry};
 use crate::store::directory;
+use crate::store::directory::{Deactivated, Role};
 use crate::store::sessions;
 use crate::store::throttle::{self, Bucket};
 use crate::web::auth::Caller;
 use crate::web::auth::{client_address, SESSION_COOKIE};
+use crate::web::errors::ErrorBody;
 use crate::web::AppState;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
+/// The caller, and the bleeps they hold now.
+#[utoipa::path(get, path = "/api/v1/me", tag = "people",
+    responses((status = 200, description = "The caller", body = Me)))]
 pub(super) async fn me(
     state: web::Data<AppState>,
     Caller(staff): Caller,
@@ -28,21 +35,33 @@ pub(super) async fn me(
             let names = directory::role_names(c, &refs)?;
             Ok(held
                 .into_iter()
-                .map(|r| json!({ "id": r, "name": names.get(&r).cloned().unwrap_or_default() }))
+                .map(|r| RoleRef {
+                    name: names.get(&r).cloned().unwrap_or_default(),
+                    id: r,
+                })
                 .collect::<Vec<_>>())
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "staff": staff, "holds": roles })))
+    Ok(HttpResponse::Ok().json(Me {
+        staff,
+        holds: roles,
+    }))
 }
 
+/// The wards' names.
+#[utoipa::path(get, path = "/api/v1/wards", tag = "people",
+    responses((status = 200, description = "The wards", body = Wards)))]
 pub(super) async fn list_wards(
     state: web::Data<AppState>,
     _caller: Caller,
 ) -> AppResult<HttpResponse> {
     let wards = state.store.read(directory::list_wards).await?;
-    Ok(HttpResponse::Ok().json(json!({ "wards": wards })))
+    Ok(HttpResponse::Ok().json(Wards { wards }))
 }
 
+/// The on-call roles (bleeps), with their escalation and who holds them.
+#[utoipa::path(get, path = "/api/v1/roles", tag = "people",
+    responses((status = 200, description = "The on-call roles", body = Roles)))]
 pub(super) async fn list_roles(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -58,24 +77,44 @@ pub(super) async fn list_roles(
                 let names = directory::staff_names(c, &refs)?;
                 let held_by: Vec<Person> = holders
                     .iter()
-                    .map(|h| Person { id: h.clone(), name: names.get(h).cloned().unwrap_or_default() })
+                    .map(|h| Person {
+                        id: h.clone(),
+                        name: names.get(h).cloned().unwrap_or_default(),
+                    })
                     .collect();
-                out.push(json!({ "id": r.id, "name": r.name, "escalates_to": r.escalates_to, "held_by": held_by }));
+                out.push(RoleLine {
+                    id: r.id,
+                    name: r.name,
+                    escalates_to: r.escalates_to,
+                    held_by,
+                });
             }
             Ok(out)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "roles": roles })))
+    Ok(HttpResponse::Ok().json(Roles { roles }))
 }
 
-#[derive(Deserialize)]
+/// Who takes the bleep.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HandOverBody {
+    /// A member of staff's id.
     to: String,
+    /// Hold it together with the present holders rather than instead of them.
     #[serde(default)]
     share: bool,
 }
 
+/// Hands an on-call role (a bleep) to a member of staff.
+#[utoipa::path(post, path = "/api/v1/roles/{id}/hand-over", tag = "people",
+    params(("id" = String, Path, description = "The role's id or name")),
+    request_body = HandOverBody,
+    responses(
+        (status = 200, description = "Who holds the role now", body = HandedOver),
+        (status = 404, description = "No such role", body = ErrorBody),
+        (status = 422, description = "No such member of staff, or they may not hold a bleep", body = ErrorBody),
+    ))]
 pub(super) async fn hand_over(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -106,27 +145,47 @@ pub(super) async fn hand_over(
                 },
                 ctx.now,
             )?;
-            Ok(json!({ "role": role, "held_by": Person { id: to.id, name: to.name } }))
+            Ok(HandedOver {
+                role,
+                held_by: Person {
+                    id: to.id,
+                    name: to.name,
+                },
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(result))
 }
 
+/// Every member of staff.
+#[utoipa::path(get, path = "/api/v1/staff", tag = "people",
+    responses((status = 200, description = "The staff", body = StaffList)))]
 pub(super) async fn list_staff(
     state: web::Data<AppState>,
     _caller: Caller,
 ) -> AppResult<HttpResponse> {
     let staff = state.store.read(directory::list_staff).await?;
-    Ok(HttpResponse::Ok().json(json!({ "staff": staff })))
+    Ok(HttpResponse::Ok().json(StaffList { staff }))
 }
 
-#[derive(Deserialize)]
+/// Where a role's tasks escalate to.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EscalateBody {
     /// The next role (id or name), or null to end the chain here.
     to: Option<String>,
 }
 
+/// Sets the role a role's unanswered tasks escalate to (admins only).
+#[utoipa::path(post, path = "/api/v1/roles/{id}/escalate", tag = "people",
+    params(("id" = String, Path, description = "The role's id or name")),
+    request_body = EscalateBody,
+    responses(
+        (status = 200, description = "The role as it is now", body = Role),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such role", body = ErrorBody),
+        (status = 422, description = "No such next role, or the chain would loop", body = ErrorBody),
+    ))]
 pub(super) async fn set_escalation(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -172,6 +231,14 @@ pub(super) async fn set_escalation(
 }
 
 /// Deactivates a leaver: their sessions, API token, devices and bleeps end at once.
+#[utoipa::path(post, path = "/api/v1/staff/{id}/deactivate", tag = "people",
+    params(("id" = String, Path, description = "The member of staff's id")),
+    responses(
+        (status = 200, description = "What was ended", body = Deactivated),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such member of staff", body = ErrorBody),
+        (status = 422, description = "An admin cannot deactivate themselves", body = ErrorBody),
+    ))]
 pub(super) async fn deactivate_staff(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -199,14 +266,25 @@ pub(super) async fn deactivate_staff(
     Ok(HttpResponse::Ok().json(done))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AuditParams {
+    /// Only entries of this action, e.g. `sign_in_failed`.
     action: Option<String>,
+    /// 1 to 1000; 100 when not given.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
 /// The audit log, newest first: for admins.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "people",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "Audit entries, newest first", body = AuditLog),
+        (status = 400, description = "A parameter is not valid", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    ))]
 pub(super) async fn audit_log(
     state: web::Data<AppState>,
     Caller(staff): Caller,
@@ -233,10 +311,10 @@ pub(super) async fn audit_log(
         .store
         .read(move |c| audit::list(c, limit, action.map(AuditAction::code)))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
+    Ok(HttpResponse::Ok().json(AuditLog { entries }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PasswordBody {
     current_password: String,
@@ -245,6 +323,15 @@ pub(super) struct PasswordBody {
 
 /// Changes the caller's own password: the current one must be given (counted like a
 /// sign-in attempt), and every other session of theirs ends.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "people",
+    request_body = PasswordBody,
+    responses(
+        (status = 204, description = "Changed; the caller's other sessions have ended"),
+        (status = 403, description = "The current password is not right", body = ErrorBody),
+        (status = 422, description = "The new password will not do, or the caller has no password", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords", body = ErrorBody,
+            headers(("Retry-After" = i64, description = "Seconds to wait"))),
+    ))]
 pub(super) async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -1,7 +1,10 @@
 //! Tasks: raise, read, list, the status changes and the thread.
 use super::views::{one_view, views};
+use super::views::{Comments, TaskList, TaskView};
 use crate::app::tasks::{self as commands, Command};
 use crate::domain::task::{required_text, MAX_BED, MAX_DESCRIPTION, MAX_TEXT};
+use crate::domain::timeline::Event;
+use crate::domain::Action;
 use crate::domain::{Category, NhsNumber, OutcomeCode, Priority, Status};
 use crate::domain::{NewTask, News2};
 use crate::error::{AppError, AppResult};
@@ -11,22 +14,29 @@ use crate::store::tasks::{self, Cursor, Filter};
 use crate::store::DbConnection;
 use crate::web::auth::{Caller, Credentials};
 use crate::web::errors::json_error;
+use crate::web::errors::ErrorBody;
 use crate::web::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+/// A new task.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RaiseBody {
+    /// Ten digits with a valid check digit; spaces are allowed.
+    #[schema(example = "999 000 0018")]
     nhs_number: String,
+    /// A ward's name, as `GET /api/v1/wards` lists them.
     ward: String,
     bed: String,
     category: Category,
     description: String,
     priority: Priority,
+    /// The NEWS2 score, 0 to 20, when there is one.
     #[serde(default)]
     news2: Option<i32>,
+    /// An on-call role (id or name) or a member of staff (id).
     assignee: String,
 }
 
@@ -57,6 +67,15 @@ impl RaiseBody {
     }
 }
 
+/// Raises a task: it is assigned, notified and escalated until someone acknowledges it.
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
+    request_body = RaiseBody,
+    responses(
+        (status = 201, description = "The task, with its timeline", body = TaskView,
+            headers(("Location" = String, description = "/api/v1/tasks/{id}"))),
+        (status = 403, description = "The caller may not raise tasks", body = ErrorBody),
+        (status = 422, description = "A field is not valid, or the assignee is unknown", body = ErrorBody),
+    ))]
 pub(super) async fn raise_task(
     state: web::Data<AppState>,
     auth: Credentials,
@@ -80,6 +99,13 @@ pub(super) async fn raise_task(
         .json(view))
 }
 
+/// One task, with its timeline.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "The task, with its timeline", body = TaskView),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ))]
 pub(super) async fn get_task(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -97,15 +123,24 @@ pub(super) async fn get_task(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListParams {
+    /// Statuses, comma-separated, e.g. `requested,accepted`.
     status: Option<String>,
+    /// A ward's name.
     ward: Option<String>,
+    /// Priorities, comma-separated, e.g. `stat,asap`.
     priority: Option<String>,
+    /// `me` (the caller and the bleeps they hold), a staff id, or an on-call role.
     assignee: Option<String>,
+    /// Only tasks past (true) or within (false) their acknowledgement deadline.
     overdue: Option<bool>,
+    /// The `next` cursor of the previous page.
     after: Option<String>,
+    /// 1 to 200; 50 when not given.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
@@ -141,6 +176,13 @@ fn assignee_ids(conn: &mut DbConnection, key: &str, caller: &Staff) -> AppResult
     )))
 }
 
+/// Tasks, most urgent first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of tasks", body = TaskList),
+        (status = 400, description = "A parameter is not valid", body = ErrorBody),
+    ))]
 pub(super) async fn list_tasks(
     state: web::Data<AppState>,
     auth: Credentials,
@@ -163,10 +205,10 @@ pub(super) async fn list_tasks(
             Ok((views(c, list, now)?, next))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "tasks": list,
-        "next": next.map(|c| c.encode()),
-    })))
+    Ok(HttpResponse::Ok().json(TaskList {
+        tasks: list,
+        next: next.map(|c| c.encode()),
+    }))
 }
 
 /// A list request's filter, or what is wrong with its parameters.
@@ -218,15 +260,20 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(
         .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-#[derive(Deserialize, Default)]
+/// The details an action takes: `complete` needs `outcome`; `cancel` and `decline` need
+/// `reason`; `reassign` needs `assignee` and may give `reason`; `acknowledge` and `start`
+/// take none (send no body). A field the action does not take is refused.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ActionBody {
     outcome: Option<OutcomeBody>,
     reason: Option<String>,
+    /// The new assignee: an on-call role (id or name) or a member of staff (id).
     assignee: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// How the task ended.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OutcomeBody {
     code: OutcomeCode,
@@ -306,6 +353,22 @@ fn command(action: &str, body: ActionBody) -> AppResult<Command> {
     })
 }
 
+/// Acknowledges, starts, completes, cancels, declines or reassigns a task.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/{action}", tag = "tasks",
+    params(
+        ("id" = String, Path, description = "The task's id"),
+        ("action" = Action, Path, description = "What to do"),
+    ),
+    request_body(content = Option<ActionBody>, content_type = "application/json",
+        description = "Needed by complete, cancel, decline and reassign; empty for the others"),
+    responses(
+        (status = 200, description = "The task as it is now, with its timeline", body = TaskView),
+        (status = 400, description = "A field this action does not take, or a body that is not JSON", body = ErrorBody),
+        (status = 403, description = "The caller may not do this to this task", body = ErrorBody),
+        (status = 404, description = "No such task or action", body = ErrorBody),
+        (status = 409, description = "The task's status does not allow it (the body says the current status)", body = ErrorBody),
+        (status = 422, description = "A required detail is missing or not valid", body = ErrorBody),
+    ))]
 pub(super) async fn act_on_task(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -330,12 +393,22 @@ pub(super) async fn act_on_task(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Deserialize)]
+/// A comment on a task's thread.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CommentBody {
     text: String,
 }
 
+/// Adds a comment to a task's thread.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/comments", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id")),
+    request_body = CommentBody,
+    responses(
+        (status = 201, description = "The comment, as an event of the task's timeline", body = Event),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 422, description = "The text is empty or too long", body = ErrorBody),
+    ))]
 pub(super) async fn add_comment(
     state: web::Data<AppState>,
     Caller(staff): Caller,
@@ -350,6 +423,13 @@ pub(super) async fn add_comment(
     Ok(HttpResponse::Created().json(event))
 }
 
+/// A task's comments, oldest first.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/comments", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "The thread", body = Comments),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ))]
 pub(super) async fn list_comments(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -366,5 +446,5 @@ pub(super) async fn list_comments(
                 .collect::<Vec<_>>())
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "comments": thread })))
+    Ok(HttpResponse::Ok().json(Comments { comments: thread }))
 }

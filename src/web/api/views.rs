@@ -1,32 +1,43 @@
-//! A task as the API shows it, with names beside ids.
+//! What the API answers: a task with names beside ids, and the body of every other answer.
+//! Each type derives `ToSchema`, so the OpenAPI document (`/api/v1/openapi.json`) describes
+//! exactly what the handlers serialise.
 use crate::domain::timeline::{Event, Person};
 use crate::domain::{Assignee, Task};
 use crate::domain::{Category, OutcomeCode, Priority, Status};
 use crate::error::{AppError, AppResult};
+use crate::store::audit::AuditEntry;
+use crate::store::dashboard::{FailedDelivery, WardLine};
+use crate::store::deliveries::{DeliveryView, NotificationView};
 use crate::store::directory;
+use crate::store::directory::{Role, Staff};
 use crate::store::events;
 use crate::store::DbConnection;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+/// Who a task is assigned to: an on-call role (a bleep) or a member of staff.
+#[derive(Serialize, ToSchema)]
 pub struct AssigneeView {
     #[serde(rename = "type")]
+    #[schema(value_type = String, pattern = "^(role|staff)$")]
     pub kind: &'static str,
     pub id: String,
     pub name: String,
 }
 
-#[derive(Serialize)]
+/// How a completed task ended.
+#[derive(Serialize, ToSchema)]
 pub struct OutcomeView {
     pub code: OutcomeCode,
+    #[schema(value_type = String)]
     pub label: &'static str,
     pub text: String,
 }
 
 /// A task as the API shows it, with names beside ids.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TaskView {
     pub id: String,
     pub nhs_number: String,
@@ -51,8 +62,171 @@ pub struct TaskView {
     pub escalation_level: i32,
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+    /// Every event of the task, oldest first: only when one task is read or changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<Event>>,
+}
+
+/// `GET /tasks`: a page of tasks, and the cursor of the next page (null on the last).
+#[derive(Serialize, ToSchema)]
+pub struct TaskList {
+    pub tasks: Vec<TaskView>,
+    /// Give it as `after=` to read the next page.
+    pub next: Option<String>,
+}
+
+/// A task's comments, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct Comments {
+    pub comments: Vec<Event>,
+}
+
+/// An on-call role (a bleep) by id and name.
+#[derive(Serialize, ToSchema)]
+pub struct RoleRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// `GET /me`: the caller, and the bleeps they hold now.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub staff: Staff,
+    pub holds: Vec<RoleRef>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Wards {
+    /// Ward names, in order.
+    pub wards: Vec<String>,
+}
+
+/// An on-call role with the next role up its escalation chain and who holds it now.
+#[derive(Serialize, ToSchema)]
+pub struct RoleLine {
+    pub id: String,
+    pub name: String,
+    /// The id of the role a task escalates to, or null at the end of the chain.
+    pub escalates_to: Option<String>,
+    pub held_by: Vec<Person>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Roles {
+    pub roles: Vec<RoleLine>,
+}
+
+/// A bleep handed over: the role, and who holds it now.
+#[derive(Serialize, ToSchema)]
+pub struct HandedOver {
+    pub role: Role,
+    pub held_by: Person,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StaffList {
+    pub staff: Vec<Staff>,
+}
+
+/// The audit log, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct AuditLog {
+    pub entries: Vec<AuditEntry>,
+}
+
+/// The public key a browser subscribes to push with.
+#[derive(Serialize, ToSchema)]
+pub struct VapidKey {
+    /// The VAPID public key, base64url.
+    pub public_key: String,
+}
+
+/// A push subscription stored: its id, to delete it with.
+#[derive(Serialize, ToSchema)]
+pub struct Subscribed {
+    pub id: String,
+}
+
+/// A device as its owner sees it. What the push service answered stays in the log.
+#[derive(Serialize, ToSchema)]
+pub struct DeviceView {
+    pub id: String,
+    /// The push service's host name.
+    pub endpoint_host: String,
+    pub user_agent: Option<String>,
+    pub registered_at: DateTime<Utc>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// Whether the last push to this device failed.
+    pub failing: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Devices {
+    pub devices: Vec<DeviceView>,
+}
+
+/// Deliveries that chase a person (push, email), newest first.
+#[derive(Serialize, ToSchema)]
+pub struct Notifications {
+    pub notifications: Vec<NotificationView>,
+}
+
+/// A task past its acknowledgement deadline, on the dashboard.
+#[derive(Serialize, ToSchema)]
+pub struct LateTask {
+    pub task_id: String,
+    pub ward: String,
+    pub bed: String,
+    pub priority: Priority,
+    pub category: Category,
+    pub escalation_level: i32,
+    pub overdue_minutes: i64,
+}
+
+/// Escalations in one hour (UTC).
+#[derive(Serialize, ToSchema)]
+pub struct HourCount {
+    /// The hour of the day, 0 to 23, UTC.
+    pub hour_utc: u32,
+    pub escalations: i64,
+}
+
+/// The escalation dashboard's figures.
+#[derive(Serialize, ToSchema)]
+pub struct DashboardView {
+    pub wards: Vec<WardLine>,
+    pub late: Vec<LateTask>,
+    /// The last 24 hours, oldest first.
+    pub escalations_per_hour: Vec<HourCount>,
+    pub failed_deliveries: Vec<FailedDelivery>,
+}
+
+/// A patient-record server the service delivers to.
+#[derive(Serialize, ToSchema)]
+pub struct RecordServer {
+    pub name: String,
+    pub base_url: String,
+}
+
+/// What has not reached the patient record (or, with `?status=`, what has).
+#[derive(Serialize, ToSchema)]
+pub struct RecordDeliveries {
+    /// Whether any record server is configured.
+    pub configured: bool,
+    /// The first record server's base URL (kept for older callers; see `record_servers`).
+    pub record_server: Option<String>,
+    pub record_servers: Vec<RecordServer>,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// `/healthz`: `ok`, or `failing` with the reasons.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(value_type = String, pattern = "^(ok|failing)$")]
+    pub status: &'static str,
+    pub reasons: Vec<String>,
+    pub last_tick: Option<DateTime<Utc>>,
+    pub escalations_repaired: i64,
 }
 
 /// Puts names beside the ids of many tasks with two queries.
