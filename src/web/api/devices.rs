@@ -57,7 +57,8 @@ fn check_key(field: &str, value: &str, len: usize) -> AppResult<()> {
     request_body = SubscriptionBody,
     responses(
         (status = 201, description = "Stored", body = Subscribed),
-        (status = 422, description = "A key is not valid, the endpoint is not allowed, or the caller has too many devices", body = ErrorBody),
+        (status = 409, description = "Someone else registered this endpoint, or the caller has as many devices as allowed", body = ErrorBody),
+        (status = 422, description = "A key is not valid, or the endpoint is not allowed", body = ErrorBody),
     ))]
 pub(super) async fn subscribe(
     state: web::Data<AppState>,

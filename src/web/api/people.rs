@@ -237,6 +237,7 @@ pub(super) async fn set_escalation(
         (status = 200, description = "What was ended", body = Deactivated),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such member of staff", body = ErrorBody),
+        (status = 409, description = "Already inactive", body = ErrorBody),
         (status = 422, description = "An admin cannot deactivate themselves", body = ErrorBody),
     ))]
 pub(super) async fn deactivate_staff(
