@@ -111,7 +111,9 @@ pub(super) async fn dashboard(
                 .iter()
                 .map(|(hour, n)| json!({ "hour_utc": hour, "escalations": n }))
                 .collect();
-            Ok(json!({ "wards": d.wards, "late": late, "escalations_per_hour": per_hour, "failed_deliveries": d.failed }))
+            // Phones whose push service takes bleeps that they never show.
+            let silent = crate::store::receipts::silent_devices(c, now)?;
+            Ok(json!({ "wards": d.wards, "late": late, "escalations_per_hour": per_hour, "failed_deliveries": d.failed, "silent_devices": silent }))
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))

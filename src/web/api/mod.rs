@@ -9,7 +9,7 @@ use crate::error::AppResult;
 use crate::web::AppState;
 use actix_web::{web, HttpResponse};
 use deliveries::{dashboard, list_notifications, list_record_deliveries, task_notifications};
-use devices::{my_devices, subscribe, unsubscribe, vapid_public_key};
+use devices::{my_devices, receipt, set_mobile, subscribe, unsubscribe, vapid_public_key};
 use people::{
     audit_log, change_password, deactivate_staff, hand_over, list_roles, list_staff, list_wards,
     me, set_escalation,
@@ -37,6 +37,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/roles/{id}/escalate", web::post().to(set_escalation))
         .route("/staff", web::get().to(list_staff))
         .route("/staff/{id}/deactivate", web::post().to(deactivate_staff))
+        .route("/staff/{id}/mobile", web::put().to(set_mobile))
+        .route("/receipts", web::post().to(receipt))
         .route("/audit", web::get().to(audit_log))
         .route("/push/vapid-public-key", web::get().to(vapid_public_key))
         .route("/push-subscriptions", web::post().to(subscribe))

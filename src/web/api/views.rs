@@ -5,6 +5,7 @@ use crate::domain::{Category, OutcomeCode, Priority, Status};
 use crate::error::{AppError, AppResult};
 use crate::store::directory;
 use crate::store::events;
+use crate::store::receipts::{self, Sighting};
 use crate::store::DbConnection;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -51,6 +52,9 @@ pub struct TaskView {
     pub escalation_level: i32,
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+    /// Who has had it on screen while it waited (from their phones' receipts), first
+    /// sighting per person; empty once it is acknowledged.
+    pub seen_by: Vec<Sighting>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<Event>>,
 }
@@ -75,6 +79,17 @@ pub fn views(
     }
     let staff = directory::staff_names(conn, &staff_ids)?;
     let roles = directory::role_names(conn, &role_ids)?;
+    // Seen matters while a task waits; once acknowledged, who has it says more.
+    let waiting: Vec<&str> = list
+        .iter()
+        .filter(|t| t.status == Status::Requested)
+        .map(|t| t.id.as_str())
+        .collect();
+    let mut seen = if waiting.is_empty() {
+        HashMap::new()
+    } else {
+        receipts::sightings(conn, &waiting)?
+    };
     let person = |id: &str, names: &HashMap<String, String>| Person {
         id: id.to_string(),
         name: names.get(id).cloned().unwrap_or_default(),
@@ -82,6 +97,7 @@ pub fn views(
     Ok(list
         .into_iter()
         .map(|t| TaskView {
+            seen_by: seen.remove(&t.id).unwrap_or_default(),
             overdue: t.is_overdue(now),
             assignee: match &t.assignee {
                 Assignee::Role(r) => AssigneeView {
