@@ -249,3 +249,37 @@ pub fn silent_devices(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<
         })
         .collect())
 }
+
+/// A device's report that it showed a push.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShownOn {
+    pub device_id: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Which devices showed each of these pushes, and when: with the push service's word and
+/// the acknowledgement, the story per person and device.
+pub fn shown_on(
+    conn: &mut DbConnection,
+    outbox_ids: &[&str],
+) -> AppResult<std::collections::HashMap<String, Vec<ShownOn>>> {
+    let mut out: std::collections::HashMap<String, Vec<ShownOn>> = Default::default();
+    for chunk in outbox_ids.chunks(500) {
+        let rows: Vec<(String, String, chrono::NaiveDateTime)> = delivery_receipts::table
+            .filter(delivery_receipts::outbox_id.eq_any(chunk))
+            .select((
+                delivery_receipts::outbox_id,
+                delivery_receipts::device_id,
+                delivery_receipts::shown_at,
+            ))
+            .order(delivery_receipts::shown_at.asc())
+            .load(conn)?;
+        for (push, device_id, at) in rows {
+            out.entry(push).or_default().push(ShownOn {
+                device_id,
+                at: from_db(at),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -205,6 +205,14 @@ async fn a_shown_push_sends_no_text_and_the_task_says_who_saw_it() {
     app.drain().await;
     assert!(notify_api.sent().is_empty(), "seen: no text");
     let rows = notifications(app, &id, &w.nurse.token).await;
+    let first = rows
+        .iter()
+        .find(|r| r["channel"] == "push" && r["level"] == 0)
+        .unwrap();
+    assert_eq!(
+        first["shown_on"][0]["at"], "2026-11-26T02:00:05Z",
+        "{rows:?}"
+    );
     let texts = texts_of(&rows);
     assert_eq!(texts[0]["status"], "cancelled");
     assert!(
@@ -425,4 +433,76 @@ async fn a_mobile_number_must_be_one_a_text_can_reach_and_is_set_by_its_owner_or
     assert_eq!((s, &body["mobile"]), (200, &Value::Null));
     let (s, _) = put(app, &path, &w.amy.token, json!({ "phone": "07700 900123" })).await;
     assert_eq!(s, 400, "an unknown field is refused");
+}
+
+#[test]
+fn the_text_section_is_checked_and_printed_with_its_secrets_hidden() {
+    use crate::cli::bleepless_with_env;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("notify-key");
+    std::fs::write(&key, provider::notify_api_key()).unwrap();
+    let bad_key = dir.path().join("bad-key");
+    std::fs::write(&bad_key, "not-a-notify-key").unwrap();
+    let notify = |extra: &str| {
+        format!("[text]\nprovider = \"notify\"\nafter_seconds = {{ stat = 60 }}\n{extra}")
+    };
+    let good = notify(&format!(
+        "api_key_file = \"{}\"\ntemplate_id = \"{}\"\n",
+        key.display(),
+        provider::TEMPLATE_ID
+    ));
+    let cfg = dir.path().join("good.toml");
+    std::fs::write(&cfg, &good).unwrap();
+    let (ok, out, err) = bleepless_with_env(
+        &["--config", &cfg.display().to_string(), "check-config"],
+        &[],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.lines().any(|l| l == "provider = \"notify\""), "{out}");
+    assert!(
+        out.contains(provider::SERVICE_ID),
+        "the service id is not a secret: {out}"
+    );
+    assert!(
+        !out.contains(provider::SECRET),
+        "the key's secret is shown: {out}"
+    );
+
+    let cases = [
+        ("[text]\nprovider = \"sms\"\n".to_string(), "text.provider"),
+        (notify("template_id = \"x\"\n"), "text.api_key_file"),
+        (
+            notify(&format!("api_key_file = \"{}\"\n", bad_key.display())),
+            "service id",
+        ),
+        (
+            notify(&format!("api_key_file = \"{}\"\n", key.display())),
+            "text.template_id",
+        ),
+        (
+            "[text]\nprovider = \"twilio\"\naccount_sid = \"AC1\"\nauth_token_file = \"/dev/null\"\nafter_seconds = { stat = 60 }\n".into(),
+            "text.auth_token_file",
+        ),
+        (
+            format!("[text]\nprovider = \"twilio\"\naccount_sid = \"AC1\"\nauth_token_file = \"{}\"\nfrom = \"+447700900000\"\nmessaging_service_sid = \"MG1\"\nafter_seconds = {{ stat = 60 }}\n", key.display()),
+            "not both",
+        ),
+        (
+            format!("[text]\nprovider = \"notify\"\napi_key_file = \"{}\"\ntemplate_id = \"{}\"\n", key.display(), provider::TEMPLATE_ID),
+            "text.after_seconds",
+        ),
+    ];
+    for (i, (text, says)) in cases.into_iter().enumerate() {
+        let cfg = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&cfg, &text).unwrap();
+        let (ok, out, err) = bleepless_with_env(
+            &["--config", &cfg.display().to_string(), "check-config"],
+            &[],
+        );
+        assert!(!ok, "{text:?} should fail: {out}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line for {text:?}: {err}");
+        assert!(lines[0].contains(says), "{text:?}: {err}");
+        assert!(!err.contains(provider::SECRET), "a secret shown: {err}");
+    }
 }
