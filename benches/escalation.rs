@@ -147,6 +147,7 @@ async fn run(backend: &str, a: &Args) {
             )
             .unwrap(),
             email: None,
+            text: None,
             links: LinkSigner::new(b"bench"),
             public_url: "http://127.0.0.1".into(),
             ack_seconds: policy.ack_seconds,

@@ -148,6 +148,7 @@ impl Application {
             notifier: outbox::notification::Notifier {
                 push,
                 email,
+                text: config.text.clone().map(outbox::text::TextSender::new),
                 links,
                 public_url: config.public_url.clone(),
                 ack_seconds: config.policy.ack_seconds,

@@ -78,6 +78,15 @@ enum StaffCmd {
         #[command(flatten)]
         national: NationalIdArgs,
     },
+    /// Set the mobile number text messages go to (a UK mobile such as 07700 900123, or an
+    /// international number starting with +), or remove it with --remove.
+    Mobile {
+        /// Staff id, email or exact name.
+        staff: String,
+        number: Option<String>,
+        #[arg(long, conflicts_with = "number")]
+        remove: bool,
+    },
     /// List staff.
     List,
     /// Set the password a member of staff signs in to the pages with, read from standard
@@ -300,6 +309,29 @@ fn staff(cmd: StaffCmd, config: &Config, now: DateTime<Utc>) -> Result<(), Strin
                 })
                 .map_err(fail)?;
             println!("national identifiers set for {}", s.name);
+        }
+        StaffCmd::Mobile {
+            staff,
+            number,
+            remove,
+        } => {
+            let mobile = match (number, remove) {
+                (Some(n), false) => Some(bleepless::domain::phone::parse_mobile(&n)?),
+                (None, true) => None,
+                _ => return Err("give a mobile number, or --remove".into()),
+            };
+            let shown = mobile.clone();
+            let s = store
+                .write_now(|c| {
+                    let s = directory::find_staff(c, &staff)?;
+                    bleepless::store::notifications::set_mobile(c, &s.id, mobile.as_deref())?;
+                    Ok(s)
+                })
+                .map_err(fail)?;
+            match shown {
+                Some(m) => println!("text messages for {} go to {m}", s.name),
+                None => println!("{} has no mobile number now: no text messages", s.name),
+            }
         }
         StaffCmd::List => {
             for s in store.write_now(directory::list_staff).map_err(fail)? {

@@ -37,7 +37,27 @@ function readPush(event) {
   }
 }
 
-self.addEventListener('push', (event) => { event.waitUntil(showBleep(readPush(event))); });
+// Tells the server this push is on screen, with the receipt the push carried (signed for
+// this push and this device: no session needed). Best effort: a lost receipt means a text
+// message may follow, never that a bleep is lost.
+async function reportShown(p) {
+  if (!p.receipt) return;
+  try {
+    await fetch('/api/v1/receipts', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      credentials: 'omit',
+      body: JSON.stringify({ receipt: p.receipt }),
+    });
+  } catch (e) { /* offline: the server falls back to a text message */ }
+}
+
+async function onPush(p) {
+  await showBleep(p);
+  await reportShown(p);
+}
+
+self.addEventListener('push', (event) => { event.waitUntil(onPush(readPush(event))); });
 
 // What a tap on the notification (or one of its buttons) does. Kept as a named function so
 // that tests can call it directly.

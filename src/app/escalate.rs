@@ -112,7 +112,7 @@ pub fn escalate(conn: &mut DbConnection, ctx: &Ctx, due: &[Task]) -> AppResult<V
         });
         rows.push(event(&n.id, *seq, ctx, "escalated", detail));
         let before = queued.len();
-        outbox::notifications(n, &p.to, ctx.policy.email, ctx.now, &mut queued);
+        outbox::notifications(n, &p.to, &ctx.policy, ctx.now, &mut queued);
         tracing::warn!(task_id = %n.id, level = p.level, notifications = queued.len() - before, "task escalated");
         done.push((n.id.clone(), p.level));
     }

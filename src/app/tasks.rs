@@ -66,7 +66,7 @@ fn notify_first_recipients(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> A
     }
     let to = outbox::addresses(conn, &recipients)?;
     let mut rows: Vec<NewDelivery> = Vec::new();
-    outbox::notifications(task, &to, ctx.policy.email, ctx.now, &mut rows);
+    outbox::notifications(task, &to, &ctx.policy, ctx.now, &mut rows);
     outbox::insert(conn, &rows)
 }
 

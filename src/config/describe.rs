@@ -19,6 +19,7 @@ impl Config {
         let mut out = self.describe_top();
         out.extend(self.describe_push());
         out.extend(self.describe_email());
+        out.extend(self.describe_text());
         out.extend(self.describe_dispatch());
         out.extend(self.describe_records());
         out.extend(self.describe_security_and_fhir());
@@ -145,6 +146,51 @@ impl Config {
                 format!("timeout_seconds = {}", r.timeout.as_secs()),
                 String::new(),
             ]);
+        }
+        out
+    }
+
+    fn describe_text(&self) -> Vec<String> {
+        use crate::outbox::text::{Provider, TwilioSender};
+        let Some(t) = &self.text else {
+            return vec![String::new(), "# [text] (not set: no text messages)".into()];
+        };
+        let a = &t.after;
+        let secs = |v: Option<u32>| v.map_or("none".to_string(), |s| s.to_string());
+        let mut out = vec![
+            String::new(),
+            "[text]".into(),
+            format!("provider = {:?}", t.provider.name()),
+            format!("base_url = {:?}", t.base_url),
+            format!("timeout_seconds = {}", t.timeout.as_secs()),
+            format!(
+                "# after_seconds: stat {}, asap {}, urgent {}, routine {}",
+                secs(a.stat),
+                secs(a.asap),
+                secs(a.urgent),
+                secs(a.routine)
+            ),
+        ];
+        match &t.provider {
+            Provider::Notify { key, template_id } => {
+                out.push(format!(
+                    "# service id {}; api key \"(hidden)\"",
+                    key.service_id
+                ));
+                out.push(format!("template_id = {template_id:?}"));
+            }
+            Provider::Twilio {
+                account_sid,
+                sender,
+                ..
+            } => {
+                out.push(format!("account_sid = {account_sid:?}"));
+                out.push("# auth token \"(hidden)\"".into());
+                out.push(match sender {
+                    TwilioSender::From(n) => format!("from = {n:?}"),
+                    TwilioSender::MessagingService(s) => format!("messaging_service_sid = {s:?}"),
+                });
+            }
         }
         out
     }

@@ -25,6 +25,7 @@ pub(super) struct FileConfig {
     pub(super) security: Option<FileSecurity>,
     pub(super) fhir: Option<FileFhir>,
     pub(super) metrics: Option<FileMetrics>,
+    pub(super) text: Option<super::text::FileText>,
 }
 
 #[derive(Debug, Default, Deserialize)]

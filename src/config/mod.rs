@@ -3,11 +3,13 @@
 mod describe;
 mod file;
 mod sections;
+mod text;
 
 use crate::domain::task::Policy;
 use crate::outbox::email::SmtpSettings;
 use crate::outbox::endpoints::EndpointPolicy;
 pub use crate::outbox::record::{FhirConfig, RecordConfig};
+pub use crate::outbox::text::TextConfig;
 pub use crate::outbox::worker::DispatchConfig;
 pub use crate::store::DatabaseUrl;
 use file::FileConfig;
@@ -29,6 +31,8 @@ pub struct Config {
     pub push: PushConfig,
     /// No email is sent when absent.
     pub email: Option<SmtpSettings>,
+    /// No text message is sent or queued when absent.
+    pub text: Option<TextConfig>,
     pub dispatch: DispatchConfig,
     pub health: HealthConfig,
     /// The patient-record FHIR servers every task is delivered to; nothing is sent or
@@ -200,6 +204,7 @@ impl Config {
         let schedule = sections::schedule(escalation.schedule, src)?;
         let push = sections::push(file.push.unwrap_or_default(), src)?;
         let email = sections::email(file.email, src)?;
+        let text = text::text(file.text, src)?;
         let dispatch = sections::dispatch(file.dispatch.unwrap_or_default(), src)?;
         sections::lease_outlasts_sends(&dispatch, &push, email.as_ref(), src)?;
         let record = sections::records(file.record, file.records, src)?;
@@ -219,10 +224,12 @@ impl Config {
                 fallback_role: escalation.fallback_role,
                 email: email.is_some(),
                 records: record.iter().map(|r| r.name.clone()).collect(),
+                text_after: text.as_ref().map(|t| t.after).unwrap_or_default(),
             },
             schedule,
             push,
             email,
+            text,
             dispatch,
             health,
             record,
@@ -250,6 +257,7 @@ impl Config {
                 allow_endpoints: Vec::new(),
             },
             email: None,
+            text: None,
             health: HealthConfig::default(),
             dispatch: DispatchConfig {
                 backoff_base: Duration::from_secs(2),

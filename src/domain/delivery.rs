@@ -5,11 +5,12 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 coded_enum!(
-    /// How a delivery goes out: to a person's devices, to their mailbox, or to a patient
-    /// record server.
+    /// How a delivery goes out: to a person's devices, to their mailbox, as a text message
+    /// to their mobile (the fallback when a push was not seen), or to a patient record server.
     Kind, "delivery kind" {
         Push => "push",
         Email => "email",
+        Text => "text",
         Record => "record",
     }
 );
@@ -26,6 +27,48 @@ coded_enum!(
         Cancelled => "cancelled",
     }
 );
+
+/// How long after a notification a text message follows it when nobody it reached has seen
+/// or acknowledged the task, per priority; `None` sends no text at that priority.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TextAfter {
+    pub stat: Option<u32>,
+    pub asap: Option<u32>,
+    pub urgent: Option<u32>,
+    pub routine: Option<u32>,
+}
+
+impl TextAfter {
+    pub fn seconds(&self, p: crate::domain::Priority) -> Option<u32> {
+        use crate::domain::Priority;
+        match p {
+            Priority::Stat => self.stat,
+            Priority::Asap => self.asap,
+            Priority::Urgent => self.urgent,
+            Priority::Routine => self.routine,
+        }
+    }
+}
+
+/// How long after a push service took a push the device has to show it before it counts as
+/// silent.
+pub const SHOW_WITHIN: chrono::Duration = chrono::Duration::minutes(2);
+
+/// Whether a device takes pushes it does not show: its push service took one over
+/// [`SHOW_WITHIN`] ago and it has shown nothing since (a minute's grace for clocks and
+/// batching). A dead iPhone web app subscription, or notifications turned off for the
+/// browser, look like this; a device that has never taken a push is not silent.
+pub fn silent(
+    accepted: Option<DateTime<Utc>>,
+    shown: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(accepted) = accepted else {
+        return false;
+    };
+    accepted < now - SHOW_WITHIN
+        && shown.is_none_or(|s| s < accepted - chrono::Duration::minutes(1))
+}
 
 /// The statuses of rows that wait to be sent, as an SQL list.
 pub const WAITING_SQL: &str = "'pending', 'failing'";
@@ -60,7 +103,7 @@ pub struct RetryPolicy {
 impl Kind {
     pub fn retry_policy(self, limits: RetryLimits) -> RetryPolicy {
         let giving_up = match self {
-            Kind::Push | Kind::Email => GivingUp::Fail,
+            Kind::Push | Kind::Email | Kind::Text => GivingUp::Fail,
             Kind::Record => GivingUp::KeepTrying,
         };
         RetryPolicy { limits, giving_up }
@@ -70,7 +113,7 @@ impl Kind {
     /// was acknowledged or closed).
     pub fn chases_a_person(self) -> bool {
         match self {
-            Kind::Push | Kind::Email => true,
+            Kind::Push | Kind::Email | Kind::Text => true,
             Kind::Record => false,
         }
     }
@@ -93,6 +136,11 @@ pub enum Failure {
     Transient(String),
     /// The far end refused it: trying the same again will not help.
     Refused(String),
+    /// The far end is busy and said when to come back (HTTP 429 with `Retry-After`).
+    Busy {
+        error: String,
+        retry_after: Duration,
+    },
 }
 
 /// What to record of one attempt.
@@ -125,9 +173,10 @@ impl RetryPolicy {
         now: DateTime<Utc>,
         jitter: f64,
     ) -> Outcome {
-        let (error, refused) = match failure {
-            Failure::Transient(e) => (e, false),
-            Failure::Refused(e) => (e, true),
+        let (error, refused, not_before) = match failure {
+            Failure::Transient(e) => (e, false, Duration::ZERO),
+            Failure::Refused(e) => (e, true, Duration::ZERO),
+            Failure::Busy { error, retry_after } => (error, false, retry_after),
         };
         let exhausted = attempts >= self.limits.max_attempts;
         let wait = |d: Duration| {
@@ -142,13 +191,17 @@ impl RetryPolicy {
                 at: wait(self.limits.backoff_max),
                 error,
             },
+            // The far end's own word on when to come back wins over a shorter back-off.
             _ => Outcome::Retry {
-                at: wait(backoff(
-                    attempts.max(1) as u32,
-                    self.limits.backoff_base,
-                    self.limits.backoff_max,
-                    jitter,
-                )),
+                at: wait(
+                    backoff(
+                        attempts.max(1) as u32,
+                        self.limits.backoff_base,
+                        self.limits.backoff_max,
+                        jitter,
+                    )
+                    .max(not_before),
+                ),
                 error,
             },
         }
@@ -237,7 +290,35 @@ mod tests {
     }
 
     #[test]
+    fn a_device_is_silent_when_it_took_a_push_two_minutes_ago_and_showed_nothing_since() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 2, 22, 10, 0).unwrap();
+        let ago = |m: i64| Some(now - chrono::Duration::minutes(m));
+        assert!(!silent(None, None, now), "never took a push");
+        assert!(!silent(ago(1), None, now), "still has time to show it");
+        assert!(silent(ago(3), None, now), "never showed one");
+        assert!(!silent(ago(3), ago(3), now), "showed it");
+        assert!(silent(ago(3), ago(9), now), "showed an older one only");
+    }
+
+    #[test]
     fn only_notifications_chase_a_person() {
-        assert_eq!(Kind::chasing_sql(), "'push', 'email'");
+        assert_eq!(Kind::chasing_sql(), "'push', 'email', 'text'");
+    }
+
+    #[test]
+    fn a_busy_provider_is_retried_no_sooner_than_it_asked_and_still_given_up_on() {
+        let p = Kind::Text.retry_policy(limits());
+        let now = Utc.with_ymd_and_hms(2026, 12, 2, 22, 0, 0).unwrap();
+        let busy = || Failure::Busy {
+            error: "429".into(),
+            retry_after: Duration::from_secs(30),
+        };
+        assert!(
+            matches!(p.after(1, busy(), now, 0.5), Outcome::Retry { at, .. } if at == now + chrono::Duration::seconds(30))
+        );
+        assert!(matches!(
+            p.after(3, busy(), now, 0.5),
+            Outcome::Failed { .. }
+        ));
     }
 }

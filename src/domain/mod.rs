@@ -3,6 +3,7 @@ pub mod delivery;
 pub mod escalation;
 pub mod health;
 pub mod nhs_number;
+pub mod phone;
 pub mod staff;
 pub mod task;
 pub mod timeline;

@@ -166,6 +166,8 @@ pub struct Policy {
     /// The patient-record servers completed and cancelled tasks are sent to (by name; none
     /// when no FHIR server is configured).
     pub records: Vec<String>,
+    /// When a text message follows an unseen notification (none when no provider is set).
+    pub text_after: super::delivery::TextAfter,
 }
 
 /// Who a task is for: an on-call role (whoever holds it) or a named member of staff.

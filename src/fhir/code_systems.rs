@@ -16,6 +16,7 @@ const EVENT_KINDS: &[&str] = &[
     "commented",
     "escalated",
     "escalation_skipped",
+    "seen",
 ];
 
 /// Escalation levels listed in the `escalation-level` code system; level n is always

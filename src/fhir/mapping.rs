@@ -396,6 +396,7 @@ pub(super) fn event_label(kind: &str) -> &str {
         "commented" => "Comment added",
         "escalated" => "Escalated (nobody acknowledged in time)",
         "escalation_skipped" => "Escalation passed over a role nobody holds",
+        "seen" => "Seen on a phone (the notification was shown)",
         other => other,
     }
 }

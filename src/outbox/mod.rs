@@ -1,6 +1,6 @@
-//! The one outbox's delivery loop ([`worker`]) and its kinds: Web Push and email to a
-//! person ([`notification`], over [`push`] and [`email`]), and FHIR to a patient-record
-//! server ([`record`]). Adding a kind touches this folder, `domain::delivery` (its retry
+//! The one outbox's delivery loop ([`worker`]) and its kinds: Web Push, email and text
+//! message to a person ([`notification`], over [`push`], [`email`] and [`text`]), and FHIR
+//! to a patient-record server ([`record`]). Adding a kind touches this folder, `domain::delivery` (its retry
 //! policy) and configuration.
 pub mod ece;
 pub mod email;
@@ -9,4 +9,5 @@ pub mod links;
 pub mod notification;
 pub mod push;
 pub mod record;
+pub mod text;
 pub mod worker;

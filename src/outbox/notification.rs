@@ -1,8 +1,9 @@
 //! The kinds that chase a person: a Web Push message to each of their devices, and an
 //! email. Neither carries the patient's name or NHS number.
 use super::email::{EmailError, EmailSender, TaskEmail};
-use super::links::{AckClaim, LinkSigner};
+use super::links::{AckClaim, LinkSigner, Purpose};
 use super::push::{PushError, PushSender, Subscription, Urgency};
+use super::text::{TextMessage, TextSender};
 use crate::domain::delivery::{Failure, Kind};
 use crate::domain::task::AckTargets;
 use crate::domain::{Priority, Status, Task};
@@ -20,6 +21,7 @@ pub const LINK_LIFETIME_HOURS: i64 = 12;
 pub struct Notifier {
     pub push: PushSender,
     pub email: Option<EmailSender>,
+    pub text: Option<TextSender>,
     pub links: LinkSigner,
     pub public_url: String,
     pub ack_seconds: AckTargets,
@@ -31,6 +33,10 @@ pub struct Job {
     pub task: Task,
     pub recipient: Option<Staff>,
     pub devices: Vec<Device>,
+    /// For a text: the recipient's mobile number, and whether they have had the task on
+    /// screen already (then the text is not needed).
+    pub mobile: Option<String>,
+    pub seen: bool,
 }
 
 /// What one push service said of one device.
@@ -80,10 +86,11 @@ impl Notifier {
         let Some(recipient) = &job.recipient else {
             return Attempt::Failed(Failure::Refused("the recipient no longer exists".into()));
         };
-        let sent = if job.row.kind == Kind::Email.code() {
-            self.send_email(job, recipient, now).await
-        } else {
-            self.send_push(job, recipient, now, devices).await
+        let sent = match Kind::parse(&job.row.kind) {
+            Ok(Kind::Email) => self.send_email(job, recipient, now).await,
+            Ok(Kind::Text) if job.seen => return Attempt::NotNeeded,
+            Ok(Kind::Text) => self.send_text(job).await,
+            _ => self.send_push(job, recipient, now, devices).await,
         };
         match sent {
             Ok(()) => Attempt::Sent,
@@ -105,7 +112,7 @@ impl Notifier {
             ));
         }
         // Never the patient's name or NHS number: this passes through a third-party push service.
-        let payload = json!({
+        let mut payload = json!({
             // Lets a receiver drop a repeat: delivery is at least once.
             "notification_id": row.id,
             "task_id": task.id,
@@ -116,8 +123,7 @@ impl Notifier {
             "level": row.level,
             "ack_url": self.ack_url(job, recipient, now),
             "url": format!("{}/me#task-{}", self.public_url, task.id),
-        })
-        .to_string();
+        });
         let ttl = self.ack_seconds.seconds(task.priority).max(60);
         let sends = job.devices.iter().map(|d| {
             let sub = Subscription {
@@ -125,11 +131,20 @@ impl Notifier {
                 p256dh: d.p256dh.clone(),
                 auth: d.auth.clone(),
             };
-            let payload = payload.as_bytes();
+            // What the phone sends back when it shows the push: signed for this push and
+            // this device, so a receipt needs no session and cannot be made up.
+            payload["receipt"] = json!(self.links.seal(Purpose::Receipt, &[&row.id, &d.id]));
+            let payload = payload.to_string();
             async move {
                 let r = self
                     .push
-                    .send(&sub, payload, ttl, urgency(task.priority), &task.id)
+                    .send(
+                        &sub,
+                        payload.as_bytes(),
+                        ttl,
+                        urgency(task.priority),
+                        &task.id,
+                    )
                     .await;
                 (d.id.clone(), r)
             }
@@ -164,6 +179,33 @@ impl Notifier {
         }
     }
 
+    /// The fallback: a text to the recipient's mobile with a short acknowledge link.
+    async fn send_text(&self, job: &Job) -> Result<(), Failure> {
+        let (row, task) = (&job.row, &job.task);
+        let Some(sender) = &self.text else {
+            return Err(Failure::Refused(
+                "text messages are not configured ([text])".into(),
+            ));
+        };
+        let Some(to) = &job.mobile else {
+            return Err(Failure::Refused(
+                "no mobile number registered for text messages".into(),
+            ));
+        };
+        let Some(code) = self.links.seal(Purpose::Ack, &[&row.id]) else {
+            return Err(Failure::Refused(
+                "this delivery's id cannot be linked".into(),
+            ));
+        };
+        sender
+            .send(&TextMessage {
+                to: to.clone(),
+                body: text_body(task, row.level, &format!("{}/a/{code}", self.public_url)),
+                reference: row.id.clone(),
+            })
+            .await
+    }
+
     async fn send_email(
         &self,
         job: &Job,
@@ -194,4 +236,16 @@ impl Notifier {
             Err(EmailError::Permanent(e)) => Err(Failure::Refused(e)),
         }
     }
+}
+
+/// A text message: priority, category, ward and bed, and the link; never the patient.
+pub fn text_body(task: &Task, level: i32, link: &str) -> String {
+    let escalated = if level > 0 { " (escalated)" } else { "" };
+    format!(
+        "Bleepless {}{escalated}: {}, {} bed {}. Acknowledge: {link}",
+        task.priority.code().to_uppercase(),
+        task.category.code().replace('_', " "),
+        task.ward,
+        task.bed
+    )
 }

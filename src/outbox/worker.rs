@@ -9,7 +9,7 @@ use crate::domain::delivery::{Failure, Kind, Outcome, RetryLimits};
 use crate::error::AppResult;
 use crate::fhir;
 use crate::store::outbox::{self, Row};
-use crate::store::{directory, notifications, tasks, Store};
+use crate::store::{directory, notifications, receipts, tasks, Store};
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
 use rand::Rng;
@@ -86,6 +86,8 @@ impl Job {
 struct Done {
     id: String,
     task_id: String,
+    /// A push that failed for good to this person: a text waiting for them goes now.
+    push_failed_to: Option<String>,
     outcome: Outcome,
     devices: Vec<(String, DeviceResult)>,
 }
@@ -225,7 +227,7 @@ impl Worker {
         let (mut people, mut records, mut jobs) = (Vec::new(), Vec::new(), Vec::new());
         for row in rows {
             match Kind::parse(&row.kind) {
-                Ok(Kind::Push | Kind::Email) => people.push(row),
+                Ok(Kind::Push | Kind::Email | Kind::Text) => people.push(row),
                 Ok(Kind::Record) => records.push(row),
                 Err(e) => jobs.push(Job::Unsendable(row, e)),
             }
@@ -263,9 +265,22 @@ impl Worker {
                     .filter(|r| r.kind == Kind::Push.code())
                     .filter_map(|r| r.recipient_id.as_deref())
                     .collect();
+                let is_text = |r: &&Row| r.kind == Kind::Text.code();
+                let text_to: Vec<&str> = rows
+                    .iter()
+                    .filter(is_text)
+                    .filter_map(|r| r.recipient_id.as_deref())
+                    .collect();
+                let text_about: Vec<&str> = rows
+                    .iter()
+                    .filter(is_text)
+                    .map(|r| r.task_id.as_str())
+                    .collect();
                 let tasks = tasks::get_many(c, &task_ids)?;
                 let staff = directory::staff_by_ids(c, &staff_ids)?;
                 let devices = notifications::devices_of(c, &push_ids)?;
+                let mobiles = notifications::mobiles(c, &text_to)?;
+                let seen = receipts::seen(c, &text_about)?;
                 let mut jobs = Vec::with_capacity(rows.len());
                 for row in rows {
                     let Some(task) = tasks.get(&row.task_id).cloned() else {
@@ -278,9 +293,12 @@ impl Worker {
                     } else {
                         Vec::new()
                     };
+                    let text = row.kind == Kind::Text.code();
                     jobs.push(Job::Notify(Box::new(notification::Job {
                         recipient: staff.get(recipient).cloned(),
                         devices,
+                        mobile: text.then(|| mobiles.get(recipient).cloned()).flatten(),
+                        seen: text && seen.contains(&(row.task_id.clone(), recipient.to_string())),
                         task,
                         row,
                     })));
@@ -324,9 +342,12 @@ impl Worker {
             Job::Unsendable(row, why) => self.after(row, Failure::Refused(why.clone()), now),
         };
         log(row, &outcome);
+        let push_failed =
+            row.kind == Kind::Push.code() && matches!(outcome, Outcome::Failed { .. });
         Done {
             id: row.id.clone(),
             task_id: row.task_id.clone(),
+            push_failed_to: row.recipient_id.clone().filter(|_| push_failed),
             outcome,
             devices,
         }
@@ -369,6 +390,11 @@ impl Worker {
                     };
                     if !held {
                         tracing::warn!(task_id = %done.task_id, delivery = %done.id, "lease lost before the outcome was recorded");
+                    }
+                    if let Some(to) = &done.push_failed_to {
+                        if receipts::text_now(c, &done.task_id, to, now)? > 0 {
+                            tracing::info!(task_id = %done.task_id, "push failed; the text message goes now");
+                        }
                     }
                 }
                 for (device, result) in device_results(&batch) {
@@ -417,6 +443,7 @@ mod tests {
         Done {
             id: id.into(),
             task_id: "t".into(),
+            push_failed_to: None,
             outcome: Outcome::Sent,
             devices: devices
                 .into_iter()

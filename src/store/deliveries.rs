@@ -24,6 +24,9 @@ pub struct NotificationView {
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// For a push: the devices that said they showed it, and when.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shown_on: Vec<super::receipts::ShownOn>,
 }
 
 /// Notifications (the deliveries that chase a person) of one task, or (task None) across
@@ -58,11 +61,18 @@ pub fn notifications(
         .filter_map(|r| r.recipient_id.as_deref())
         .collect();
     let names = directory::staff_names(conn, &ids)?;
+    let pushes: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.kind == Kind::Push.code() && r.status == Delivery::Sent.code())
+        .map(|r| r.id.as_str())
+        .collect();
+    let mut shown = super::receipts::shown_on(conn, &pushes)?;
     Ok(rows
         .into_iter()
         .map(|r| {
             let id = r.recipient_id.unwrap_or_default();
             NotificationView {
+                shown_on: shown.remove(&r.id).unwrap_or_default(),
                 recipient: Person {
                     name: names.get(&id).cloned().unwrap_or_default(),
                     id,

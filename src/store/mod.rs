@@ -15,6 +15,7 @@ pub mod heartbeats;
 pub mod metrics;
 pub mod notifications;
 pub mod outbox;
+pub mod receipts;
 pub mod schema;
 pub mod sessions;
 pub mod settings;

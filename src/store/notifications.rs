@@ -1,4 +1,5 @@
-//! A clinician's devices: their browsers' push subscriptions.
+//! How a clinician is reached: their devices (their browsers' push subscriptions) and their
+//! mobile number for text messages.
 use super::schema::push_subscriptions;
 use super::sql::{on_backend, Sql};
 use super::{new_id, to_db, DbConnection};
@@ -21,6 +22,8 @@ pub struct Device {
     #[serde(skip)]
     pub last_success_at: Option<NaiveDateTime>,
     pub last_error: Option<String>,
+    #[serde(skip)]
+    pub last_shown_at: Option<NaiveDateTime>,
 }
 
 /// Refuses a new device to someone who already has `max_devices` (renewing one they have is
@@ -187,4 +190,37 @@ pub fn device_result(
             .execute(c)?),
     };
     Ok(())
+}
+
+/// Sets (or with `None` removes) a member of staff's mobile number, already in E.164.
+pub fn set_mobile(conn: &mut DbConnection, staff_id: &str, mobile: Option<&str>) -> AppResult<()> {
+    use super::schema::staff;
+    let n = diesel::update(staff::table.find(staff_id))
+        .set(staff::mobile.eq(mobile))
+        .execute(conn)?;
+    if n == 0 {
+        return Err(AppError::NotFound(format!(
+            "no member of staff {staff_id:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// The mobile numbers of these staff, for those that have one.
+pub fn mobiles(
+    conn: &mut DbConnection,
+    ids: &[&str],
+) -> AppResult<std::collections::HashMap<String, String>> {
+    use super::schema::staff;
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(String, Option<String>)> = staff::table
+        .filter(staff::id.eq_any(ids))
+        .select((staff::id, staff::mobile))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, m)| m.map(|m| (id, m)))
+        .collect())
 }

@@ -6,6 +6,7 @@ use super::schema::outbox;
 use super::sql::{insert_rows, load_by_ids, on_backend, IdRow, Sql};
 use super::{new_id, to_db, DbConnection};
 use crate::domain::delivery::{Delivery, Kind, Outcome, WAITING_SQL};
+use crate::domain::task::Policy;
 use crate::domain::Task;
 use crate::error::AppResult;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -22,7 +23,7 @@ use std::sync::LazyLock;
 pub const BY_ID: &str = "coalesce(status, '')";
 
 /// One row to write.
-#[derive(Insertable)]
+#[derive(Insertable, Clone)]
 #[diesel(table_name = outbox, treat_none_as_default_value = false)]
 pub struct NewDelivery {
     id: String,
@@ -66,19 +67,23 @@ pub struct Addressee {
 }
 
 /// The notifications for a task's current version and level: a push to each recipient,
-/// and an email to those with an address when `email`. The key includes the task's
-/// version, which exactly one transaction produced, so each (task, level, recipient, kind)
-/// is queued once even with several instances running; the key is unique besides.
+/// an email to those with an address when email is configured, and a text message that
+/// follows if the push is not seen in time (when texts are configured for the priority).
+/// The key includes the task's version, which exactly one transaction produced, so each
+/// (task, level, recipient, kind) is queued once even with several instances running; the
+/// key is unique besides. A text's key is the task and the person alone: one text per
+/// person per task, however often the task escalates.
 pub fn notifications(
     task: &Task,
     to: &[Addressee],
-    email: bool,
+    policy: &Policy,
     now: DateTime<Utc>,
     into: &mut Vec<NewDelivery>,
 ) {
+    let text_after = policy.text_after.seconds(task.priority);
     for a in to {
         let mut kinds = vec![Kind::Push];
-        if email && a.email.is_some() {
+        if policy.email && a.email.is_some() {
             kinds.push(Kind::Email);
         }
         for kind in kinds {
@@ -89,6 +94,14 @@ pub fn notifications(
             into.push(NewDelivery {
                 recipient_id: Some(a.id.clone()),
                 ..NewDelivery::new(kind, task, key, now)
+            });
+        }
+        if let Some(after) = text_after {
+            let key = format!("{}:text:{}", task.id, a.id);
+            into.push(NewDelivery {
+                recipient_id: Some(a.id.clone()),
+                due_at: to_db(now + chrono::Duration::seconds(i64::from(after))),
+                ..NewDelivery::new(Kind::Text, task, key, now)
             });
         }
     }
@@ -110,9 +123,23 @@ pub fn for_the_record(
     }
 }
 
-/// Writes rows, many to a statement.
+/// Writes rows, many to a statement. A text already queued for that person and task is
+/// left as it is (an escalation reaches the same person again).
 pub fn insert(conn: &mut DbConnection, rows: &[NewDelivery]) -> AppResult<usize> {
-    Ok(insert_rows!(conn, outbox::table, rows))
+    let text = Kind::Text.code();
+    if rows.iter().all(|r| r.kind != text) {
+        return Ok(insert_rows!(conn, outbox::table, rows));
+    }
+    let (texts, others): (Vec<NewDelivery>, Vec<NewDelivery>) =
+        rows.iter().cloned().partition(|r| r.kind == text);
+    let mut n = insert_rows!(conn, outbox::table, &others);
+    for row in texts {
+        n += on_backend!(conn, |c| diesel::insert_into(outbox::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(c)?);
+    }
+    Ok(n)
 }
 
 /// Why a notification was not sent after all.
@@ -302,4 +329,13 @@ pub fn addresses(conn: &mut DbConnection, ids: &[String]) -> AppResult<Vec<Addre
             })
         })
         .collect())
+}
+
+/// One row, by id.
+pub fn get(conn: &mut DbConnection, id: &str) -> AppResult<Option<Row>> {
+    Ok(outbox::table
+        .find(id)
+        .select(Row::as_select())
+        .first(conn)
+        .optional()?)
 }

@@ -12,6 +12,7 @@ diesel::table! {
         gmc_number -> Nullable<Text>,
         nmc_pin -> Nullable<Text>,
         sds_user_id -> Nullable<Text>,
+        mobile -> Nullable<Text>,
     }
 }
 
@@ -98,7 +99,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    delivery_receipts (outbox_id, device_id) {
+        outbox_id -> Text,
+        device_id -> Text,
+        task_id -> Text,
+        staff_id -> Text,
+        shown_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    delivery_receipts,
     heartbeats,
     staff,
     wards,
@@ -132,6 +144,7 @@ diesel::table! {
         created_at -> Timestamp,
         last_success_at -> Nullable<Timestamp>,
         last_error -> Nullable<Text>,
+        last_shown_at -> Nullable<Timestamp>,
     }
 }
 

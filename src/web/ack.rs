@@ -15,7 +15,45 @@ use diesel::prelude::*;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ack/{token}", web::get().to(show))
-        .route("/ack/{token}", web::post().to(acknowledge));
+        .route("/ack/{token}", web::post().to(acknowledge))
+        .route("/a/{code}", web::get().to(short_link));
+}
+
+/// A text message's short link: stands for the text's outbox row, whose task, recipient and
+/// time make the same claim an emailed link carries. Opening it leads to that link's page.
+async fn short_link(state: web::Data<AppState>, code: web::Path<String>) -> HttpResponse {
+    use crate::outbox::links::{AckClaim, Purpose};
+    use crate::outbox::notification::LINK_LIFETIME_HOURS;
+    let id = match state.links.open(Purpose::Ack, &code, 1) {
+        Ok(mut ids) => ids.remove(0),
+        Err(e) => return error_page(&AppError::Forbidden(e.to_string())),
+    };
+    let row =
+        match state
+            .store
+            .read(move |c| crate::store::outbox::get(c, &id))
+            .await
+        {
+            Ok(Some(row)) => row,
+            Ok(None) => return error_page(&AppError::NotFound(
+                "this acknowledge link's message is no longer known; open Bleepless to acknowledge"
+                    .into(),
+            )),
+            Err(e) => return error_page(&e),
+        };
+    let sent = crate::store::from_db(row.created_at);
+    let claim = AckClaim {
+        n: row.id,
+        task: row.task_id,
+        staff: row.recipient_id.unwrap_or_default(),
+        exp: (sent + chrono::Duration::hours(LINK_LIFETIME_HOURS)).timestamp(),
+    };
+    let token = state.links.sign(&claim);
+    HttpResponse::SeeOther()
+        .insert_header(("Location", format!("/ack/{token}")))
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .finish()
 }
 
 pub struct TaskSummary {

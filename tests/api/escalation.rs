@@ -20,7 +20,7 @@ fn smtp_settings(smtp: &SmtpServer) -> SmtpSettings {
     }
 }
 
-async fn register(app: &TestApp, who: &Person, sub: &Subscription) {
+pub(crate) async fn register(app: &TestApp, who: &Person, sub: &Subscription) {
     let (s, body) = app
         .post(
             "/api/v1/push-subscriptions",
@@ -31,11 +31,11 @@ async fn register(app: &TestApp, who: &Person, sub: &Subscription) {
     assert_eq!(s, 201, "{body}");
 }
 
-fn payload(r: &crate::support::push_service::Received) -> Value {
+pub(crate) fn payload(r: &crate::support::push_service::Received) -> Value {
     serde_json::from_slice(&r.payload).expect("payload is JSON")
 }
 
-async fn notifications(app: &TestApp, id: &str, token: &str) -> Vec<Value> {
+pub(crate) async fn notifications(app: &TestApp, id: &str, token: &str) -> Vec<Value> {
     let (s, body) = app
         .get(&format!("/api/v1/tasks/{id}/notifications"), token)
         .await;

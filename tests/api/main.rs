@@ -16,3 +16,4 @@ mod safety;
 mod security;
 #[path = "../support/mod.rs"]
 mod support;
+mod text;

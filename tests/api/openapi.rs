@@ -263,12 +263,12 @@ async fn the_document_names_exactly_the_routes_the_app_serves() {
         let open = op["security"]
             .as_array()
             .is_some_and(|s| s.contains(&json!({})));
-        if open {
+        if open && op.get("requestBody").is_none() {
             assert!(
                 status < 400 || (path == "/healthz" && status == 503),
                 "{at}: open, but {status} {body}"
             );
-        } else {
+        } else if !open {
             assert_eq!(status, 401, "{at}: {body}");
             assert_eq!(body["error"]["code"], "unauthorized", "{at}: {body}");
         }

@@ -101,8 +101,10 @@ async fn the_device_list_says_a_device_fails_but_not_what_answered() {
             "endpoint_host",
             "failing",
             "id",
+            "last_shown_at",
             "last_success_at",
             "registered_at",
+            "silent",
             "user_agent"
         ]
     );

@@ -8,11 +8,10 @@
 //! service, and stops when the value drops.
 #![allow(dead_code)]
 
-use actix_web::{dev::ServerHandle, web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{dev::ServerHandle, web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// A transaction the server accepted.
 #[derive(Clone, Debug)]
@@ -44,42 +43,16 @@ pub struct FhirServer {
 impl FhirServer {
     pub async fn start() -> FhirServer {
         let state: Shared = Arc::new(Mutex::new(State::default()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread_state = state.clone();
-        std::thread::Builder::new()
-            .name("test-fhir-server".into())
-            .spawn(move || {
-                let system = actix_web::rt::System::new();
-                system.block_on(async move {
-                    let data = web::Data::new(thread_state);
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(4 * 1024 * 1024))
-                            .route("/fhir", web::post().to(transaction))
-                            .default_service(web::to(|| async {
-                                HttpResponse::NotFound().body("not a FHIR base")
-                            }))
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(0)
-                    .bind(("127.0.0.1", 0))
-                    .expect("bind test FHIR server");
-                    let addr = server.addrs()[0];
-                    let server = server.run();
-                    tx.send((addr, server.handle()))
-                        .expect("report FHIR server address");
-                    let _ = server.await;
-                });
-            })
-            .expect("spawn FHIR server thread");
-        let (addr, handle) = tokio::task::spawn_blocking(move || {
-            rx.recv_timeout(Duration::from_secs(10))
-                .expect("test FHIR server did not start")
+        let data = web::Data::new(state.clone());
+        let (addr, handle) = super::peer::serve_on_thread("test-fhir-server", 1, move |cfg| {
+            cfg.app_data(data.clone())
+                .app_data(web::PayloadConfig::new(4 * 1024 * 1024))
+                .route("/fhir", web::post().to(transaction))
+                .default_service(web::to(|| async {
+                    HttpResponse::NotFound().body("not a FHIR base")
+                }));
         })
-        .await
-        .expect("join");
+        .await;
         FhirServer {
             base: format!("http://{addr}/fhir"),
             state,

@@ -3,5 +3,7 @@
 
 pub mod fhir_judge;
 pub mod fhir_server;
+pub mod peer;
 pub mod push_service;
 pub mod smtp;
+pub mod text_provider;

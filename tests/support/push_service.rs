@@ -16,7 +16,7 @@
 //! under `#[tokio::test]` and `#[actix_web::test]` alike, and stops when the value drops.
 #![allow(dead_code)]
 
-use actix_web::{dev::ServerHandle, web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{dev::ServerHandle, web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bleepless::outbox::push::Subscription;
@@ -103,39 +103,13 @@ impl PushService {
     /// Starts the service on `127.0.0.1:<free port>`.
     pub async fn start() -> PushService {
         let state: Shared = Arc::new(Mutex::new(State::default()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread_state = state.clone();
-        std::thread::Builder::new()
-            .name("test-push-service".into())
-            .spawn(move || {
-                let system = actix_web::rt::System::new();
-                system.block_on(async move {
-                    let data = web::Data::new(thread_state);
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(64 * 1024))
-                            .default_service(web::to(handle_request))
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(0)
-                    .bind(("127.0.0.1", 0))
-                    .expect("bind test push service");
-                    let addr = server.addrs()[0];
-                    let server = server.run();
-                    tx.send((addr, server.handle()))
-                        .expect("report push service address");
-                    let _ = server.await;
-                });
-            })
-            .expect("spawn push service thread");
-        let (addr, handle) = tokio::task::spawn_blocking(move || {
-            rx.recv_timeout(Duration::from_secs(10))
-                .expect("test push service did not start")
+        let data = web::Data::new(state.clone());
+        let (addr, handle) = super::peer::serve_on_thread("test-push-service", 1, move |cfg| {
+            cfg.app_data(data.clone())
+                .app_data(web::PayloadConfig::new(64 * 1024))
+                .default_service(web::to(handle_request));
         })
-        .await
-        .expect("join");
+        .await;
         let origin = format!("http://{addr}");
         let base = format!("{origin}/push/");
         {

@@ -147,11 +147,14 @@ pub(super) async fn dashboard(
                     escalations,
                 })
                 .collect();
+            // Phones whose push service takes bleeps that they never show.
+            let silent = crate::store::receipts::silent_devices(c, now)?;
             Ok(DashboardView {
                 late,
                 escalations_per_hour: per_hour,
                 wards: d.wards,
                 failed_deliveries: d.failed,
+                silent_devices: silent,
             })
         })
         .await?;

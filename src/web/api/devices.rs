@@ -1,6 +1,6 @@
 //! A clinician's devices: push subscriptions.
 use super::tasks::unprocessable;
-use super::views::{DeviceView, Devices, Subscribed, VapidKey};
+use super::views::{DeviceView, Devices, MobileSet, ReceiptRecorded, Subscribed, VapidKey};
 use crate::error::AppResult;
 use crate::store::notifications;
 use crate::web::auth::Caller;
@@ -115,15 +115,25 @@ pub(super) async fn my_devices(
         .store
         .read(move |c| notifications::devices(c, &staff.id))
         .await?;
+    let now = state.clock.now();
     let list: Vec<_> = devices
         .into_iter()
-        .map(|d| DeviceView {
-            endpoint_host: d.endpoint.split('/').nth(2).unwrap_or("").to_string(),
-            id: d.id,
-            user_agent: d.user_agent,
-            registered_at: crate::store::from_db(d.created_at),
-            last_success_at: d.last_success_at.map(crate::store::from_db),
-            failing: d.last_error.is_some(),
+        .map(|d| {
+            let (taken, shown) = (
+                d.last_success_at.map(crate::store::from_db),
+                d.last_shown_at.map(crate::store::from_db),
+            );
+            DeviceView {
+                endpoint_host: d.endpoint.split('/').nth(2).unwrap_or("").to_string(),
+                id: d.id,
+                user_agent: d.user_agent,
+                registered_at: crate::store::from_db(d.created_at),
+                last_success_at: taken,
+                last_shown_at: shown,
+                failing: d.last_error.is_some(),
+                // Its push service takes pushes that it never shows: fix it or remove it.
+                silent: crate::domain::delivery::silent(taken, shown, now),
+            }
         })
         .collect();
     Ok(HttpResponse::Ok().json(Devices { devices: list }))
@@ -147,4 +157,92 @@ pub(super) async fn unsubscribe(
         .write(move |c| notifications::unsubscribe(c, &staff.id, &id))
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MobileBody {
+    /// A UK mobile (07…, +447…) or an international number; null removes it.
+    mobile: Option<String>,
+}
+
+/// `PUT /api/v1/staff/{id}/mobile`: the number text messages go to. A person sets their
+/// own; an admin sets anyone's.
+#[utoipa::path(put, path = "/api/v1/staff/{id}/mobile", tag = "people",
+    params(("id" = String, Path, description = "The member of staff's id")),
+    request_body = MobileBody,
+    responses(
+        (status = 200, description = "The number as stored (normalised), or null", body = MobileSet),
+        (status = 403, description = "Another person's number, and not an admin", body = ErrorBody),
+        (status = 404, description = "No such member of staff", body = ErrorBody),
+        (status = 422, description = "Not a mobile number", body = ErrorBody),
+    ))]
+pub(super) async fn set_mobile(
+    state: web::Data<AppState>,
+    Caller(staff): Caller,
+    id: web::Path<String>,
+    body: web::Json<MobileBody>,
+) -> AppResult<HttpResponse> {
+    use crate::domain::Permission;
+    let id = id.into_inner();
+    if id != staff.id && !staff.can(Permission::Admin) {
+        return Err(crate::error::AppError::Forbidden(
+            "only an admin may set another person's mobile number".into(),
+        ));
+    }
+    let mobile = match body.into_inner().mobile {
+        Some(m) => Some(crate::domain::phone::parse_mobile(&m).map_err(unprocessable)?),
+        None => None,
+    };
+    let shown = mobile.clone();
+    state
+        .store
+        .write(move |c| notifications::set_mobile(c, &id, mobile.as_deref()))
+        .await?;
+    Ok(HttpResponse::Ok().json(MobileSet { mobile: shown }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReceiptBody {
+    /// The `receipt` of the push the phone showed.
+    receipt: String,
+}
+
+/// `POST /api/v1/receipts`: the service worker's word that it showed a push. The receipt
+/// the push carried is signed for that push and device: it is the only credential needed.
+#[utoipa::path(post, path = "/api/v1/receipts", tag = "devices",
+    security(()),
+    request_body = ReceiptBody,
+    responses(
+        (status = 201, description = "Recorded", body = ReceiptRecorded),
+        (status = 200, description = "Already recorded", body = ReceiptRecorded),
+        (status = 403, description = "The receipt is damaged or was not made by this service", body = ErrorBody),
+    ))]
+pub(super) async fn receipt(
+    state: web::Data<AppState>,
+    body: web::Json<ReceiptBody>,
+) -> AppResult<HttpResponse> {
+    use crate::outbox::links::Purpose;
+    use crate::store::receipts::{self, Recorded};
+    let ids = state
+        .links
+        .open(Purpose::Receipt, body.receipt.trim(), 2)
+        .map_err(|_| {
+            crate::error::AppError::Forbidden(
+                "this receipt is damaged or was not made by this service".into(),
+            )
+        })?;
+    let now = state.clock.now();
+    let recorded = state
+        .store
+        .write(move |c| receipts::record_shown(c, &ids[0], &ids[1], now))
+        .await?;
+    Ok(match recorded {
+        Recorded::New { task_id, .. } => {
+            tracing::info!(task_id = %task_id, "a phone showed the bleep");
+            HttpResponse::Created().json(ReceiptRecorded { recorded: true })
+        }
+        Recorded::Again => HttpResponse::Ok().json(ReceiptRecorded { recorded: false }),
+    })
 }

@@ -87,6 +87,8 @@ operations! {
         people::set_escalation,
         people::list_staff,
         people::deactivate_staff,
+        devices::set_mobile,
+        devices::receipt,
         people::audit_log,
         devices::vapid_public_key,
         devices::subscribe,

@@ -11,6 +11,7 @@ use crate::store::deliveries::{DeliveryView, NotificationView};
 use crate::store::directory;
 use crate::store::directory::{Role, Staff};
 use crate::store::events;
+use crate::store::receipts::{self, Sighting, SilentDevice};
 use crate::store::DbConnection;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -62,6 +63,9 @@ pub struct TaskView {
     pub escalation_level: i32,
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+    /// Who has had it on screen while it waited (from their phones' receipts), first
+    /// sighting per person; empty once it is acknowledged.
+    pub seen_by: Vec<Sighting>,
     /// Every event of the task, oldest first: only when one task is read or changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<Event>>,
@@ -156,8 +160,24 @@ pub struct DeviceView {
     pub user_agent: Option<String>,
     pub registered_at: DateTime<Utc>,
     pub last_success_at: Option<DateTime<Utc>>,
+    /// When the device last said it showed a push.
+    pub last_shown_at: Option<DateTime<Utc>>,
     /// Whether the last push to this device failed.
     pub failing: bool,
+    /// Its push service takes pushes that it never shows: fix it or remove it.
+    pub silent: bool,
+}
+
+/// A member of staff's mobile number for text messages, as stored.
+#[derive(Serialize, ToSchema)]
+pub struct MobileSet {
+    pub mobile: Option<String>,
+}
+
+/// Whether this receipt was new (false: it had been recorded already).
+#[derive(Serialize, ToSchema)]
+pub struct ReceiptRecorded {
+    pub recorded: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -199,6 +219,8 @@ pub struct DashboardView {
     /// The last 24 hours, oldest first.
     pub escalations_per_hour: Vec<HourCount>,
     pub failed_deliveries: Vec<FailedDelivery>,
+    /// Phones whose push service takes bleeps that they never show.
+    pub silent_devices: Vec<SilentDevice>,
 }
 
 /// A patient-record server the service delivers to.
@@ -249,6 +271,17 @@ pub fn views(
     }
     let staff = directory::staff_names(conn, &staff_ids)?;
     let roles = directory::role_names(conn, &role_ids)?;
+    // Seen matters while a task waits; once acknowledged, who has it says more.
+    let waiting: Vec<&str> = list
+        .iter()
+        .filter(|t| t.status == Status::Requested)
+        .map(|t| t.id.as_str())
+        .collect();
+    let mut seen = if waiting.is_empty() {
+        HashMap::new()
+    } else {
+        receipts::sightings(conn, &waiting)?
+    };
     let person = |id: &str, names: &HashMap<String, String>| Person {
         id: id.to_string(),
         name: names.get(id).cloned().unwrap_or_default(),
@@ -256,6 +289,7 @@ pub fn views(
     Ok(list
         .into_iter()
         .map(|t| TaskView {
+            seen_by: seen.remove(&t.id).unwrap_or_default(),
             overdue: t.is_overdue(now),
             assignee: match &t.assignee {
                 Assignee::Role(r) => AssigneeView {

@@ -63,8 +63,22 @@ pub struct Card {
     pub overdue: bool,
     pub escalation_level: i32,
     pub who: String,
+    /// "seen by Dr Amy Patel 22:01" while it waits, from the phones' receipts.
+    pub seen: String,
     /// (who, when, what) of each comment.
     pub thread: Vec<(String, String, String)>,
+}
+
+/// Who has had a waiting task on screen: "seen by Dr Amy Patel 22:01, Dr Ben Hughes 22:03".
+pub fn seen_line(seen: &[crate::store::receipts::Sighting]) -> String {
+    if seen.is_empty() {
+        return String::new();
+    }
+    let who: Vec<String> = seen
+        .iter()
+        .map(|s| format!("{} {}", s.name, s.at.format("%H:%M")))
+        .collect();
+    format!("seen by {}", who.join(", "))
 }
 
 impl From<TaskView> for Card {
@@ -87,6 +101,7 @@ impl From<TaskView> for Card {
             })
             .collect();
         Card {
+            seen: seen_line(&v.seen_by),
             who: v
                 .acknowledged_by
                 .as_ref()

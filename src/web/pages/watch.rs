@@ -41,6 +41,7 @@ pub struct LateRow {
     level: i32,
     overdue_minutes: i64,
     who: String,
+    seen: String,
 }
 
 pub struct WardRow {
@@ -70,6 +71,8 @@ struct DashboardFragment {
     escalations_total: i64,
     chart_label: String,
     failed: Vec<(String, String, String, String, String)>,
+    /// Phones whose push service takes bleeps they never show: (who, what is wrong).
+    silent: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -141,14 +144,15 @@ fn escalation_chart(per_hour: &[(u32, i64)]) -> (Vec<Bar>, i64, String) {
 async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
     let now = state.clock.now();
     let figures = state.store.figures.clone();
-    let (d, late_views, names) = state
+    let (d, late_views, names, silent) = state
         .store
         .read(move |c| {
+            let silent = crate::store::receipts::silent_devices(c, now)?;
             let d = dashboard::load(c, now, &figures)?;
             let late_views = views(c, d.late.iter().map(|l| l.task.clone()).collect(), now)?;
             let ids: Vec<&str> = d.failed.iter().map(|f| f.recipient_id.as_str()).collect();
             let names = directory::staff_names(c, &ids)?;
-            Ok((d, late_views, names))
+            Ok((d, late_views, names, silent))
         })
         .await?;
     let late = d
@@ -163,6 +167,7 @@ async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
             category: v.category.code().into(),
             level: l.task.escalation_level,
             overdue_minutes: l.overdue_minutes,
+            seen: super::tasks::seen_line(&v.seen_by),
             who: v.assignee.name,
         })
         .collect();
@@ -173,6 +178,20 @@ async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
         bars,
         escalations_total: total,
         chart_label,
+        silent: silent
+            .into_iter()
+            .map(|s| {
+                let shown = match s.last_shown_at {
+                    Some(t) => format!("last showed one at {}", t.format("%H:%M")),
+                    None => "has never shown one".into(),
+                };
+                let took = s.last_accepted_at.format("%H:%M");
+                (
+                    s.name,
+                    format!("its phone took a bleep at {took} and {shown}"),
+                )
+            })
+            .collect(),
         failed: d
             .failed
             .into_iter()
