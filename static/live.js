@@ -1,14 +1,49 @@
 // Keeps a server-rendered part of the page fresh: when the server says something changed
-// (Server-Sent Events), fetch the part again. Also shows when the device is offline.
+// (Server-Sent Events), fetch the part again. Also says when the device is offline, and
+// when the page has not heard from the server for a while (the stream sends a keep-alive
+// event every 10 s, so an idle page still hears it).
 (function () {
+  const SILENCE_MS = 30000;
   const offline = document.getElementById('offline');
-  function showOnline() { if (offline) offline.hidden = navigator.onLine; }
-  window.addEventListener('online', showOnline);
-  window.addEventListener('offline', showOnline);
-  showOnline();
-
+  const unreachable = document.getElementById('unreachable');
+  // Only a page with a live part listens to the stream, so only it can tell silence.
   const target = document.querySelector('[data-fragment]');
+  let lastHeard = Date.now();
+  let failing = false;
+
+  // The page's connection: 'offline' (the device says so), 'failing' (the last request
+  // did not reach the server and nothing has been heard since) or 'ok'. Told to the other
+  // scripts of the page as a 'bleepless:connection' event.
+  function state() { return !navigator.onLine ? 'offline' : failing ? 'failing' : 'ok'; }
+  let told = null;
+  function show() {
+    if (offline) offline.hidden = navigator.onLine;
+    if (unreachable) unreachable.hidden = !target || Date.now() - lastHeard <= SILENCE_MS;
+    const now = state();
+    if (now !== told) {
+      told = now;
+      document.dispatchEvent(new CustomEvent('bleepless:connection', { detail: { state: now } }));
+    }
+  }
+  function heard() { lastHeard = Date.now(); failing = false; show(); }
+  function failed() { failing = true; show(); }
+  window.bleeplessConnection = { state, heard, failed };
+
+  // Any answer from the server counts as hearing from it (an error from a proxy in front
+  // of it does not); a request that does not get through counts as a failure.
+  const fetchFromNetwork = window.fetch.bind(window);
+  window.fetch = async function (...args) {
+    let res;
+    try { res = await fetchFromNetwork(...args); } catch (e) { failed(); throw e; }
+    if (res.status < 500) heard();
+    return res;
+  };
+  window.addEventListener('online', show);
+  window.addEventListener('offline', show);
+  setInterval(show, 1000);
+  show();
   if (!target) return;
+
   let busy = false, again = false;
   async function refresh() {
     if (busy) { again = true; return; }
@@ -23,18 +58,33 @@
         if (active && target.contains(active) && active.matches('input, textarea, select')) { again = true; }
         else { target.innerHTML = html; document.dispatchEvent(new CustomEvent('bleepless:refreshed')); }
       }
-    } catch (e) { /* offline: the banner says so */ }
+    } catch (e) { /* offline, or the server is down: the banners say so */ }
     busy = false;
     if (again) { again = false; setTimeout(refresh, 1000); }
   }
   window.bleeplessRefresh = refresh;
+
+  let stream = null, retry = null;
   function connect() {
+    clearTimeout(retry);
+    if (stream) stream.close();
     const es = new EventSource('/events');
-    es.addEventListener('change', refresh);
+    stream = es;
+    es.addEventListener('open', heard);
+    es.addEventListener('alive', heard);
+    es.addEventListener('change', () => { heard(); refresh(); });
     // Lost the stream: fetch the part at once, which catches up on what changed meanwhile
     // and, if the session has ended (idle timeout, sign-out elsewhere), reloads to the
     // sign-in page instead of showing a stale list.
-    es.onerror = () => { es.close(); refresh(); setTimeout(connect, 3000); };
+    es.onerror = () => {
+      es.close();
+      if (stream !== es) return;
+      refresh();
+      retry = setTimeout(connect, 3000);
+    };
   }
+  // A stream that has gone quiet without closing (a connection cut somewhere on the way)
+  // is replaced: the keep-alive would have come within 10 s.
+  setInterval(() => { if (Date.now() - lastHeard > 25000) connect(); }, 5000);
   connect();
 })();

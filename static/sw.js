@@ -90,3 +90,55 @@ async function handleNotificationClick(action, notification) {
 self.addEventListener('notificationclick', (event) => {
   event.waitUntil(handleNotificationClick(event.action, event.notification));
 });
+
+// When a page cannot be reached (offline, or the server is down), the app shows its own
+// offline page, kept from when the worker was installed, never the browser's error page.
+// Only that page and the files it uses are kept: nothing that shows a patient is cached.
+const OFFLINE_CACHE = 'bleepless-offline-v1';
+const OFFLINE_PAGE = '/offline';
+const OFFLINE_FILES = [OFFLINE_PAGE, '/static/app.css', '/static/icon.svg'];
+
+async function keepOfflinePage() {
+  try {
+    const cache = await caches.open(OFFLINE_CACHE);
+    await cache.addAll(OFFLINE_FILES);
+  } catch (e) {
+    // Not fatal: notifications matter more than the offline page. Tried again on activate.
+  }
+}
+
+async function dropOldCaches() {
+  for (const name of await caches.keys()) {
+    if (name.startsWith('bleepless-') && name !== OFFLINE_CACHE) await caches.delete(name);
+  }
+  const cache = await caches.open(OFFLINE_CACHE);
+  if (!(await cache.match(OFFLINE_PAGE))) await keepOfflinePage();
+}
+
+// From the network while it answers, as before; when that fails, what was kept: `kept` is
+// the offline page for a page, the request itself for the offline page's own files.
+async function networkOr(request, kept) {
+  try {
+    return await fetch(request);
+  } catch (e) {
+    const copy = await caches.match(kept, { cacheName: OFFLINE_CACHE });
+    if (copy) return copy;
+    throw e;
+  }
+}
+
+function offlineFallback(event) {
+  const request = event.request;
+  if (request.mode === 'navigate') {
+    event.respondWith(networkOr(request, OFFLINE_PAGE));
+    return;
+  }
+  const url = new URL(request.url);
+  if (request.method === 'GET' && url.origin === self.location.origin && OFFLINE_FILES.includes(url.pathname)) {
+    event.respondWith(networkOr(request, request));
+  }
+}
+
+self.addEventListener('install', (event) => { event.waitUntil(keepOfflinePage()); });
+self.addEventListener('activate', (event) => { event.waitUntil(dropOldCaches()); });
+self.addEventListener('fetch', offlineFallback);

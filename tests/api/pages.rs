@@ -283,15 +283,18 @@ async fn listen(app: &TestApp, who: &Person) -> reqwest::Response {
     res
 }
 
-/// The name of the next event on a change stream within `wait`, skipping keep-alive
-/// comments; `None` if none comes.
+/// The name of the next event on a change stream within `wait`, skipping keep-alives;
+/// `None` if none comes.
 async fn next_event(stream: &mut reqwest::Response, wait: std::time::Duration) -> Option<String> {
     let until = tokio::time::Instant::now() + wait;
     loop {
         let chunk = tokio::time::timeout_at(until, stream.chunk()).await.ok()?;
         let chunk = chunk.expect("the stream stays readable")?;
         let text = String::from_utf8_lossy(&chunk).to_string();
-        if let Some(line) = text.lines().find(|l| l.starts_with("event: ")) {
+        let event = text
+            .lines()
+            .find(|l| l.starts_with("event: ") && *l != "event: alive");
+        if let Some(line) = event {
             return Some(line["event: ".len()..].to_string());
         }
     }

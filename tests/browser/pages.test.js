@@ -3,95 +3,27 @@
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const net = require('node:net');
-const { chromium } = require('playwright-core');
-const { startSmtp } = require('./smtp.js');
+const { WARD, ROOT, waitFor, startService, launchBrowser } = require('./harness.js');
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = process.env.BLEEPLESS_BIN || path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target'), 'debug/bleepless');
 const SHOTS = path.join(ROOT, 'docs/screenshots');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const WARD = 'Ward 5 (Acute Medicine)';
 
-let dir, server, smtp, browser, base, demo;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
-
-async function waitFor(what, check, ms = 15000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    try { const v = await check(); if (v) return v; } catch (e) { /* not yet */ }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function mails() {
-  // Undo quoted-printable soft line breaks and the escaped '='.
-  return smtp.messages.map((m) => m.replace(/=\r?\n/g, '').replace(/=3D/g, '='));
-}
-
-async function api(method, p, token, body) {
-  const res = await fetch(base + p, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  return { status: res.status, body: await res.json() };
-}
-
-async function signIn(page, email) {
-  await page.goto(base + '/login');
-  await page.fill('#email', email);
-  await page.fill('#password', demo.password);
-  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
-}
+let service, browser, base, demo;
+const api = (...args) => service.api(...args);
+const signIn = (...args) => service.signIn(...args);
+const mails = () => service.mails();
 
 before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bleepless-browser-'));
   fs.mkdirSync(SHOTS, { recursive: true });
-  const [port, smtpPort] = [await freePort(), await freePort()];
-  base = `http://127.0.0.1:${port}`;
-  smtp = await startSmtp(smtpPort);
-  const config = path.join(dir, 'bleepless.toml');
-  fs.writeFileSync(config, [
-    `bind = "127.0.0.1:${port}"`,
-    `database_url = "sqlite://${path.join(dir, 'bleepless.db')}"`,
-    '[email]', 'host = "127.0.0.1"', `port = ${smtpPort}`, 'security = "plain"', 'from = "Bleepless <bleepless@example.nhs.uk>"',
-    // The phone's stand-in subscription points here: allowed by this explicit setting only.
-    '[push]', 'allow_endpoints = ["https://127.0.0.1:9"]', '',
-  ].join('\n'));
-  const out = execFileSync(BIN, ['--config', config, 'demo'], { encoding: 'utf8', env: { ...process.env, RUST_LOG: 'warn' } });
-  demo = { password: /the password (\S+)/.exec(out)[1], tokens: {} };
-  for (const line of out.split('\n')) {
-    const m = /(\S+@example\.nhs\.uk)\s+(blp_\S+)/.exec(line);
-    if (m) demo.tokens[m[1]] = m[2];
-  }
-  server = spawn(BIN, ['--config', config], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } });
-  await waitFor('the service', async () => (await fetch(base + '/healthz')).ok);
-  await waitFor('the SMTP server', () => new Promise((resolve) => {
-    const s = net.connect(smtpPort, '127.0.0.1', () => { s.end(); resolve(true); });
-    s.on('error', () => resolve(false));
-  }));
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  service = await startService();
+  ({ base, demo } = service);
+  browser = await launchBrowser();
 });
 
 after(async () => {
   if (browser) await browser.close();
-  if (server) server.kill();
-  if (smtp) smtp.close();
+  if (service) service.close();
 });
 
 test('a stat task raised through the form reaches the phone within 2 s, is acknowledged, and the dashboard shows it', async () => {

@@ -24,6 +24,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../../static/live.js"),
     ),
     (
+        "actions.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../static/actions.js"),
+    ),
+    (
         "me.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../../static/me.js"),

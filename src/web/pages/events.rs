@@ -26,8 +26,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// How often the poller looks for changes while a page listens.
 const PERIOD: Duration = Duration::from_millis(700);
-/// A comment line this often keeps an idle stream open through proxies.
-const KEEP_ALIVE: Duration = Duration::from_secs(14);
+/// An `alive` event this often keeps an idle stream open through proxies and tells the page
+/// that the server is still there: a page that hears nothing for 30 s says it cannot reach
+/// the server.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// Something that moves whenever a task or a delivery changes. Every part is read from an
 /// index, so an open page costs the same with a million tasks stored as with ten.
@@ -108,7 +110,7 @@ async fn events(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
         loop {
             match tokio::time::timeout(KEEP_ALIVE, rx.changed()).await {
                 Err(_) => {
-                    let chunk = Bytes::from_static(b": still here\n\n");
+                    let chunk = Bytes::from_static(b"event: alive\ndata: {}\n\n");
                     return Some((Ok::<_, actix_web::Error>(chunk), (rx, last)));
                 }
                 Ok(Err(_)) => return None,

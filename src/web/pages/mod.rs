@@ -25,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login", web::get().to(login_form))
         .route("/login", web::post().to(login))
         .route("/logout", web::post().to(logout))
+        .route("/offline", web::get().to(offline))
         .configure(assets::routes)
         .configure(events::routes)
         .configure(tasks::routes)
@@ -255,6 +256,18 @@ async fn home(user: PageUser) -> PageResult {
         "/admin"
     };
     see_other(to)
+}
+
+#[derive(Template)]
+#[template(path = "offline.html")]
+struct OfflinePage {
+    nav: Option<Nav>,
+}
+
+/// What the phone shows when a page cannot be reached: the service worker keeps a copy
+/// from when it was installed. The same for everyone, with no data in it.
+async fn offline() -> HttpResponse {
+    html(StatusCode::OK, &OfflinePage { nav: None })
 }
 
 #[derive(Template)]

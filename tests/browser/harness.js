@@ -1,0 +1,113 @@
+// What every browser test file needs: the real service binary on a SQLite file with the
+// demo data and a real SMTP server, and Debian's Chromium driven by playwright-core.
+'use strict';
+const { spawn, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const net = require('node:net');
+const { chromium } = require('playwright-core');
+const { startSmtp } = require('./smtp.js');
+
+const ROOT = path.resolve(__dirname, '../..');
+const BIN = process.env.BLEEPLESS_BIN || path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target'), 'debug/bleepless');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const WARD = 'Ward 5 (Acute Medicine)';
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+async function waitFor(what, check, ms = 15000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    try { const v = await check(); if (v) return v; } catch (e) { /* not yet */ }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+// Starts the service with the demo data. `stop()` kills it as a crash would and `start()`
+// runs it again on the same address and database.
+async function startService() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bleepless-browser-'));
+  const [port, smtpPort] = [await freePort(), await freePort()];
+  const base = `http://127.0.0.1:${port}`;
+  const smtp = await startSmtp(smtpPort);
+  const config = path.join(dir, 'bleepless.toml');
+  fs.writeFileSync(config, [
+    `bind = "127.0.0.1:${port}"`,
+    `database_url = "sqlite://${path.join(dir, 'bleepless.db')}"`,
+    '[email]', 'host = "127.0.0.1"', `port = ${smtpPort}`, 'security = "plain"', 'from = "Bleepless <bleepless@example.nhs.uk>"',
+    // The phone's stand-in subscription points here: allowed by this explicit setting only.
+    '[push]', 'allow_endpoints = ["https://127.0.0.1:9"]', '',
+  ].join('\n'));
+  const env = { ...process.env, RUST_LOG: 'warn' };
+  const out = execFileSync(BIN, ['--config', config, 'demo'], { encoding: 'utf8', env });
+  const demo = { password: /the password (\S+)/.exec(out)[1], tokens: {} };
+  for (const line of out.split('\n')) {
+    const m = /(\S+@example\.nhs\.uk)\s+(blp_\S+)/.exec(line);
+    if (m) demo.tokens[m[1]] = m[2];
+  }
+  let server = null;
+  const service = {
+    base,
+    demo,
+    async start() {
+      server = spawn(BIN, ['--config', config], { stdio: ['ignore', 'ignore', 'inherit'], env });
+      await waitFor('the service', async () => (await fetch(base + '/healthz')).ok);
+    },
+    async stop(signal = 'SIGKILL') {
+      if (!server) return;
+      const running = server;
+      server = null;
+      const gone = new Promise((resolve) => running.once('exit', resolve));
+      running.kill(signal);
+      await gone;
+    },
+    // Ends the service at once: its database is thrown away, and a graceful stop was seen
+    // to keep the test run waiting some 20 s.
+    close() {
+      if (server) server.kill('SIGKILL');
+      server = null;
+      smtp.close();
+    },
+    // The messages the SMTP server accepted, quoted-printable soft line breaks and the
+    // escaped '=' undone.
+    mails() {
+      return smtp.messages.map((m) => m.replace(/=\r?\n/g, '').replace(/=3D/g, '='));
+    },
+    async api(method, p, token, body) {
+      const res = await fetch(base + p, {
+        method,
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      return { status: res.status, body: await res.json() };
+    },
+    async signIn(page, email) {
+      await page.goto(base + '/login');
+      await page.fill('#email', email);
+      await page.fill('#password', demo.password);
+      await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+    },
+  };
+  await service.start();
+  await waitFor('the SMTP server', () => new Promise((resolve) => {
+    const s = net.connect(smtpPort, '127.0.0.1', () => { s.end(); resolve(true); });
+    s.on('error', () => resolve(false));
+  }));
+  return service;
+}
+
+function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+}
+
+module.exports = { ROOT, WARD, waitFor, startService, launchBrowser };
