@@ -240,6 +240,29 @@ async fn a_shown_push_sends_no_text_and_the_task_says_who_saw_it() {
     );
     assert_eq!(seen[0]["actor"]["name"], "Dr Amy Patel");
 
+    // The coordinator's page says it too, and so does the dashboard once it is late.
+    let (session, _) = crate::pages::sign_in(app, &w.nurse).await;
+    let page = |path: &str| {
+        crate::pages::client()
+            .get(format!("{}{path}", app.base))
+            .header("cookie", &session)
+            .send()
+    };
+    let raised = page("/tasks/raised/fragment")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raised.contains("seen by Dr Amy Patel 02:00"), "{raised}");
+    let board = page("/dashboard/fragment")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(board.contains("seen by Dr Amy Patel 02:00"), "{board}");
+
     // A receipt is its own credential: one that was not made here is refused.
     let (s, body) = post_receipt(
         app,
@@ -505,4 +528,43 @@ fn the_text_section_is_checked_and_printed_with_its_secrets_hidden() {
         assert!(lines[0].contains(says), "{text:?}: {err}");
         assert!(!err.contains(provider::SECRET), "a secret shown: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clinician_sets_their_mobile_on_my_bleeps() {
+    use crate::pages::{client, sign_in};
+    let w = Ward::new().await;
+    let app = &w.app;
+    let (session, csrf) = sign_in(app, &w.amy).await;
+    let post = |mobile: &'static str| {
+        client()
+            .post(format!("{}/me/mobile", app.base))
+            .header("cookie", &session)
+            .form(&[("csrf", csrf.as_str()), ("mobile", mobile)])
+            .send()
+    };
+    let res = post("020 7946 0000").await.unwrap();
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("not a UK mobile"));
+    let res = post("07700 900123").await.unwrap();
+    assert_eq!(res.status(), 303);
+    let page = client()
+        .get(format!("{}/me", app.base))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Text messages: +447700900123"), "{page}");
+    assert_eq!(post("").await.unwrap().status(), 303);
+    let res = client()
+        .post(format!("{}/me/mobile", app.base))
+        .header("cookie", &session)
+        .form(&[("csrf", "forged"), ("mobile", "07700 900123")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "no change without the form's token");
 }

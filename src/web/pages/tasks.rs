@@ -23,6 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/tasks/raised/fragment", web::get().to(raised_fragment))
         .route("/me", web::get().to(me))
         .route("/me/fragment", web::get().to(me_fragment))
+        .route("/me/mobile", web::post().to(set_mobile))
         .route("/me/tasks/{id}/comment", web::post().to(comment))
         .route("/me/tasks/{id}/{action}", web::post().to(act));
 }
@@ -450,6 +451,8 @@ struct MePage {
     csrf: String,
     holds: String,
     fragment: String,
+    /// Where text messages go, as stored (E.164), or empty.
+    mobile: String,
 }
 
 /// My open tasks: for me, for a bleep I hold, or escalated to a bleep I hold. Stat first,
@@ -531,12 +534,47 @@ async fn me(state: web::Data<AppState>, user: PageUser) -> PageResult {
         "My bleeps",
     )?;
     let (fragment, holds) = my_cards(&state, &user).await?;
+    let id = user.0.staff.id.clone();
+    let mobile = state
+        .store
+        .read(move |c| crate::store::notifications::mobiles(c, &[id.as_str()]))
+        .await?
+        .into_values()
+        .next()
+        .unwrap_or_default();
     ok(&MePage {
         nav: user.nav(),
         csrf: user.0.csrf.clone(),
         holds,
         fragment,
+        mobile,
     })
+}
+
+#[derive(Deserialize)]
+struct MobileForm {
+    csrf: String,
+    mobile: String,
+}
+
+/// The number a person's text messages go to, from "My bleeps"; empty removes it.
+async fn set_mobile(
+    state: web::Data<AppState>,
+    user: PageUser,
+    form: web::Form<MobileForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    user.check_csrf(&f.csrf)?;
+    let mobile = match f.mobile.trim() {
+        "" => None,
+        given => Some(crate::domain::phone::parse_mobile(given).map_err(bad)?),
+    };
+    let id = user.0.staff.id.clone();
+    state
+        .store
+        .write(move |c| crate::store::notifications::set_mobile(c, &id, mobile.as_deref()))
+        .await?;
+    see_other("/me#mobile-form")
 }
 
 async fn me_fragment(state: web::Data<AppState>, user: PageUser) -> PageResult {
