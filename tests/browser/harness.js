@@ -38,12 +38,16 @@ async function startService() {
   const base = `http://127.0.0.1:${port}`;
   const smtp = await startSmtp(smtpPort);
   const config = path.join(dir, 'bleepless.toml');
+  // A link secret the tests know, so that they can make the receipt a push would carry.
+  const linkSecret = require('node:crypto').randomBytes(24).toString('hex');
+  fs.writeFileSync(path.join(dir, 'link-secret'), linkSecret);
   fs.writeFileSync(config, [
     `bind = "127.0.0.1:${port}"`,
     `database_url = "sqlite://${path.join(dir, 'bleepless.db')}"`,
     '[email]', 'host = "127.0.0.1"', `port = ${smtpPort}`, 'security = "plain"', 'from = "Bleepless <bleepless@example.nhs.uk>"',
     // The phone's stand-in subscription points here: allowed by this explicit setting only.
-    '[push]', 'allow_endpoints = ["https://127.0.0.1:9"]', '',
+    '[push]', 'allow_endpoints = ["https://127.0.0.1:9"]',
+    '[security]', `link_secret_file = "${path.join(dir, 'link-secret')}"`, '',
   ].join('\n'));
   const env = { ...process.env, RUST_LOG: 'warn' };
   const out = execFileSync(BIN, ['--config', config, 'demo'], { encoding: 'utf8', env });
@@ -56,6 +60,14 @@ async function startService() {
   const service = {
     base,
     demo,
+    // The receipt the service signs into a push for this outbox row and device (what
+    // LinkSigner::seal does for Purpose::Receipt: HMAC-SHA256 over "receipt" and the two
+    // UUIDs' bytes, cut to 12 bytes, after the ids; base64url).
+    receipt(row, device) {
+      const ids = Buffer.concat([row, device].map((u) => Buffer.from(u.replace(/-/g, ''), 'hex')));
+      const mac = require('node:crypto').createHmac('sha256', linkSecret).update('receipt').update(ids).digest();
+      return Buffer.concat([ids, mac.subarray(0, 12)]).toString('base64url');
+    },
     async start() {
       server = spawn(BIN, ['--config', config], { stdio: ['ignore', 'ignore', 'inherit'], env });
       await waitFor('the service', async () => (await fetch(base + '/healthz')).ok);

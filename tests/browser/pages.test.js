@@ -113,7 +113,7 @@ test('a stat task raised through the form reaches the phone within 2 s, is ackno
   await desk.close();
 });
 
-test('the service worker shows a push as a bleep and its Acknowledge button acknowledges through the signed link', async () => {
+test('the service worker shows a push as a bleep, reports it shown, and its Acknowledge button acknowledges through the signed link', async () => {
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
   await phone.grantPermissions(['notifications'], { origin: base });
   const amy = await phone.newPage();
@@ -131,7 +131,12 @@ test('the service worker shows a push as a bleep and its Acknowledge button ackn
   // The worker's own promise is awaited, so a failure to show says why. A loaded headless
   // Chromium has been seen to drop the very first synthetic push: it is dispatched again
   // (the same tag replaces, so at most one notification results).
-  const push = { task_id: id, priority: 'stat', ward: WARD, bed: '4', category: 'bloods', level: 0, url: '/me' };
+  // It carries the receipt the service made for this push and Amy's phone, as a real one does.
+  const amyToken = demo.tokens['amy.patel@example.nhs.uk'];
+  const device = (await api('GET', '/api/v1/push-subscriptions', amyToken)).body.devices[0].id;
+  const rows = await waitFor('the push row', async () => (await api('GET', `/api/v1/tasks/${id}/notifications`, amyToken)).body.notifications.filter((n) => n.channel === 'push' && n.recipient.name === 'Dr Amy Patel'));
+  const receipt = service.receipt(rows[0].id, device);
+  const push = { task_id: id, priority: 'stat', ward: WARD, bed: '4', category: 'bloods', level: 0, url: '/me', notification_id: rows[0].id, receipt };
   let outcome;
   for (let attempt = 0; attempt < 3 && outcome !== 'shown'; attempt++) {
     outcome = await sw.evaluate(async (p) => {
@@ -150,6 +155,12 @@ test('the service worker shows a push as a bleep and its Acknowledge button ackn
   assert.equal(shown.title, `STAT: bloods, ${WARD} bed 4`);
   assert.equal(shown.sticky, true);
   assert.deepEqual(shown.actions, ['ack', 'open']);
+  // Having shown it, the worker reported it: the ward can see that Amy has it on screen.
+  const seen = await waitFor('the receipt', async () => {
+    const t = await api('GET', `/api/v1/tasks/${id}`, demo.tokens['grace.okafor@example.nhs.uk']);
+    return t.body.seen_by.find((s) => s.name === 'Dr Amy Patel');
+  });
+  assert.ok(seen.at, 'seen, with when');
 
   // The Acknowledge button posts to the link the notification carries (taken here from the email).
   const mail = await waitFor('the email', () => mails().find((m) => m.includes(id)));
