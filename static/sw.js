@@ -52,7 +52,17 @@ async function reportShown(p) {
   } catch (e) { /* offline: the server falls back to a text message */ }
 }
 
+// A notice about no one task: a bleep handed to this person, or taken from them.
+function showNotice(p) {
+  return self.registration.showNotification(p.title || 'Bleepless', {
+    body: p.body || '',
+    tag: 'notice-' + (p.notification_id || ''),
+    data: p,
+  });
+}
+
 async function onPush(p) {
+  if (p.notice) return showNotice(p);
   await showBleep(p);
   await reportShown(p);
 }

@@ -1,13 +1,13 @@
 //! The escalate command: tasks whose level ran out go up their chain, with their events and
 //! notifications, many tasks to a transaction (the tick calls it).
-use super::recipients::{escalation_roles, recipients};
+use super::recipients::{available_holders, escalation_roles, recipients};
 use super::Ctx;
 use crate::domain::escalation::{escalated, is_due, is_lost, next_step, repaired};
 use crate::domain::{Assignee, Task};
 use crate::error::AppResult;
 use crate::store::events::{self, NewEvent, NewEventRow};
 use crate::store::outbox::{self, Addressee};
-use crate::store::{directory, tasks, to_db, DbConnection};
+use crate::store::{tasks, to_db, DbConnection};
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -26,10 +26,10 @@ fn plan(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResult<Plan> {
     let chain = escalation_roles(conn, task, ctx.policy.fallback_role.as_deref())?;
     let mut held = Vec::with_capacity(chain.len());
     for role in &chain {
-        held.push(!directory::current_holders(conn, &role.id)?.is_empty());
+        held.push(!available_holders(conn, &role.id, ctx.now)?.is_empty());
     }
     let step = next_step(task.escalation_level, &held);
-    let recipients = recipients(conn, task, step.level, &chain)?;
+    let recipients = recipients(conn, task, step.level, &chain, ctx.now)?;
     let to = outbox::addresses(conn, &recipients)?;
     Ok(Plan {
         level: step.level,

@@ -7,6 +7,8 @@
 pub mod escalate;
 pub mod recipients;
 pub mod roles;
+pub mod rota;
+pub mod rota_plan;
 pub mod staff;
 pub mod tasks;
 

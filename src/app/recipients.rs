@@ -5,7 +5,8 @@ use crate::domain::transition::Standing;
 use crate::domain::{Action, Assignee, Permission, Task};
 use crate::error::{AppError, AppResult};
 use crate::store::directory::{self, Role, Staff};
-use crate::store::DbConnection;
+use crate::store::{rota, DbConnection};
+use chrono::{DateTime, Utc};
 
 /// The roles a task escalates through after its assignee, in order. For a task assigned to a
 /// role that is the role's chain; for one assigned to a person, the fallback role and its chain.
@@ -39,11 +40,35 @@ pub fn escalation_roles(
     Ok(chain)
 }
 
-/// Whoever the task is for right now: its assignee, or every current holder of its role.
-pub fn first_recipients(conn: &mut DbConnection, task: &Task) -> AppResult<Vec<String>> {
+/// Who holds the role now and is not busy: those new bleeps go to.
+pub fn available_holders(
+    conn: &mut DbConnection,
+    role_id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<String>> {
+    let mut holders = directory::current_holders(conn, role_id)?;
+    let busy = rota::busy_among(conn, &holders, now)?;
+    holders.retain(|h| !busy.contains(h));
+    Ok(holders)
+}
+
+/// Whoever the task is for right now: its assignee, or every holder of its role who is
+/// not busy. A busy assignee is passed by: the task goes on up its chain.
+pub fn first_recipients(
+    conn: &mut DbConnection,
+    task: &Task,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<String>> {
     match &task.assignee {
-        Assignee::Staff(s) => Ok(vec![s.clone()]),
-        Assignee::Role(r) => directory::current_holders(conn, r),
+        Assignee::Staff(s) => {
+            let busy = rota::busy_among(conn, std::slice::from_ref(s), now)?;
+            Ok(if busy.is_empty() {
+                vec![s.clone()]
+            } else {
+                Vec::new()
+            })
+        }
+        Assignee::Role(r) => available_holders(conn, r, now),
     }
 }
 
@@ -54,10 +79,11 @@ pub fn recipients(
     task: &Task,
     level: i32,
     chain: &[Role],
+    now: DateTime<Utc>,
 ) -> AppResult<Vec<String>> {
-    let mut out = first_recipients(conn, task)?;
+    let mut out = first_recipients(conn, task, now)?;
     for role in chain.iter().take(level.max(0) as usize) {
-        for h in directory::current_holders(conn, &role.id)? {
+        for h in available_holders(conn, &role.id, now)? {
             if !out.contains(&h) {
                 out.push(h);
             }

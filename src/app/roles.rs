@@ -1,4 +1,5 @@
-//! The on-call roles' commands: handing a bleep over.
+//! The on-call roles' commands: handing a bleep over (by an admin, or its holder), which
+//! stands until the role's rota next changes hands.
 use super::Ctx;
 use crate::domain::Permission;
 use crate::error::{AppError, AppResult};
@@ -33,5 +34,16 @@ pub fn hand_over(
         }
         HandedBy::Operator => None,
     };
-    directory::hand_over(conn, role, to, share, by_id, ctx.now)
+    super::rota::may_hold(conn, role, to)?;
+    super::rota::catch_up(conn, ctx)?;
+    let mut wanted = if share {
+        directory::current_holders(conn, &role.id)?
+    } else {
+        Vec::new()
+    };
+    if !wanted.contains(&to.id) {
+        wanted.push(to.id.clone());
+    }
+    super::rota::hand_to(conn, ctx, role, &wanted, "hand-over", by_id)?;
+    Ok(())
 }

@@ -60,7 +60,7 @@ fn queue_for_record(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResul
 
 /// Queues the notifications of whoever the task is for now.
 fn notify_first_recipients(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResult<usize> {
-    let recipients = first_recipients(conn, task)?;
+    let recipients = first_recipients(conn, task, ctx.now)?;
     if recipients.is_empty() {
         tracing::warn!(task_id = %task.id, "no one holds the bleep this task is for");
     }
@@ -90,6 +90,9 @@ pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> Ap
         )));
     }
     let assignee = resolve_assignee(conn, &new.assignee)?;
+    // A task raised a second after a shift boundary reaches the incoming holder, even if
+    // the tick has not run since.
+    super::rota::catch_up(conn, ctx)?;
     let task = Task::raised(new_id(), new, assignee, &by.id, ctx.now, &ctx.policy);
     tasks::insert(conn, &task)?;
     events::append_event(
@@ -108,7 +111,27 @@ pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> Ap
     )?;
     let queued = notify_first_recipients(conn, &task, ctx)?;
     tracing::info!(task_id = %task.id, priority = %task.priority, notifications = queued, "task raised");
+    if queued == 0 && all_busy(conn, &task, ctx)? {
+        // Everyone it is for is busy: it goes on up its chain now, not at its deadline.
+        let due_now = Task {
+            next_escalation_at: Some(ctx.now),
+            ..task.clone()
+        };
+        super::escalate::escalate(conn, ctx, &[due_now])?;
+        tracing::info!(task_id = %task.id, "everyone the task is for is busy; passed on at once");
+        return tasks::load(conn, &task.id);
+    }
     Ok(task)
+}
+
+/// Is the task for someone, all of whom are busy?
+fn all_busy(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResult<bool> {
+    let people = match &task.assignee {
+        Assignee::Staff(s) => vec![s.clone()],
+        Assignee::Role(r) => directory::current_holders(conn, r)?,
+    };
+    Ok(!people.is_empty()
+        && crate::store::rota::busy_among(conn, &people, ctx.now)?.len() == people.len())
 }
 
 fn assignee_label(conn: &mut DbConnection, a: &Assignee) -> AppResult<String> {
@@ -173,6 +196,8 @@ pub fn act(
     command: Command,
 ) -> AppResult<Task> {
     let action = command.action();
+    // Whoever holds the bleep by the rota now may act, even before the next tick.
+    super::rota::catch_up(conn, ctx)?;
     let change = command.resolve(|to| resolve_assignee(conn, &to))?;
     for _attempt in 0..5 {
         let task = tasks::load(conn, id)?;

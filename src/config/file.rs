@@ -13,6 +13,8 @@ pub(super) struct FileConfig {
     pub(super) public_url: Option<String>,
     pub(super) pool_size: Option<u32>,
     pub(super) log_format: Option<String>,
+    /// The hospital's time zone (IANA name): rotas are written and shown in it.
+    pub(super) time_zone: Option<String>,
     pub(super) escalation: Option<FileEscalation>,
     pub(super) push: Option<FilePush>,
     pub(super) email: Option<FileEmail>,

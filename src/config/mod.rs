@@ -213,6 +213,7 @@ impl Config {
         let fhir = sections::fhir(file.fhir.unwrap_or_default(), &public_url, src)?;
         let health = sections::health(file.health, src)?;
         let metrics = sections::metrics(file.metrics.unwrap_or_default(), src)?;
+        let zone = sections::zone(file.time_zone, src)?;
 
         Ok(Config {
             bind,
@@ -225,6 +226,7 @@ impl Config {
                 email: email.is_some(),
                 records: record.iter().map(|r| r.name.clone()).collect(),
                 text_after: text.as_ref().map(|t| t.after).unwrap_or_default(),
+                zone,
             },
             schedule,
             push,

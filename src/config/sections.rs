@@ -389,6 +389,21 @@ pub(super) fn log_format(file: Option<String>, src: &Source) -> Result<LogFormat
     LogFormat::parse(&log_format).map_err(|why| ConfigError(format!("{log_from}: {why}")))
 }
 
+/// The hospital's time zone: `BLEEPLESS_TIME_ZONE`, `time_zone`, or Europe/London.
+pub(super) fn zone(
+    file: Option<String>,
+    src: &Source,
+) -> Result<crate::domain::rota::Zone, ConfigError> {
+    let (name, from) = match env("BLEEPLESS_TIME_ZONE") {
+        Some(z) => (z, "BLEEPLESS_TIME_ZONE".to_string()),
+        None => match file {
+            Some(z) => (z, src.key("time_zone")),
+            None => return Ok(crate::domain::rota::Zone::default()),
+        },
+    };
+    crate::domain::rota::Zone::parse(&name).map_err(|why| ConfigError(format!("{from}: {why}")))
+}
+
 pub(super) fn fhir(f: FileFhir, public_url: &str, src: &Source) -> Result<FhirConfig, ConfigError> {
     let system_base = env("BLEEPLESS_FHIR_SYSTEM_BASE")
         .or(f.system_base)

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 coded_enum!(
     /// How a delivery goes out: to a person's devices, to their mailbox, as a text message
-    /// to their mobile (the fallback when a push was not seen), or to a patient record server.
+    /// to their mobile (the fallback when a push was not seen), to a patient record server,
+    /// or a notice to a person's phones that is about no one task (a bleep handed to them).
     Kind, "delivery kind" {
         Push => "push",
         Email => "email",
         Text => "text",
         Record => "record",
+        Notice => "notice",
     }
 );
 
@@ -103,7 +105,7 @@ pub struct RetryPolicy {
 impl Kind {
     pub fn retry_policy(self, limits: RetryLimits) -> RetryPolicy {
         let giving_up = match self {
-            Kind::Push | Kind::Email | Kind::Text => GivingUp::Fail,
+            Kind::Push | Kind::Email | Kind::Text | Kind::Notice => GivingUp::Fail,
             Kind::Record => GivingUp::KeepTrying,
         };
         RetryPolicy { limits, giving_up }
@@ -114,7 +116,7 @@ impl Kind {
     pub fn chases_a_person(self) -> bool {
         match self {
             Kind::Push | Kind::Email | Kind::Text => true,
-            Kind::Record => false,
+            Kind::Record | Kind::Notice => false,
         }
     }
 

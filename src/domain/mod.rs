@@ -2,8 +2,10 @@
 pub mod delivery;
 pub mod escalation;
 pub mod health;
+pub mod icalendar;
 pub mod nhs_number;
 pub mod phone;
+pub mod rota;
 pub mod staff;
 pub mod task;
 pub mod timeline;

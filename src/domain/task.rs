@@ -168,6 +168,8 @@ pub struct Policy {
     pub records: Vec<String>,
     /// When a text message follows an unseen notification (none when no provider is set).
     pub text_after: super::delivery::TextAfter,
+    /// The hospital's time zone: rotas are written in it.
+    pub zone: super::rota::Zone,
 }
 
 /// Who a task is for: an on-call role (whoever holds it) or a named member of staff.

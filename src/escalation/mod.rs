@@ -23,6 +23,11 @@ pub async fn tick(app: &App, now: DateTime<Utc>) -> AppResult<usize> {
         now,
         policy: app.policy.clone(),
     };
+    // The rota first: a bleep changes hands at its boundary, and its waiting tasks go to
+    // the incoming holder before anything escalates past them.
+    if let Err(e) = app.run_in(ctx.clone(), crate::app::rota::catch_up).await {
+        tracing::error!(error = %e, "applying the rota failed; will retry next tick");
+    }
     let mut escalated = 0;
     loop {
         let due = app

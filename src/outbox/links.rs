@@ -76,6 +76,10 @@ pub enum Purpose {
     Ack,
     /// A phone's report that it showed a push: one outbox row and one device.
     Receipt,
+    /// The secret address of one person's rota as a calendar feed.
+    StaffCalendar,
+    /// The secret address of one role's rota as a calendar feed.
+    RoleCalendar,
 }
 
 impl Purpose {
@@ -83,6 +87,8 @@ impl Purpose {
         match self {
             Purpose::Ack => b"ack",
             Purpose::Receipt => b"receipt",
+            Purpose::StaffCalendar => b"calendar-staff",
+            Purpose::RoleCalendar => b"calendar-role",
         }
     }
 }

@@ -179,6 +179,53 @@ impl Notifier {
         }
     }
 
+    /// A notice to a person's phones, about no one task (a bleep handed to them). With no
+    /// phone registered it is not needed: their page shows the same.
+    pub async fn send_notice(&self, row: &Row, devices: &[Device]) -> Attempt {
+        if devices.is_empty() {
+            return Attempt::NotNeeded;
+        }
+        let said: serde_json::Value = serde_json::from_str(&row.destination).unwrap_or_default();
+        let payload = json!({
+            "notification_id": row.id,
+            "notice": true,
+            "title": said["title"],
+            "body": said["body"],
+            "url": format!("{}/me", self.public_url),
+        })
+        .to_string();
+        let sends = devices.iter().map(|d| {
+            let sub = Subscription {
+                endpoint: d.endpoint.clone(),
+                p256dh: d.p256dh.clone(),
+                auth: d.auth.clone(),
+            };
+            let payload = payload.clone();
+            async move {
+                self.push
+                    .send(
+                        &sub,
+                        payload.as_bytes(),
+                        3600,
+                        Urgency::Normal,
+                        "bleep-notice",
+                    )
+                    .await
+            }
+        });
+        let results = join_all(sends).await;
+        if results.iter().any(Result::is_ok) {
+            return Attempt::Sent;
+        }
+        match results.into_iter().find_map(|r| match r {
+            Err(PushError::Retry(e)) => Some(e),
+            _ => None,
+        }) {
+            Some(e) => Attempt::Failed(Failure::Transient(e)),
+            None => Attempt::Failed(Failure::Refused("no phone took the notice".into())),
+        }
+    }
+
     /// The fallback: a text to the recipient's mobile with a short acknowledge link.
     async fn send_text(&self, job: &Job) -> Result<(), Failure> {
         let (row, task) = (&job.row, &job.task);

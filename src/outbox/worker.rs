@@ -70,6 +70,8 @@ enum Job {
         /// The task's version the Bundle was made from.
         version: i64,
     },
+    /// A notice to a person's phones (about no one task).
+    Notice(Row, Vec<crate::store::notifications::Device>),
     /// A row that cannot be sent, and why.
     Unsendable(Row, String),
 }
@@ -78,7 +80,7 @@ impl Job {
     fn row(&self) -> &Row {
         match self {
             Job::Notify(j) => &j.row,
-            Job::Record { row, .. } | Job::Unsendable(row, _) => row,
+            Job::Record { row, .. } | Job::Notice(row, _) | Job::Unsendable(row, _) => row,
         }
     }
 }
@@ -225,14 +227,36 @@ impl Worker {
             return Ok(Vec::new());
         }
         let (mut people, mut records, mut jobs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut notices = Vec::new();
         for row in rows {
             match Kind::parse(&row.kind) {
                 Ok(Kind::Push | Kind::Email | Kind::Text) => people.push(row),
                 Ok(Kind::Record) => records.push(row),
+                Ok(Kind::Notice) => notices.push(row),
                 Err(e) => jobs.push(Job::Unsendable(row, e)),
             }
         }
         jobs.extend(self.notification_jobs(people).await?);
+        if !notices.is_empty() {
+            let devices = self
+                .store
+                .read(move |c| {
+                    let to: Vec<&str> = notices
+                        .iter()
+                        .filter_map(|r| r.recipient_id.as_deref())
+                        .collect();
+                    let d = notifications::devices_of(c, &to)?;
+                    Ok((notices, d))
+                })
+                .await?;
+            let (notices, mut devices) = devices;
+            for row in notices {
+                let d = devices
+                    .remove(row.recipient_id.as_deref().unwrap_or_default())
+                    .unwrap_or_default();
+                jobs.push(Job::Notice(row, d));
+            }
+        }
         for row in records {
             let task_id = row.task_id.clone();
             let rec = self.store.read(move |c| fhir::load(c, &task_id)).await?;
@@ -338,6 +362,11 @@ impl Worker {
             } => match self.records.send(&row.destination, bundle).await {
                 Ok(()) => self.sent_to_record(row, *version, now).await,
                 Err(f) => self.after(row, f, now),
+            },
+            Job::Notice(row, devices) => match self.notifier.send_notice(row, devices).await {
+                Attempt::Sent => Outcome::Sent,
+                Attempt::NotNeeded => Outcome::Cancelled,
+                Attempt::Failed(f) => self.after(row, f, now),
             },
             Job::Unsendable(row, why) => self.after(row, Failure::Refused(why.clone()), now),
         };

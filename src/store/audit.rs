@@ -18,6 +18,8 @@ coded_enum!(
         PasswordSet => "password_set",
         TokenReissued => "token_reissued",
         HandedOver => "handed_over",
+        RotaChanged => "rota_changed",
+        RoleAllowed => "role_allowed",
         EscalationSet => "escalation_set",
         RoleAdded => "role_added",
         WardAdded => "ward_added",

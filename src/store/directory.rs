@@ -442,8 +442,10 @@ pub fn hand_over(
             role_holdings::staff_id.eq(&to.id),
             role_holdings::handed_over_by.eq(by),
             role_holdings::held_from.eq(to_db(now)),
+            role_holdings::source.eq("hand-over"),
         ))
         .execute(conn)?;
+    super::rota::touch_directory(conn, now)?;
     tracing::info!(role = %role.name, staff_id = %to.id, share, "bleep handed over");
     Ok(())
 }

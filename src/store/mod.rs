@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod outbox;
 pub mod receipts;
+pub mod rota;
 pub mod schema;
 pub mod sessions;
 pub mod settings;

@@ -107,6 +107,26 @@ pub fn notifications(
     }
 }
 
+/// A notice to one person's phones, about no one task: its title and body travel in
+/// `destination` (as JSON), and the row's task is empty.
+pub fn notice(to: &str, title: &str, body: &str, now: DateTime<Utc>, into: &mut Vec<NewDelivery>) {
+    let id = new_id();
+    into.push(NewDelivery {
+        kind: Kind::Notice.code(),
+        destination: serde_json::json!({ "title": title, "body": body }).to_string(),
+        dedupe_key: format!("notice:{id}"),
+        task_id: String::new(),
+        task_version: 0,
+        level: 0,
+        recipient_id: Some(to.to_string()),
+        status: Delivery::Pending.code(),
+        attempts: 0,
+        due_at: to_db(now),
+        created_at: to_db(now),
+        id,
+    });
+}
+
 /// This version of the task for each record server.
 pub fn for_the_record(
     task: &Task,

@@ -13,6 +13,8 @@ diesel::table! {
         nmc_pin -> Nullable<Text>,
         sds_user_id -> Nullable<Text>,
         mobile -> Nullable<Text>,
+        busy_until -> Nullable<Timestamp>,
+        busy_reason -> Nullable<Text>,
     }
 }
 
@@ -41,6 +43,8 @@ diesel::table! {
         handed_over_by -> Nullable<Text>,
         held_from -> Timestamp,
         held_until -> Nullable<Timestamp>,
+        source -> Nullable<Text>,
+        confirmed_at -> Nullable<Timestamp>,
     }
 }
 
@@ -109,7 +113,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    rota_patterns (id) {
+        id -> Text,
+        role_id -> Text,
+        staff_id -> Text,
+        weekdays -> Text,
+        starts -> Text,
+        ends -> Text,
+        first_day -> Text,
+        last_day -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    rota_shifts (id) {
+        id -> Text,
+        role_id -> Text,
+        staff_id -> Nullable<Text>,
+        replaces -> Nullable<Text>,
+        starts_at -> Timestamp,
+        ends_at -> Timestamp,
+        pattern_id -> Nullable<Text>,
+        note -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    role_eligibility (role_id, staff_id) {
+        role_id -> Text,
+        staff_id -> Text,
+        granted_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    rota_patterns,
+    rota_shifts,
+    role_eligibility,
     delivery_receipts,
     heartbeats,
     staff,

@@ -121,6 +121,24 @@ pub fn due_for_escalation(
         .collect()
 }
 
+/// The open tasks assigned to a role (waiting, acknowledged or in progress), oldest first.
+pub fn open_for_role(conn: &mut DbConnection, role_id: &str) -> AppResult<Vec<Task>> {
+    tasks::table
+        .filter(tasks::assignee_role_id.eq(role_id))
+        .filter(tasks::status.eq_any([
+            Status::Requested.code(),
+            Status::Accepted.code(),
+            Status::InProgress.code(),
+        ]))
+        .order(tasks::raised_at.asc())
+        .limit(500)
+        .select(TaskRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(Task::try_from)
+        .collect()
+}
+
 /// Unacknowledged tasks with no next escalation time: never to be chased again unless
 /// repaired (see `domain::escalation::is_lost`).
 pub fn lost_escalations(conn: &mut DbConnection, limit: i64) -> AppResult<Vec<Task>> {

@@ -2,6 +2,7 @@
 pub mod ack;
 pub mod api;
 pub mod auth;
+pub mod calendar;
 pub mod errors;
 pub mod fhir;
 pub mod guard;

@@ -12,6 +12,7 @@ mod openapi;
 mod outbox;
 mod pages;
 mod races;
+mod rota;
 mod safety;
 mod security;
 #[path = "../support/mod.rs"]

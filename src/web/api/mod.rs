@@ -10,11 +10,12 @@ mod deliveries;
 mod devices;
 mod document;
 mod people;
+mod rota;
 mod service;
 mod tasks;
 mod views;
 
-use crate::web::metrics;
+use crate::web::{calendar, metrics};
 use actix_web::web;
 use document::Conventions;
 pub use document::{openapi, openapi_json};
@@ -44,6 +45,7 @@ macro_rules! operations {
             tags(
                 (name = "tasks", description = "Raise, read, list and act on tasks"),
                 (name = "people", description = "Staff, wards, on-call roles (bleeps) and the audit log"),
+                (name = "rota", description = "Shifts, patterns, imports, cover gaps, taking the bleep, busy and calendar feeds"),
                 (name = "devices", description = "Push subscriptions of the caller's devices"),
                 (name = "reports", description = "Deliveries and the escalation dashboard, for those who watch the wards"),
                 (name = "service", description = "Health, metrics and this document"),
@@ -85,6 +87,21 @@ operations! {
         people::list_roles,
         people::hand_over,
         people::set_escalation,
+        rota::take,
+        rota::list_allowed,
+        rota::set_allowed,
+        rota::role_calendar,
+        rota::list_shifts,
+        rota::add_shift,
+        rota::remove_shift,
+        rota::add_pattern,
+        rota::import,
+        rota::gaps,
+        rota::list_busy,
+        rota::set_busy,
+        rota::my_hand_over,
+        rota::confirm,
+        rota::my_calendar,
         people::list_staff,
         people::deactivate_staff,
         devices::set_mobile,
@@ -102,6 +119,7 @@ operations! {
     root: [
         service::health,
         metrics::scrape,
+        calendar::feed,
     ],
 }
 

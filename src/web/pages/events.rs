@@ -31,9 +31,15 @@ const PERIOD: Duration = Duration::from_millis(700);
 /// the server.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
-/// Something that moves whenever a task or a delivery changes. Every part is read from an
-/// index, so an open page costs the same with a million tasks stored as with ten.
-type Stamp = (Option<NaiveDateTime>, Option<NaiveDateTime>, i64);
+/// Something that moves whenever a task, a delivery or who holds a bleep changes. Every
+/// part is read from an index, so an open page costs the same with a million tasks stored
+/// as with ten.
+type Stamp = (
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+    i64,
+    Option<String>,
+);
 
 async fn stamp(store: &Store) -> Option<Stamp> {
     store
@@ -48,7 +54,8 @@ async fn stamp(store: &Store) -> Option<Stamp> {
                 .filter(outbox::status.eq(Delivery::Failed.code()))
                 .count()
                 .get_result::<i64>(c)?;
-            Ok((changed, raised, failed))
+            let holders = crate::store::rota::directory_changed(c)?;
+            Ok((changed, raised, failed, holders))
         })
         .await
         .ok()
@@ -105,7 +112,7 @@ impl Changes {
 
 async fn events(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
     let mut rx = state.changes.listen(&state.store);
-    let first = *rx.borrow_and_update();
+    let first = rx.borrow_and_update().clone();
     let stream = futures_util::stream::unfold((rx, first), |(mut rx, mut last)| async move {
         loop {
             match tokio::time::timeout(KEEP_ALIVE, rx.changed()).await {
@@ -115,7 +122,7 @@ async fn events(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
                 }
                 Ok(Err(_)) => return None,
                 Ok(Ok(())) => {
-                    let now = *rx.borrow_and_update();
+                    let now = rx.borrow_and_update().clone();
                     // The poller's first read is where this page starts from, not a change.
                     let moved = last.is_some() && now != last;
                     last = now;

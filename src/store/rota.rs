@@ -1,0 +1,516 @@
+//! The rota as stored: shifts and overrides as instants, recurring patterns, who may hold
+//! which role, who is busy, and how far the rota has been applied to who holds each bleep.
+use super::schema::{role_eligibility, role_holdings, rota_patterns, rota_shifts, settings, staff};
+use super::sql::insert_rows;
+use super::{from_db, new_id, to_db, DbConnection};
+use crate::domain::rota::{Slot, MAX_SHIFT};
+use crate::error::AppResult;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// One shift or override to write.
+#[derive(Insertable, Clone, Debug)]
+#[diesel(table_name = rota_shifts, treat_none_as_default_value = false)]
+pub struct NewShift {
+    pub id: String,
+    pub role_id: String,
+    pub staff_id: Option<String>,
+    pub replaces: Option<String>,
+    pub starts_at: NaiveDateTime,
+    pub ends_at: NaiveDateTime,
+    pub pattern_id: Option<String>,
+    pub note: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+impl NewShift {
+    pub fn new(
+        role_id: &str,
+        staff_id: Option<&str>,
+        span: (DateTime<Utc>, DateTime<Utc>),
+        now: DateTime<Utc>,
+    ) -> NewShift {
+        NewShift {
+            id: new_id(),
+            role_id: role_id.to_string(),
+            staff_id: staff_id.map(str::to_string),
+            replaces: None,
+            starts_at: to_db(span.0),
+            ends_at: to_db(span.1),
+            pattern_id: None,
+            note: None,
+            created_at: to_db(now),
+        }
+    }
+}
+
+pub fn add_shifts(conn: &mut DbConnection, rows: &[NewShift]) -> AppResult<usize> {
+    Ok(insert_rows!(conn, rota_shifts::table, rows))
+}
+
+/// A recurring pattern, as written.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PatternRow {
+    pub id: String,
+    pub role_id: String,
+    pub staff_id: String,
+    pub weekdays: String,
+    pub starts: String,
+    pub ends: String,
+    pub first_day: String,
+    pub last_day: String,
+}
+
+pub fn add_pattern(conn: &mut DbConnection, p: &PatternRow, now: DateTime<Utc>) -> AppResult<()> {
+    diesel::insert_into(rota_patterns::table)
+        .values((
+            rota_patterns::id.eq(&p.id),
+            rota_patterns::role_id.eq(&p.role_id),
+            rota_patterns::staff_id.eq(&p.staff_id),
+            rota_patterns::weekdays.eq(&p.weekdays),
+            rota_patterns::starts.eq(&p.starts),
+            rota_patterns::ends.eq(&p.ends),
+            rota_patterns::first_day.eq(&p.first_day),
+            rota_patterns::last_day.eq(&p.last_day),
+            rota_patterns::created_at.eq(to_db(now)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A shift as the API and the pages show it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Shift {
+    pub id: String,
+    pub role_id: String,
+    /// Who holds the role in this shift; none for an override that takes someone off.
+    pub staff_id: Option<String>,
+    /// For an override: whom it replaces for its window.
+    pub replaces: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub pattern_id: Option<String>,
+    pub note: Option<String>,
+}
+
+type ShiftTuple = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    NaiveDateTime,
+    NaiveDateTime,
+    Option<String>,
+    Option<String>,
+);
+
+fn shift_of(t: ShiftTuple) -> Shift {
+    Shift {
+        id: t.0,
+        role_id: t.1,
+        staff_id: t.2,
+        replaces: t.3,
+        starts_at: from_db(t.4),
+        ends_at: from_db(t.5),
+        pattern_id: t.6,
+        note: t.7,
+    }
+}
+
+impl Shift {
+    pub fn slot(&self) -> Slot {
+        Slot {
+            staff: self.staff_id.clone(),
+            replaces: self.replaces.clone(),
+            starts: self.starts_at,
+            ends: self.ends_at,
+        }
+    }
+}
+
+macro_rules! shift_columns {
+    () => {
+        (
+            rota_shifts::id,
+            rota_shifts::role_id,
+            rota_shifts::staff_id,
+            rota_shifts::replaces,
+            rota_shifts::starts_at,
+            rota_shifts::ends_at,
+            rota_shifts::pattern_id,
+            rota_shifts::note,
+        )
+    };
+}
+
+/// The shifts of some roles (all roles when `roles` is None) that overlap `[from, to)`,
+/// by start.
+pub fn shifts(
+    conn: &mut DbConnection,
+    roles: Option<&[String]>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<Vec<Shift>> {
+    // No shift is longer than MAX_SHIFT, so its start bounds the range to read.
+    let mut q = rota_shifts::table
+        .filter(rota_shifts::starts_at.gt(to_db(from - MAX_SHIFT)))
+        .filter(rota_shifts::ends_at.gt(to_db(from)))
+        .filter(rota_shifts::starts_at.lt(to_db(to)))
+        .select(shift_columns!())
+        .order((rota_shifts::starts_at, rota_shifts::id))
+        .into_boxed();
+    if let Some(r) = roles {
+        q = q.filter(rota_shifts::role_id.eq_any(r.to_vec()));
+    }
+    Ok(q.load::<ShiftTuple>(conn)?
+        .into_iter()
+        .map(shift_of)
+        .collect())
+}
+
+/// One person's shifts (and the overrides that name them) overlapping `[from, to)`.
+pub fn shifts_of_staff(
+    conn: &mut DbConnection,
+    staff_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<Vec<Shift>> {
+    Ok(rota_shifts::table
+        .filter(rota_shifts::staff_id.eq(staff_id))
+        .filter(rota_shifts::starts_at.gt(to_db(from - MAX_SHIFT)))
+        .filter(rota_shifts::ends_at.gt(to_db(from)))
+        .filter(rota_shifts::starts_at.lt(to_db(to)))
+        .select(shift_columns!())
+        .order(rota_shifts::starts_at)
+        .load::<ShiftTuple>(conn)?
+        .into_iter()
+        .map(shift_of)
+        .collect())
+}
+
+/// The slots of each of these roles that overlap `[from, to)`.
+pub fn slots(
+    conn: &mut DbConnection,
+    roles: &[String],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<HashMap<String, Vec<Slot>>> {
+    let mut out: HashMap<String, Vec<Slot>> = HashMap::new();
+    for s in shifts(conn, Some(roles), from, to)? {
+        out.entry(s.role_id.clone()).or_default().push(s.slot());
+    }
+    Ok(out)
+}
+
+/// Removes one shift; whether it was there.
+pub fn remove_shift(conn: &mut DbConnection, id: &str) -> AppResult<Option<Shift>> {
+    let found = rota_shifts::table
+        .find(id)
+        .select(shift_columns!())
+        .get_result::<ShiftTuple>(conn)
+        .optional()?
+        .map(shift_of);
+    if found.is_some() {
+        diesel::delete(rota_shifts::table.find(id)).execute(conn)?;
+    }
+    Ok(found)
+}
+
+/// The roles whose rota starts or ends a shift in `(after, upto]`.
+pub fn roles_changing(
+    conn: &mut DbConnection,
+    after: DateTime<Utc>,
+    upto: DateTime<Utc>,
+) -> AppResult<Vec<String>> {
+    let (a, u) = (to_db(after), to_db(upto));
+    let mut roles: Vec<String> = rota_shifts::table
+        .filter(
+            rota_shifts::starts_at
+                .gt(a)
+                .and(rota_shifts::starts_at.le(u)),
+        )
+        .select(rota_shifts::role_id)
+        .distinct()
+        .load(conn)?;
+    let ending: Vec<String> = rota_shifts::table
+        .filter(rota_shifts::ends_at.gt(a).and(rota_shifts::ends_at.le(u)))
+        .select(rota_shifts::role_id)
+        .distinct()
+        .load(conn)?;
+    for r in ending {
+        if !roles.contains(&r) {
+            roles.push(r);
+        }
+    }
+    roles.sort();
+    Ok(roles)
+}
+
+/// The roles that have a rota at all around `[from, to)`.
+pub fn roles_on_rota(
+    conn: &mut DbConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<Vec<String>> {
+    Ok(rota_shifts::table
+        .filter(rota_shifts::starts_at.gt(to_db(from - MAX_SHIFT)))
+        .filter(rota_shifts::ends_at.gt(to_db(from)))
+        .filter(rota_shifts::starts_at.lt(to_db(to)))
+        .select(rota_shifts::role_id)
+        .distinct()
+        .load(conn)?)
+}
+
+const APPLIED: &str = "rota_applied_until";
+
+/// How far the rota has been applied to who holds each bleep (None: not yet).
+pub fn applied_until(conn: &mut DbConnection) -> AppResult<Option<DateTime<Utc>>> {
+    let v: Option<String> = settings::table
+        .find(APPLIED)
+        .select(settings::value)
+        .get_result(conn)
+        .optional()?;
+    Ok(v.and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
+        .map(|t| t.with_timezone(&Utc)))
+}
+
+/// Moves the applied mark from `from` (as read) to `to`: false when another transaction
+/// moved it first (it then did this work). On PostgreSQL the second writer waits for the
+/// first and then finds the mark moved.
+pub fn advance_applied(
+    conn: &mut DbConnection,
+    from: Option<DateTime<Utc>>,
+    to: DateTime<Utc>,
+) -> AppResult<bool> {
+    let old = from.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let n = diesel::update(
+        settings::table
+            .filter(settings::name.eq(APPLIED))
+            .filter(settings::value.eq(old)),
+    )
+    .set(settings::value.eq(to.to_rfc3339()))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+const DIRECTORY: &str = "directory_changed_at";
+
+/// Marks that who holds what (or who is busy) changed, so open pages refresh.
+pub fn touch_directory(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<()> {
+    diesel::update(settings::table.find(DIRECTORY))
+        .set(settings::value.eq(now.to_rfc3339()))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// When who holds what last changed (for open pages).
+pub fn directory_changed(conn: &mut DbConnection) -> AppResult<Option<String>> {
+    Ok(settings::table
+        .find(DIRECTORY)
+        .select(settings::value)
+        .get_result(conn)
+        .optional()?)
+}
+
+/// Lets a person hold a role (idempotent).
+pub fn allow(
+    conn: &mut DbConnection,
+    role_id: &str,
+    staff_id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let already: i64 = role_eligibility::table
+        .find((role_id, staff_id))
+        .count()
+        .get_result(conn)?;
+    if already > 0 {
+        return Ok(false);
+    }
+    diesel::insert_into(role_eligibility::table)
+        .values((
+            role_eligibility::role_id.eq(role_id),
+            role_eligibility::staff_id.eq(staff_id),
+            role_eligibility::granted_at.eq(to_db(now)),
+        ))
+        .execute(conn)?;
+    Ok(true)
+}
+
+pub fn disallow(conn: &mut DbConnection, role_id: &str, staff_id: &str) -> AppResult<bool> {
+    Ok(diesel::delete(role_eligibility::table.find((role_id, staff_id))).execute(conn)? > 0)
+}
+
+/// Who may hold the role (empty: the role has no list yet).
+pub fn allowed(conn: &mut DbConnection, role_id: &str) -> AppResult<Vec<String>> {
+    Ok(role_eligibility::table
+        .filter(role_eligibility::role_id.eq(role_id))
+        .select(role_eligibility::staff_id)
+        .load(conn)?)
+}
+
+/// The roles a person is listed for.
+pub fn allowed_roles(conn: &mut DbConnection, staff_id: &str) -> AppResult<Vec<String>> {
+    Ok(role_eligibility::table
+        .filter(role_eligibility::staff_id.eq(staff_id))
+        .select(role_eligibility::role_id)
+        .load(conn)?)
+}
+
+/// Marks a person busy until `until` (None: no longer busy).
+pub fn set_busy(
+    conn: &mut DbConnection,
+    staff_id: &str,
+    until: Option<DateTime<Utc>>,
+    reason: Option<&str>,
+) -> AppResult<()> {
+    diesel::update(staff::table.find(staff_id))
+        .set((
+            staff::busy_until.eq(until.map(to_db)),
+            staff::busy_reason.eq(reason),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Someone busy now: who, until when, and why.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Busy {
+    pub staff_id: String,
+    pub name: String,
+    pub until: DateTime<Utc>,
+    pub reason: Option<String>,
+}
+
+/// Everyone busy at `now`.
+pub fn busy(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Vec<Busy>> {
+    Ok(staff::table
+        .filter(staff::busy_until.gt(to_db(now)))
+        .select((
+            staff::id,
+            staff::name,
+            staff::busy_until,
+            staff::busy_reason,
+        ))
+        .order(staff::busy_until)
+        .load::<(String, String, Option<NaiveDateTime>, Option<String>)>(conn)?
+        .into_iter()
+        .filter_map(|(staff_id, name, until, reason)| {
+            Some(Busy {
+                staff_id,
+                name,
+                until: from_db(until?),
+                reason,
+            })
+        })
+        .collect())
+}
+
+/// Which of these people are busy at `now`.
+pub fn busy_among(
+    conn: &mut DbConnection,
+    ids: &[String],
+    now: DateTime<Utc>,
+) -> AppResult<HashSet<String>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    Ok(staff::table
+        .filter(staff::id.eq_any(ids))
+        .filter(staff::busy_until.gt(to_db(now)))
+        .select(staff::id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect())
+}
+
+/// A holding its holder has not yet confirmed: the hand-over list of `/me`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NewHolding {
+    pub id: String,
+    pub role_id: String,
+    pub held_from: DateTime<Utc>,
+    pub source: Option<String>,
+}
+
+pub fn unconfirmed(conn: &mut DbConnection, staff_id: &str) -> AppResult<Vec<NewHolding>> {
+    Ok(role_holdings::table
+        .filter(role_holdings::staff_id.eq(staff_id))
+        .filter(role_holdings::held_until.is_null())
+        .filter(role_holdings::confirmed_at.is_null())
+        .select((
+            role_holdings::id,
+            role_holdings::role_id,
+            role_holdings::held_from,
+            role_holdings::source,
+        ))
+        .order(role_holdings::held_from)
+        .load::<(String, String, NaiveDateTime, Option<String>)>(conn)?
+        .into_iter()
+        .map(|(id, role_id, from, source)| NewHolding {
+            id,
+            role_id,
+            held_from: from_db(from),
+            source,
+        })
+        .collect())
+}
+
+/// Confirms the current holdings of `role_id` (or all) by this person; how many.
+pub fn confirm(
+    conn: &mut DbConnection,
+    staff_id: &str,
+    role_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> AppResult<usize> {
+    let mut q = diesel::update(role_holdings::table)
+        .filter(role_holdings::staff_id.eq(staff_id))
+        .filter(role_holdings::held_until.is_null())
+        .filter(role_holdings::confirmed_at.is_null())
+        .into_boxed();
+    if let Some(r) = role_id {
+        q = q.filter(role_holdings::role_id.eq(r));
+    }
+    Ok(q.set(role_holdings::confirmed_at.eq(Some(to_db(now))))
+        .execute(conn)?)
+}
+
+/// Ends one person's holding of a role.
+pub fn end_holding(
+    conn: &mut DbConnection,
+    role_id: &str,
+    staff_id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<usize> {
+    Ok(diesel::update(
+        role_holdings::table
+            .filter(role_holdings::role_id.eq(role_id))
+            .filter(role_holdings::staff_id.eq(staff_id))
+            .filter(role_holdings::held_until.is_null()),
+    )
+    .set(role_holdings::held_until.eq(Some(to_db(now))))
+    .execute(conn)?)
+}
+
+/// Starts one person's holding of a role: `source` says how (rota, take, hand-over).
+pub fn start_holding(
+    conn: &mut DbConnection,
+    role_id: &str,
+    staff_id: &str,
+    source: &str,
+    by: Option<&str>,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    diesel::insert_into(role_holdings::table)
+        .values((
+            role_holdings::id.eq(new_id()),
+            role_holdings::role_id.eq(role_id),
+            role_holdings::staff_id.eq(staff_id),
+            role_holdings::handed_over_by.eq(by),
+            role_holdings::held_from.eq(to_db(now)),
+            role_holdings::source.eq(source),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
