@@ -8,6 +8,9 @@ use bleepless::store::{directory, DbConnection, Store};
 use bleepless::{demo, Application};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+#[path = "main/rota.rs"]
+mod rota_cli;
+use rota_cli::{rota, RotaCmd};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +59,34 @@ enum Cmd {
     /// Manage wards.
     #[command(subcommand)]
     Ward(WardCmd),
+    /// Plan the rota: import it, add shifts and patterns, see the gaps.
+    #[command(subcommand)]
+    Rota(RotaCmd),
+}
+
+/// National identifiers, used in the patient record instead of our staff ids.
+#[derive(clap::Args)]
+struct NationalIdArgs {
+    /// General Medical Council reference number (7 digits).
+    #[arg(long, value_name = "NUMBER")]
+    gmc: Option<String>,
+    /// Nursing and Midwifery Council PIN, e.g. 12A3456B.
+    #[arg(long, value_name = "PIN")]
+    nmc: Option<String>,
+    /// Spine Directory Service user id (12 digits, the smartcard's).
+    #[arg(long, value_name = "ID")]
+    sds: Option<String>,
+}
+
+impl NationalIdArgs {
+    fn parse(&self) -> Result<directory::NationalIds, String> {
+        directory::NationalIds::parse(
+            self.gmc.as_deref(),
+            self.nmc.as_deref(),
+            self.sds.as_deref(),
+        )
+        .map_err(fail)
+    }
 }
 
 #[derive(Subcommand)]
@@ -113,31 +144,6 @@ enum StaffCmd {
     },
 }
 
-/// National identifiers, used in the patient record instead of our staff ids.
-#[derive(clap::Args)]
-struct NationalIdArgs {
-    /// General Medical Council reference number (7 digits).
-    #[arg(long, value_name = "NUMBER")]
-    gmc: Option<String>,
-    /// Nursing and Midwifery Council PIN, e.g. 12A3456B.
-    #[arg(long, value_name = "PIN")]
-    nmc: Option<String>,
-    /// Spine Directory Service user id (12 digits, the smartcard's).
-    #[arg(long, value_name = "ID")]
-    sds: Option<String>,
-}
-
-impl NationalIdArgs {
-    fn parse(&self) -> Result<directory::NationalIds, String> {
-        directory::NationalIds::parse(
-            self.gmc.as_deref(),
-            self.nmc.as_deref(),
-            self.sds.as_deref(),
-        )
-        .map_err(fail)
-    }
-}
-
 #[derive(Subcommand)]
 enum RoleCmd {
     /// Add an on-call role, e.g. "Medicine FY1 night".
@@ -155,6 +161,15 @@ enum RoleCmd {
         /// End the chain at this role.
         #[arg(long)]
         none: bool,
+    },
+    /// List a member of staff as one who may hold the role (take it, be handed it, be on
+    /// its rota).
+    Allow {
+        /// Role id or exact name.
+        role: String,
+        /// Staff id, email or exact name.
+        #[arg(long)]
+        staff: String,
     },
     /// Give the bleep to a member of staff (recorded in the rota).
     HandOver {
@@ -269,6 +284,7 @@ fn run(cli: Cli, config: Config) -> Result<(), String> {
         Cmd::Staff(cmd) => staff(cmd, &config, now),
         Cmd::Role(cmd) => role(cmd, &config, now),
         Cmd::Ward(cmd) => ward(cmd, &config, now),
+        Cmd::Rota(cmd) => rota(cmd, &config),
     }
 }
 
@@ -510,6 +526,20 @@ fn role(cmd: RoleCmd, config: &Config, now: DateTime<Utc>) -> Result<(), String>
                 None => println!("{} now ends its escalation chain", r.name),
             }
         }
+        RoleCmd::Allow { role, staff } => {
+            let (r, s) = store
+                .write_now(|c| {
+                    let r = find_role(c, &role)?;
+                    let s = directory::find_staff(c, &staff)?;
+                    s.may_hold_bleep().map_err(AppError::Unprocessable)?;
+                    bleepless::store::rota::allow(c, &r.id, &s.id, now)?;
+                    let detail = json!({ "role": r.name, "staff": s.id, "allowed": true });
+                    audit(c, Action::RoleAllowed, &r.id, detail, now)?;
+                    Ok((r, s))
+                })
+                .map_err(fail)?;
+            println!("{} may hold {}", s.name, r.name);
+        }
         RoleCmd::HandOver { role, to, share } => {
             let app = App::new(store, Arc::new(SystemClock), config.policy.clone());
             let (r, s) = app
@@ -529,6 +559,11 @@ fn role(cmd: RoleCmd, config: &Config, now: DateTime<Utc>) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+fn find_role(c: &mut DbConnection, key: &str) -> Result<directory::Role, AppError> {
+    directory::find_role(c, key)?
+        .ok_or_else(|| AppError::NotFound(format!("no on-call role has the id or name {key:?}")))
 }
 
 /// `bleepless ward …`

@@ -13,6 +13,7 @@ mod outbox;
 mod pages;
 mod races;
 mod rota;
+mod rota_pages;
 mod safety;
 mod security;
 #[path = "../support/mod.rs"]

@@ -270,7 +270,7 @@ async fn the_task_form_names_each_problem_and_keeps_what_was_typed() {
 }
 
 /// Opens the change stream of the pages (`/events`) as this person.
-async fn listen(app: &TestApp, who: &Person) -> reqwest::Response {
+pub(crate) async fn listen(app: &TestApp, who: &Person) -> reqwest::Response {
     let res = app
         .client
         .get(format!("{}/events", app.base))
@@ -285,7 +285,10 @@ async fn listen(app: &TestApp, who: &Person) -> reqwest::Response {
 
 /// The name of the next event on a change stream within `wait`, skipping keep-alives;
 /// `None` if none comes.
-async fn next_event(stream: &mut reqwest::Response, wait: std::time::Duration) -> Option<String> {
+pub(crate) async fn next_event(
+    stream: &mut reqwest::Response,
+    wait: std::time::Duration,
+) -> Option<String> {
     let until = tokio::time::Instant::now() + wait;
     loop {
         let chunk = tokio::time::timeout_at(until, stream.chunk()).await.ok()?;

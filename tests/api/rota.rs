@@ -120,7 +120,7 @@ async fn import(app: &TestApp, admin: &Person, csv: &str, dry_run: bool) -> (u16
 
 /// Amy works the nights of Friday 26 and Saturday 27 March 2027, Ben the days of Saturday
 /// and Sunday; the clocks go forward at 01:00 GMT on Sunday 28 March.
-async fn spring_rota() -> (Ward, Person) {
+pub(crate) async fn spring_rota() -> (Ward, Person) {
     let w = Ward::draining().await;
     let admin = w.app.staff("Sam Admin", "admin").await;
     w.app.clock.set(at("2027-03-26T12:00:00Z"));

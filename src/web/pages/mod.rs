@@ -2,6 +2,7 @@
 //! phone page, the bed manager's dashboard and the admin page.
 pub mod assets;
 pub mod events;
+pub mod rota;
 pub mod tasks;
 pub mod watch;
 
@@ -29,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(assets::routes)
         .configure(events::routes)
         .configure(tasks::routes)
+        .configure(rota::routes)
         .configure(watch::routes);
 }
 

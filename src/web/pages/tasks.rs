@@ -439,6 +439,8 @@ fn fragment_response(html: String) -> HttpResponse {
 #[derive(Template)]
 #[template(path = "me_fragment.html")]
 struct MeFragment {
+    /// "Your bleeps": what you hold, what was handed to you, busy, take the bleep.
+    bleeps: String,
     csrf: String,
     tasks: Vec<Card>,
     outcomes: Vec<(&'static str, &'static str)>,
@@ -449,19 +451,21 @@ struct MeFragment {
 struct MePage {
     nav: Option<super::Nav>,
     csrf: String,
-    holds: String,
     fragment: String,
+    /// The secret address of the person's shifts as a calendar feed.
+    calendar: String,
     /// Where text messages go, as stored (E.164), or empty.
     mobile: String,
 }
 
 /// My open tasks: for me, for a bleep I hold, or escalated to a bleep I hold. Stat first,
 /// then by deadline.
-async fn my_cards(state: &AppState, user: &PageUser) -> Result<(String, String), PageError> {
+async fn my_cards(state: &AppState, user: &PageUser) -> Result<String, PageError> {
     let me = user.0.staff.clone();
     let now = state.clock.now();
     let policy = state.config.policy.clone();
-    let (list, holds) = state
+    let bleeps = super::rota::my_bleeps(state, user).await?;
+    let list = state
         .store
         .read(move |c| {
             let held = directory::roles_held_by(c, &me.id)?;
@@ -495,9 +499,6 @@ async fn my_cards(state: &AppState, user: &PageUser) -> Result<(String, String),
                 }
             }
             list.sort_by_key(|t| (t.priority, t.ack_deadline));
-            let refs: Vec<&str> = held.iter().map(String::as_str).collect();
-            let mut names: Vec<String> = directory::role_names(c, &refs)?.into_values().collect();
-            names.sort();
             let mut out = Vec::new();
             for t in list {
                 let id = t.id.clone();
@@ -507,15 +508,11 @@ async fn my_cards(state: &AppState, user: &PageUser) -> Result<(String, String),
                     out.push(v);
                 }
             }
-            Ok((out, names))
+            Ok(out)
         })
         .await?;
-    let holds = if holds.is_empty() {
-        "You hold no bleep right now.".to_string()
-    } else {
-        format!("You hold: {}.", holds.join(", "))
-    };
     let html = MeFragment {
+        bleeps,
         csrf: user.0.csrf.clone(),
         tasks: list.into_iter().map(Card::from).collect(),
         outcomes: OutcomeCode::ALL
@@ -525,7 +522,7 @@ async fn my_cards(state: &AppState, user: &PageUser) -> Result<(String, String),
     }
     .render()
     .map_err(|e| PageError::from(AppError::Internal(format!("template: {e}"))))?;
-    Ok((html, holds))
+    Ok(html)
 }
 
 async fn me(state: web::Data<AppState>, user: PageUser) -> PageResult {
@@ -533,7 +530,12 @@ async fn me(state: web::Data<AppState>, user: PageUser) -> PageResult {
         &[Permission::Clinician, Permission::BedManager],
         "My bleeps",
     )?;
-    let (fragment, holds) = my_cards(&state, &user).await?;
+    let fragment = my_cards(&state, &user).await?;
+    let calendar = crate::web::calendar::address(
+        &state,
+        crate::outbox::links::Purpose::StaffCalendar,
+        &user.0.staff.id,
+    )?;
     let id = user.0.staff.id.clone();
     let mobile = state
         .store
@@ -545,8 +547,8 @@ async fn me(state: web::Data<AppState>, user: PageUser) -> PageResult {
     ok(&MePage {
         nav: user.nav(),
         csrf: user.0.csrf.clone(),
-        holds,
         fragment,
+        calendar,
         mobile,
     })
 }
@@ -582,7 +584,7 @@ async fn me_fragment(state: web::Data<AppState>, user: PageUser) -> PageResult {
         &[Permission::Clinician, Permission::BedManager],
         "My bleeps",
     )?;
-    Ok(fragment_response(my_cards(&state, &user).await?.0))
+    Ok(fragment_response(my_cards(&state, &user).await?))
 }
 
 #[derive(Deserialize)]

@@ -73,6 +73,10 @@ struct DashboardFragment {
     failed: Vec<(String, String, String, String, String)>,
     /// Phones whose push service takes bleeps they never show: (who, what is wrong).
     silent: Vec<(String, String)>,
+    /// Bleeps nobody is on the rota for in the next 24 hours, as read.
+    uncovered: Vec<String>,
+    /// Who is busy now: (who, until, why).
+    busy: Vec<(String, String, String)>,
 }
 
 #[derive(Template)]
@@ -142,17 +146,22 @@ fn escalation_chart(per_hour: &[(u32, i64)]) -> (Vec<Bar>, i64, String) {
 }
 
 async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
-    let now = state.clock.now();
+    let ctx = state.app.ctx();
+    let (now, zone) = (ctx.now, ctx.policy.zone);
     let figures = state.store.figures.clone();
-    let (d, late_views, names, silent) = state
+    let (d, late_views, names, silent, (uncovered, busy)) = state
         .store
         .read(move |c| {
+            let rota = (
+                crate::app::rota_plan::coming_gaps(c, &ctx, 24)?,
+                crate::store::rota::busy(c, now)?,
+            );
             let silent = crate::store::receipts::silent_devices(c, now)?;
             let d = dashboard::load(c, now, &figures)?;
             let late_views = views(c, d.late.iter().map(|l| l.task.clone()).collect(), now)?;
             let ids: Vec<&str> = d.failed.iter().map(|f| f.recipient_id.as_str()).collect();
             let names = directory::staff_names(c, &ids)?;
-            Ok((d, late_views, names, silent))
+            Ok((d, late_views, names, silent, rota))
         })
         .await?;
     let late = d
@@ -178,6 +187,17 @@ async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
         bars,
         escalations_total: total,
         chart_label,
+        uncovered: uncovered.into_iter().map(|g| g.text).collect(),
+        busy: busy
+            .into_iter()
+            .map(|b| {
+                (
+                    b.name,
+                    zone.short(b.until, now),
+                    b.reason.unwrap_or_default(),
+                )
+            })
+            .collect(),
         silent: silent
             .into_iter()
             .map(|s| {
