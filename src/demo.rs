@@ -78,9 +78,15 @@ pub fn fill(
         ("Medicine registrar night", 5),
         ("Site manager", 6),
     ];
+    // Who may hold each bleep: the four doctors the FY1 bleeps, the senior two the SHO's,
+    // Dan the registrar's, Maria the site bleep.
+    let may_hold: [&[usize]; 5] = [&[2, 3, 4, 5], &[2, 3, 4, 5], &[4, 5], &[5], &[6]];
     let mut roles = Vec::new();
-    for (role, holder) in rota {
+    for ((role, holder), listed) in rota.into_iter().zip(may_hold) {
         let r = directory::add_role(conn, role, now)?;
+        for &i in listed {
+            crate::store::rota::allow(conn, &r.id, &ids[i].id, now)?;
+        }
         hand_over(conn, &ctx, &r, &ids[holder], false, HandedBy::Operator)?;
         roles.push(r);
     }
