@@ -45,6 +45,7 @@ impl Config {
             format!("public_url = {:?}", self.public_url),
             format!("pool_size = {}", self.pool_size),
             format!("log_format = {:?}", self.log_format.code()),
+            format!("time_zone = {:?}", self.policy.zone.name()),
             String::new(),
             "[escalation]".into(),
             format!("schedule = {:?}", self.schedule.to_string()),

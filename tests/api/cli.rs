@@ -423,6 +423,7 @@ conditional_patient_reference = true
         "database_url = \"postgres://bob@db.example.nhs.uk:5432/bleepless\"",
         "public_url = \"https://bleepless.example-trust.nhs.uk\"",
         "log_format = \"json\"",
+        "time_zone = \"Europe/London\"",
         "vapid_private_key = \"(hidden)\"",
         "vapid_public_key = \"BPublicKeyForPhones\"",
         "password = \"(hidden)\"",
@@ -480,6 +481,12 @@ fn check_config_names_a_bad_setting_in_one_line_and_fails() {
             "",
             vec![("BLEEPLESS_LOG_FORMAT", "yaml")],
             "BLEEPLESS_LOG_FORMAT",
+        ),
+        ("time_zone = \"Europe/Londres\"\n", vec![], "time_zone"),
+        (
+            "",
+            vec![("BLEEPLESS_TIME_ZONE", "GMT+25")],
+            "BLEEPLESS_TIME_ZONE",
         ),
         (
             "[email]\nhost = \"smtp.example\"\nfrom = \"a@b.example\"\npassword = 123456789\n",
