@@ -37,6 +37,25 @@ pub enum RotaCmd {
         #[arg(long, value_name = "YYYY-MM-DD")]
         to: String,
     },
+    /// Add one shift, or an override (with --replaces: cover, a swap; with --replaces and
+    /// no --staff: someone taken off, as for sickness).
+    Shift {
+        /// Role id or exact name.
+        role: String,
+        /// Who holds it: staff id, email or exact name.
+        #[arg(long)]
+        staff: Option<String>,
+        /// Whom it replaces for its span.
+        #[arg(long)]
+        replaces: Option<String>,
+        /// Local time, e.g. "2026-12-24 20:00" (or with an offset).
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        end: String,
+    },
+    /// Remove a shift by its id.
+    Remove { id: String },
     /// The periods ahead when a bleep has nobody on its rota.
     Gaps {
         #[arg(long, default_value_t = 24)]
@@ -46,6 +65,7 @@ pub enum RotaCmd {
 
 /// `bleepless rota …`
 pub fn rota(cmd: RotaCmd, config: &Config) -> Result<(), String> {
+    use bleepless::app::rota::NewSlot;
     use bleepless::app::rota_plan::{self, NewPattern};
     let app = App::new(open(config)?, Arc::new(SystemClock), config.policy.clone());
     match cmd {
@@ -95,6 +115,48 @@ pub fn rota(cmd: RotaCmd, config: &Config) -> Result<(), String> {
                 "pattern {} added: {} {}–{} from {} to {}",
                 p.id, p.weekdays, p.starts, p.ends, p.first_day, p.last_day
             );
+        }
+        RotaCmd::Shift {
+            role,
+            staff,
+            replaces,
+            start,
+            end,
+        } => {
+            let zone = config.policy.zone;
+            let starts = zone
+                .parse_time(&start)
+                .map_err(|e| format!("--start: {e}"))?;
+            let ends = zone.parse_time(&end).map_err(|e| format!("--end: {e}"))?;
+            let s = app
+                .run_now(|c, ctx| {
+                    let r = find_role(c, &role)?;
+                    let staff = staff
+                        .as_deref()
+                        .map(|k| directory::find_staff(c, k))
+                        .transpose()?;
+                    let replaces = replaces
+                        .as_deref()
+                        .map(|k| directory::find_staff(c, k))
+                        .transpose()?;
+                    let slot = NewSlot {
+                        role: &r,
+                        staff: staff.as_ref(),
+                        replaces: replaces.as_ref(),
+                        starts,
+                        ends,
+                        note: None,
+                    };
+                    bleepless::app::rota::add_slot(c, ctx, slot)
+                })
+                .map_err(fail)?;
+            println!("shift {} added", s.id);
+        }
+        RotaCmd::Remove { id } => {
+            let s = app
+                .run_now(|c, ctx| bleepless::app::rota::remove_slot(c, ctx, &id))
+                .map_err(fail)?;
+            println!("shift {} removed", s.id);
         }
         RotaCmd::Gaps { hours } => {
             let ctx = app.ctx();

@@ -261,12 +261,23 @@ async fn the_command_line_lists_who_may_hold_adds_a_pattern_imports_and_reports_
                 &to,
             ]),
             run(&["rota", "import", &bad, "--dry-run"]),
+            run(&[
+                "rota",
+                "shift",
+                "Medicine FY1 night",
+                "--staff",
+                "drbenhughes@example.nhs.uk",
+                "--start",
+                "2027-03-28 01:30",
+                "--end",
+                "2027-03-28 08:00",
+            ]),
             run(&["rota", "gaps", "--hours", "72"]),
         ]
     })
     .await
     .unwrap();
-    let [allow, unknown, pattern, import, gaps] = &runs[..] else {
+    let [allow, unknown, pattern, import, gone, gaps] = &runs[..] else {
         unreachable!()
     };
     assert!(
