@@ -307,6 +307,10 @@ async fn the_command_line_lists_who_may_hold_adds_a_pattern_imports_and_reports_
         "{import:?}"
     );
     assert!(
+        !gone.0 && gone.2.contains("--start: 2027-03-28 01:30 does not exist"),
+        "{gone:?}"
+    );
+    assert!(
         gaps.0 && gaps.1.contains("Medicine FY1 night uncovered"),
         "{gaps:?}"
     );
