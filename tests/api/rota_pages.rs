@@ -146,6 +146,11 @@ async fn the_rota_page_checks_an_import_before_it_changes_anything() {
         rota.contains("Medicine FY1 night uncovered Sun 28 Mar 20:00–Mon 29 Mar 08:00"),
         "{rota}"
     );
+    let admin_page = page(app, &session, "/admin").await;
+    assert!(
+        admin_page.contains("Medicine FY1 night uncovered Sun 28 Mar 20:00"),
+        "{admin_page}"
+    );
     let board = page(app, &session, "/dashboard/fragment").await;
     assert!(
         board.contains("Medicine FY1 night uncovered Sun 28 Mar 20:00"),

@@ -288,6 +288,8 @@ struct AdminPage {
     policy: Vec<(String, String)>,
     schedule: String,
     wards: String,
+    /// Bleeps nobody is on the rota for in the next 24 hours.
+    gaps: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -331,9 +333,10 @@ async fn admin(
     q: web::Query<AdminQuery>,
 ) -> PageResult {
     user.require(&[Permission::Admin], "The admin page")?;
-    let (roles, staff, wards, audit) = state
+    let ctx = state.app.ctx();
+    let (roles, staff, wards, audit, gaps) = state
         .store
-        .read(|c| {
+        .read(move |c| {
             let all = directory::list_roles(c)?;
             let mut roles = Vec::new();
             for r in &all {
@@ -388,7 +391,12 @@ async fn admin(
                     client: e.client.unwrap_or_default(),
                 })
                 .collect();
-            Ok((roles, staff, directory::list_wards(c)?.join(", "), audit))
+            let gaps = crate::app::rota_plan::coming_gaps(c, &ctx, 24)?
+                .into_iter()
+                .map(|g| g.text)
+                .collect();
+            let wards = directory::list_wards(c)?.join(", ");
+            Ok((roles, staff, wards, audit, gaps))
         })
         .await?;
     let targets = state.config.policy.ack_seconds;
@@ -405,6 +413,7 @@ async fn admin(
             .collect(),
         schedule: state.config.schedule.to_string(),
         wards,
+        gaps,
     })
 }
 
