@@ -103,26 +103,60 @@ fn wants_json(req: &HttpRequest) -> bool {
 }
 
 async fn show(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
-    let claim = match state.links.verify(&token, state.clock.now()) {
+    let now = state.clock.now();
+    let claim = match state.links.verify(&token, now) {
         Ok(c) => c,
         Err(e) => return error_page(&AppError::Forbidden(e.to_string())),
     };
-    let task = state.store.read(move |c| tasks::get(c, &claim.task)).await;
+    let task = state
+        .store
+        .read(move |c| {
+            let t = tasks::get(c, &claim.task)?;
+            let by = match &t.acknowledged_by {
+                Some(id) => directory::staff_by_id(c, id)?.map(|s| s.name),
+                None => None,
+            };
+            Ok((t, by))
+        })
+        .await;
+    let zone = state.app.policy.zone;
     match task {
-        Ok(t) => page(
-            StatusCode::OK,
-            AckPage {
-                title: "Acknowledge this task?".into(),
-                message: format!("Status now: {}.", t.status),
-                show_button: t.status == crate::domain::Status::Requested,
-                task: Some(TaskSummary {
-                    priority: t.priority,
-                    category: t.category,
-                    ward: t.ward,
-                    bed: t.bed,
-                }),
-            },
-        ),
+        Ok((t, by)) => {
+            let waiting = t.status == crate::domain::Status::Requested;
+            // A used or late link says who has the task and since when, not "Acknowledge?".
+            let (title, message) = match (waiting, by, t.acknowledged_at) {
+                (true, _, _) => (
+                    "Acknowledge this task?".to_string(),
+                    "It is waiting for acknowledgement.".to_string(),
+                ),
+                (false, Some(name), Some(at)) => (
+                    "Already acknowledged".to_string(),
+                    format!(
+                        "{name} acknowledged it at {}. Status now: {}.",
+                        zone.local(at).format("%H:%M on %a %-d %b"),
+                        t.status
+                    ),
+                ),
+                (false, _, _) => (
+                    "Nothing to acknowledge".to_string(),
+                    format!("Status now: {}.", t.status),
+                ),
+            };
+            page(
+                StatusCode::OK,
+                AckPage {
+                    title,
+                    message,
+                    show_button: waiting,
+                    task: Some(TaskSummary {
+                        priority: t.priority,
+                        category: t.category,
+                        ward: t.ward,
+                        bed: t.bed,
+                    }),
+                },
+            )
+        }
         Err(e) => error_page(&e),
     }
 }
