@@ -440,13 +440,24 @@ async fn the_one_click_link_acknowledges_once_for_its_recipient() {
         .unwrap()
         .contains("already been used"));
     // Opened again, the used link says who has the task and since when (local time).
-    let used = app.client.get(&url).send().await.unwrap().text().await.unwrap();
+    let used = app
+        .client
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(used.contains("Already acknowledged"), "{used}");
     assert!(
         used.contains("Dr Amy Patel acknowledged it at 02:00 on Thu 26 Nov"),
         "{used}"
     );
-    assert!(!used.contains("<button"), "no button to press again: {used}");
+    assert!(
+        !used.contains("<button"),
+        "no button to press again: {used}"
+    );
     let forged = format!("{}x", &token[..token.len() - 1]);
     let res = app
         .client
