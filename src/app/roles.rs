@@ -35,7 +35,7 @@ pub fn hand_over(
         HandedBy::Operator => None,
     };
     super::rota::may_hold(conn, role, to)?;
-    super::rota::catch_up(conn, ctx)?;
+    super::rota::catch_up_in_passing(conn, ctx)?;
     let mut wanted = if share {
         directory::current_holders(conn, &role.id)?
     } else {

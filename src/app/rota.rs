@@ -8,12 +8,13 @@ use crate::domain::{Status, Task};
 use crate::error::{AppError, AppResult};
 use crate::store::directory::{self, Role, Staff};
 use crate::store::events::{self, NewEventRow};
-use crate::store::outbox::{self, NewDelivery};
-use crate::store::rota::{self as store, NewShift, Shift};
+use crate::store::outbox::{self, Addressee, NewDelivery};
+use crate::store::rota::{self as store, NewShift, Shift, StartHolding};
 use crate::store::{tasks, to_db, DbConnection};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
+use std::collections::HashMap;
 
 /// One role changing hands: who arrived, who left, and the open tasks it carried.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -31,32 +32,71 @@ pub struct HandOver {
 /// Cheap when nothing is due (two range reads on indexes). Runs inside whichever command
 /// comes first after a boundary (the tick, a raise, an acknowledgement), so a task raised
 /// one second after a boundary reaches the incoming holder even before the next tick.
+/// The roles changing at a boundary are handed over together, with a fixed number of
+/// statements however many they are (a boundary of the whole hospital is one hand-over).
 pub fn catch_up(conn: &mut DbConnection, ctx: &Ctx) -> AppResult<Vec<HandOver>> {
-    let now = ctx.now;
+    match due(conn, ctx.now)? {
+        Some((last, roles)) => apply(conn, ctx, last, roles),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// [`catch_up`] inside a command about something else (a raise, an acknowledgement, a
+/// take). Applying the boundaries happens in a savepoint, so a rota that cannot be applied
+/// is logged (and left for the tick, which says so on every run) and never stops a task
+/// being raised or acted on; the common case, nothing due, costs no savepoint.
+pub fn catch_up_in_passing(conn: &mut DbConnection, ctx: &Ctx) -> AppResult<()> {
+    use diesel::Connection;
+    if let Some((last, roles)) = due(conn, ctx.now)? {
+        if let Err(e) = conn.transaction(|c| apply(c, ctx, last, roles)) {
+            tracing::error!(error = %e, "the rota could not be applied; the command goes on without it");
+        }
+    }
+    Ok(())
+}
+
+/// When the rota was last applied, and the roles whose shifts started or ended since;
+/// `None` when nothing is due.
+type Due = (Option<DateTime<Utc>>, Vec<String>);
+
+fn due(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Option<Due>> {
     let last = store::applied_until(conn)?;
     let roles = match last {
-        Some(a) if a >= now => return Ok(Vec::new()),
+        Some(a) if a >= now => return Ok(None),
         Some(a) => store::roles_changing(conn, a, now)?,
         // The first time: every role the rota covers now.
         None => store::roles_on_rota(conn, now, now + Duration::seconds(1))?,
     };
     if roles.is_empty() && last.is_some() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
+    Ok(Some((last, roles)))
+}
+
+/// Hands each of these roles to whoever the rota names at `ctx.now`, and marks the rota
+/// applied up to then.
+fn apply(
+    conn: &mut DbConnection,
+    ctx: &Ctx,
+    last: Option<DateTime<Utc>>,
+    roles: Vec<String>,
+) -> AppResult<Vec<HandOver>> {
+    let now = ctx.now;
     // Another instance's transaction applying the same boundaries wins; this one leaves it.
     if !store::advance_applied(conn, last, now)? {
         return Ok(Vec::new());
     }
     let slots = store::slots(conn, &roles, now, now + Duration::seconds(1))?;
-    let mut out = Vec::new();
+    let mut found = store::roles_by_ids(conn, &roles)?;
+    let mut wants = Vec::with_capacity(roles.len());
     for role_id in roles {
         let wanted = holders_at(slots.get(&role_id).map_or(&[][..], |s| s), now);
-        let role = directory::role_by_id(conn, &role_id)?;
-        if let Some(h) = hand_to(conn, ctx, &role, &wanted, "rota", None)? {
-            out.push(h);
-        }
+        let role = found
+            .remove(&role_id)
+            .ok_or_else(|| AppError::NotFound(format!("no on-call role {role_id}")))?;
+        wants.push((role, wanted));
     }
-    Ok(out)
+    hand_over(conn, ctx, &wants, "rota", None)
 }
 
 /// Makes `wanted` the role's holders: ends the others' holdings, starts the newcomers',
@@ -69,76 +109,170 @@ pub(super) fn hand_to(
     source: &str,
     by: Option<&str>,
 ) -> AppResult<Option<HandOver>> {
-    let current = directory::current_holders(conn, &role.id)?;
-    let people =
-        directory::staff_by_ids(conn, &wanted.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let mut arriving = Vec::new();
-    for id in wanted.iter().filter(|w| !current.contains(w)) {
-        match people.get(id).map(|s| s.may_hold_bleep()) {
-            Some(Ok(())) => arriving.push(id.clone()),
-            Some(Err(why)) => {
-                tracing::warn!(role = %role.name, staff_id = %id, "the rota names someone who may not hold a bleep: {why}")
-            }
-            None => {
-                tracing::warn!(role = %role.name, staff_id = %id, "the rota names someone unknown")
+    let wants = [(role.clone(), wanted.to_vec())];
+    Ok(hand_over(conn, ctx, &wants, source, by)?.pop())
+}
+
+/// One role changing hands: its current holdings, who arrives and who leaves.
+struct Change<'a> {
+    role: &'a Role,
+    /// The role's current holdings: (holding id, holder).
+    current: Vec<(String, String)>,
+    arriving: Vec<String>,
+    leaving: Vec<String>,
+}
+
+/// Which of these roles change hands, and how: the people the rota names who may not hold
+/// a bleep (or are unknown) are passed over, with a warning.
+fn changes<'a>(
+    conn: &mut DbConnection,
+    wants: &'a [(Role, Vec<String>)],
+) -> AppResult<Vec<Change<'a>>> {
+    let ids: Vec<String> = wants.iter().map(|(r, _)| r.id.clone()).collect();
+    let mut current: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for (holding, role, staff) in store::holdings_now(conn, &ids)? {
+        current.entry(role).or_default().push((holding, staff));
+    }
+    let named: Vec<&str> = wants
+        .iter()
+        .flat_map(|(_, w)| w.iter().map(String::as_str))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut people = HashMap::new();
+    for chunk in named.chunks(1000) {
+        people.extend(directory::staff_by_ids(conn, chunk)?);
+    }
+    let mut out = Vec::new();
+    for (role, wanted) in wants {
+        let current = current.remove(&role.id).unwrap_or_default();
+        let holds = |id: &String| current.iter().any(|(_, s)| s == id);
+        let mut arriving = Vec::new();
+        for id in wanted.iter().filter(|w| !holds(w)) {
+            match people.get(id).map(|s: &Staff| s.may_hold_bleep()) {
+                Some(Ok(())) => arriving.push(id.clone()),
+                Some(Err(why)) => {
+                    tracing::warn!(role = %role.name, staff_id = %id, "the rota names someone who may not hold a bleep: {why}")
+                }
+                None => {
+                    tracing::warn!(role = %role.name, staff_id = %id, "the rota names someone unknown")
+                }
             }
         }
+        let leaving: Vec<String> = current
+            .iter()
+            .map(|(_, s)| s)
+            .filter(|c| !wanted.contains(c))
+            .cloned()
+            .collect();
+        if !arriving.is_empty() || !leaving.is_empty() {
+            out.push(Change {
+                role,
+                current,
+                arriving,
+                leaving,
+            });
+        }
     }
-    let leaving: Vec<String> = current
-        .iter()
-        .filter(|c| !wanted.contains(c))
-        .cloned()
-        .collect();
-    if arriving.is_empty() && leaving.is_empty() {
-        return Ok(None);
+    Ok(out)
+}
+
+/// Hands each of these roles to the holders wanted for it, all in a fixed number of
+/// statements: the holdings ended and started, each role's unacknowledged tasks re-sent
+/// to whoever arrived (with a `handed_over` event), and notices to both sides.
+fn hand_over(
+    conn: &mut DbConnection,
+    ctx: &Ctx,
+    wants: &[(Role, Vec<String>)],
+    source: &str,
+    by: Option<&str>,
+) -> AppResult<Vec<HandOver>> {
+    let changes = changes(conn, wants)?;
+    if changes.is_empty() {
+        return Ok(Vec::new());
     }
-    for s in &leaving {
-        store::end_holding(conn, &role.id, s, ctx.now)?;
+    let (mut ending, mut starting) = (Vec::new(), Vec::new());
+    for c in &changes {
+        ending.extend(
+            c.current
+                .iter()
+                .filter(|(_, s)| c.leaving.contains(s))
+                .map(|(h, _)| h.clone()),
+        );
+        starting.extend(
+            c.arriving
+                .iter()
+                .map(|s| StartHolding::new(&c.role.id, s, source, by, ctx.now)),
+        );
     }
-    for s in &arriving {
-        store::start_holding(conn, &role.id, s, source, by, ctx.now)?;
-    }
+    store::end_holdings(conn, &ending, ctx.now)?;
+    store::start_holdings(conn, &starting)?;
     store::touch_directory(conn, ctx.now)?;
-    let renotified = inherit(conn, ctx, role, &arriving, &leaving)?;
-    notice_hand_over(conn, ctx, role, &arriving, &leaving)?;
-    if current.len() + arriving.len() == leaving.len() {
-        tracing::warn!(role = %role.name, "no one holds the bleep now");
+    let roles: Vec<String> = changes.iter().map(|c| c.role.id.clone()).collect();
+    let open = store::open_for_roles(conn, &roles)?;
+    let coming = store::slots(conn, &roles, ctx.now, ctx.now + MAX_SHIFT * 2)?;
+    let arrivals: Vec<String> = changes
+        .iter()
+        .flat_map(|c| c.arriving.iter().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let addresses: HashMap<String, Addressee> = outbox::addresses(conn, &arrivals)?
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    let waiting: HashMap<&str, Vec<&Task>> = changes
+        .iter()
+        .map(|c| {
+            let tasks = open.get(&c.role.id).map_or(&[][..], |t| t);
+            let w = tasks.iter().filter(|t| t.status == Status::Requested);
+            (c.role.id.as_str(), w.collect())
+        })
+        .collect();
+    let ids: Vec<&str> = waiting.values().flatten().map(|t| t.id.as_str()).collect();
+    let mut seqs = events::last_seqs(conn, &ids)?;
+    let (mut rows, mut queued) = (Vec::new(), Vec::<NewDelivery>::new());
+    let mut out = Vec::with_capacity(changes.len());
+    for c in changes {
+        let (role, waiting) = (c.role, &waiting[c.role.id.as_str()]);
+        let to: Vec<Addressee> = (c.arriving.iter())
+            .filter_map(|id| addresses.get(id).cloned())
+            .collect();
+        let renotified = inherit(ctx, &c, waiting, &to, &mut seqs, &mut rows, &mut queued);
+        let slots = coming.get(&role.id).map_or(&[][..], |s| s);
+        notice_hand_over(ctx, &c, slots, waiting.len(), &mut queued);
+        if c.current.len() + c.arriving.len() == c.leaving.len() {
+            tracing::warn!(role = %role.name, "no one holds the bleep now");
+        }
+        tracing::info!(role = %role.name, arriving = c.arriving.len(), leaving = c.leaving.len(), source, tasks = renotified.len(), "bleep changed hands");
+        out.push(HandOver {
+            role_id: role.id.clone(),
+            role: role.name.clone(),
+            arriving: c.arriving,
+            leaving: c.leaving,
+            renotified,
+        });
     }
-    tracing::info!(role = %role.name, arriving = arriving.len(), leaving = leaving.len(), source, tasks = renotified.len(), "bleep changed hands");
-    Ok(Some(HandOver {
-        role_id: role.id.clone(),
-        role: role.name.clone(),
-        arriving,
-        leaving,
-        renotified,
-    }))
+    events::insert_events(conn, &rows)?;
+    outbox::insert(conn, &queued)?;
+    Ok(out)
 }
 
 /// The role's unacknowledged tasks go to whoever arrived, each with a `handed_over`
 /// event; acknowledged ones stay with whoever acknowledged them. Returns the ids re-sent.
 fn inherit(
-    conn: &mut DbConnection,
     ctx: &Ctx,
-    role: &Role,
-    arriving: &[String],
-    leaving: &[String],
-) -> AppResult<Vec<String>> {
-    let open = tasks::open_for_role(conn, &role.id)?;
-    let waiting: Vec<&Task> = open
-        .iter()
-        .filter(|t| t.status == Status::Requested)
-        .collect();
-    if waiting.is_empty() {
-        return Ok(Vec::new());
-    }
-    let to = outbox::addresses(conn, arriving)?;
-    let ids: Vec<&str> = waiting.iter().map(|t| t.id.as_str()).collect();
-    let mut seqs = events::last_seqs(conn, &ids)?;
-    let (mut rows, mut queued) = (Vec::new(), Vec::<NewDelivery>::new());
-    for t in &waiting {
+    c: &Change,
+    waiting: &[&Task],
+    to: &[Addressee],
+    seqs: &mut HashMap<String, i32>,
+    rows: &mut Vec<NewEventRow>,
+    queued: &mut Vec<NewDelivery>,
+) -> Vec<String> {
+    for t in waiting {
         let seq = seqs.entry(t.id.clone()).or_insert(0);
         *seq += 1;
-        let detail = json!({ "role": role.name, "to": arriving, "from": leaving });
+        let detail = json!({ "role": c.role.name, "to": c.arriving, "from": c.leaving });
         rows.push(NewEventRow {
             task_id: t.id.clone(),
             seq: *seq,
@@ -149,12 +283,10 @@ fn inherit(
             to_status: None,
             detail: Some(detail.to_string()),
         });
-        outbox::notifications(t, &to, &ctx.policy, ctx.now, &mut queued);
-        tracing::info!(task_id = %t.id, role = %role.name, "task handed over with its bleep");
+        outbox::handed_over(t, to, &ctx.policy, ctx.now, *seq, queued);
+        tracing::info!(task_id = %t.id, role = %c.role.name, "task handed over with its bleep");
     }
-    events::insert_events(conn, &rows)?;
-    outbox::insert(conn, &queued)?;
-    Ok(waiting.iter().map(|t| t.id.clone()).collect())
+    waiting.iter().map(|t| t.id.clone()).collect()
 }
 
 /// A role's rota from now on, far enough to see where each holder's time ends.
@@ -168,23 +300,19 @@ fn coming_slots(conn: &mut DbConnection, ctx: &Ctx, role_id: &str) -> AppResult<
     Ok(shifts.iter().map(Shift::slot).collect())
 }
 
-/// Tells the incoming holders what they now hold and until when, and the outgoing that
-/// they no longer hold it: a notice to each one's phones.
+/// Tells the incoming holders what they now hold and until when (`slots`: the role's
+/// rota from now on), and the outgoing that they no longer hold it: a notice to each
+/// one's phones.
 fn notice_hand_over(
-    conn: &mut DbConnection,
     ctx: &Ctx,
-    role: &Role,
-    arriving: &[String],
-    leaving: &[String],
-) -> AppResult<()> {
-    let slots = coming_slots(conn, ctx, &role.id)?;
-    let open = tasks::open_for_role(conn, &role.id)?
-        .iter()
-        .filter(|t| t.status == Status::Requested)
-        .count();
-    let mut rows = Vec::new();
-    for id in arriving {
-        let until = crate::domain::rota::held_until(&slots, id, ctx.now)
+    c: &Change,
+    slots: &[Slot],
+    open: usize,
+    rows: &mut Vec<NewDelivery>,
+) {
+    let role = c.role;
+    for id in &c.arriving {
+        let until = crate::domain::rota::held_until(slots, id, ctx.now)
             .map(|t| format!(" until {}", ctx.policy.zone.short(t, ctx.now)))
             .unwrap_or_default();
         let body = match open {
@@ -193,20 +321,18 @@ fn notice_hand_over(
             n => format!("{n} tasks are waiting for you: open My bleeps."),
         };
         let title = format!("You now hold {}{until}", role.name);
-        outbox::notice(id, &title, &body, ctx.now, &mut rows);
+        outbox::notice(id, &title, &body, ctx.now, rows);
     }
-    for id in leaving {
+    for id in &c.leaving {
         let title = format!("You no longer hold {}", role.name);
         outbox::notice(
             id,
             &title,
             "Its new bleeps go to the next holder.",
             ctx.now,
-            &mut rows,
+            rows,
         );
     }
-    outbox::insert(conn, &rows)?;
-    Ok(())
 }
 
 /// May this person hold this role? They must be able to hold a bleep at all, and, where an
@@ -233,7 +359,7 @@ pub fn take(conn: &mut DbConnection, ctx: &Ctx, who: &Staff, role: &Role) -> App
             who.name, role.name
         )));
     }
-    catch_up(conn, ctx)?;
+    catch_up_in_passing(conn, ctx)?;
     match hand_to(
         conn,
         ctx,
@@ -385,7 +511,7 @@ pub fn refresh_if_current(
     role: &Role,
     span: (DateTime<Utc>, DateTime<Utc>),
 ) -> AppResult<Option<HandOver>> {
-    catch_up(conn, ctx)?;
+    catch_up_in_passing(conn, ctx)?;
     if !(span.0 <= ctx.now && ctx.now < span.1) {
         return Ok(None);
     }

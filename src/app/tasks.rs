@@ -92,7 +92,7 @@ pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> Ap
     let assignee = resolve_assignee(conn, &new.assignee)?;
     // A task raised a second after a shift boundary reaches the incoming holder, even if
     // the tick has not run since.
-    super::rota::catch_up(conn, ctx)?;
+    super::rota::catch_up_in_passing(conn, ctx)?;
     let task = Task::raised(new_id(), new, assignee, &by.id, ctx.now, &ctx.policy);
     tasks::insert(conn, &task)?;
     events::append_event(
@@ -197,7 +197,7 @@ pub fn act(
 ) -> AppResult<Task> {
     let action = command.action();
     // Whoever holds the bleep by the rota now may act, even before the next tick.
-    super::rota::catch_up(conn, ctx)?;
+    super::rota::catch_up_in_passing(conn, ctx)?;
     let change = command.resolve(|to| resolve_assignee(conn, &to))?;
     for _attempt in 0..5 {
         let task = tasks::load(conn, id)?;

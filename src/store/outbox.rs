@@ -107,6 +107,27 @@ pub fn notifications(
     }
 }
 
+/// The notifications of a task handed over with its bleep (the `handed_over` event
+/// `seq`): as [`notifications`], keyed by the hand-over as well, so a bleep that comes
+/// back to someone who was sent the task before (handed A to B and back to A) sends it
+/// to them again rather than colliding with the first sending. A text stays one per
+/// person per task.
+pub fn handed_over(
+    task: &Task,
+    to: &[Addressee],
+    policy: &Policy,
+    now: DateTime<Utc>,
+    seq: i32,
+    into: &mut Vec<NewDelivery>,
+) {
+    let from = into.len();
+    notifications(task, to, policy, now, into);
+    let text = Kind::Text.code();
+    for row in into[from..].iter_mut().filter(|r| r.kind != text) {
+        row.dedupe_key.push_str(&format!(":handed-over:{seq}"));
+    }
+}
+
 /// A notice to one person's phones, about no one task: its title and body travel in
 /// `destination` (as JSON), and the row's task is empty.
 pub fn notice(to: &str, title: &str, body: &str, now: DateTime<Utc>, into: &mut Vec<NewDelivery>) {

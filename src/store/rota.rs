@@ -1,9 +1,14 @@
 //! The rota as stored: shifts and overrides as instants, recurring patterns, who may hold
 //! which role, who is busy, and how far the rota has been applied to who holds each bleep.
-use super::schema::{role_eligibility, role_holdings, rota_patterns, rota_shifts, settings, staff};
+use super::directory::Role;
+use super::schema::{
+    oncall_roles, role_eligibility, role_holdings, rota_patterns, rota_shifts, settings, staff,
+    tasks,
+};
 use super::sql::insert_rows;
 use super::{from_db, new_id, to_db, DbConnection};
 use crate::domain::rota::{Slot, MAX_SHIFT};
+use crate::domain::{Status, Task};
 use crate::error::AppResult;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -513,4 +518,145 @@ pub fn start_holding(
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// The current holdings of these roles, read at once: (holding id, role id, staff id).
+pub fn holdings_now(
+    conn: &mut DbConnection,
+    roles: &[String],
+) -> AppResult<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    for chunk in roles.chunks(1000) {
+        out.extend(
+            role_holdings::table
+                .filter(role_holdings::role_id.eq_any(chunk))
+                .filter(role_holdings::held_until.is_null())
+                .select((
+                    role_holdings::id,
+                    role_holdings::role_id,
+                    role_holdings::staff_id,
+                ))
+                .load::<(String, String, String)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Ends these holdings (by id) at `now`.
+pub fn end_holdings(
+    conn: &mut DbConnection,
+    ids: &[String],
+    now: DateTime<Utc>,
+) -> AppResult<usize> {
+    let mut n = 0;
+    for chunk in ids.chunks(1000) {
+        n += diesel::update(
+            role_holdings::table
+                .filter(role_holdings::id.eq_any(chunk))
+                .filter(role_holdings::held_until.is_null()),
+        )
+        .set(role_holdings::held_until.eq(Some(to_db(now))))
+        .execute(conn)?;
+    }
+    Ok(n)
+}
+
+/// A holding to start: who holds which role from when, how it came, and who handed it.
+#[derive(Insertable, Clone, Debug)]
+#[diesel(table_name = role_holdings, treat_none_as_default_value = false)]
+pub struct StartHolding {
+    pub id: String,
+    pub role_id: String,
+    pub staff_id: String,
+    pub handed_over_by: Option<String>,
+    pub held_from: NaiveDateTime,
+    pub source: Option<String>,
+}
+
+impl StartHolding {
+    pub fn new(
+        role_id: &str,
+        staff_id: &str,
+        source: &str,
+        by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StartHolding {
+        StartHolding {
+            id: new_id(),
+            role_id: role_id.to_string(),
+            staff_id: staff_id.to_string(),
+            handed_over_by: by.map(str::to_string),
+            held_from: to_db(now),
+            source: Some(source.to_string()),
+        }
+    }
+}
+
+/// Starts these holdings, 500 rows a statement.
+pub fn start_holdings(conn: &mut DbConnection, rows: &[StartHolding]) -> AppResult<usize> {
+    Ok(insert_rows!(conn, role_holdings::table, rows))
+}
+
+/// These roles, by id, read at once.
+pub fn roles_by_ids(conn: &mut DbConnection, ids: &[String]) -> AppResult<HashMap<String, Role>> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(1000) {
+        let rows = oncall_roles::table
+            .filter(oncall_roles::id.eq_any(chunk))
+            .select((
+                oncall_roles::id,
+                oncall_roles::name,
+                oncall_roles::escalates_to,
+            ))
+            .load::<(String, String, Option<String>)>(conn)?;
+        out.extend(rows.into_iter().map(|(id, name, escalates_to)| {
+            let role = Role {
+                id: id.clone(),
+                name,
+                escalates_to,
+            };
+            (id, role)
+        }));
+    }
+    Ok(out)
+}
+
+/// The open tasks of each of these roles, oldest first, at most 500 a role: what
+/// `tasks::open_for_role` answers for each, in two queries for them all.
+pub fn open_for_roles(
+    conn: &mut DbConnection,
+    roles: &[String],
+) -> AppResult<HashMap<String, Vec<Task>>> {
+    let open = [
+        Status::Requested.code(),
+        Status::Accepted.code(),
+        Status::InProgress.code(),
+    ];
+    let mut keys: Vec<(String, Option<String>)> = Vec::new();
+    for chunk in roles.chunks(1000) {
+        keys.extend(
+            tasks::table
+                .filter(tasks::assignee_role_id.eq_any(chunk))
+                .filter(tasks::status.eq_any(open))
+                .order(tasks::raised_at.asc())
+                .select((tasks::id, tasks::assignee_role_id))
+                .load::<(String, Option<String>)>(conn)?,
+        );
+    }
+    let mut found = HashMap::new();
+    for chunk in keys.chunks(1000) {
+        let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
+        found.extend(super::tasks::get_many(conn, &ids)?);
+    }
+    let mut out: HashMap<String, Vec<Task>> = HashMap::new();
+    for (id, role) in keys {
+        let (Some(role), Some(task)) = (role, found.remove(&id)) else {
+            continue;
+        };
+        let of_role = out.entry(role).or_default();
+        if of_role.len() < 500 {
+            of_role.push(task);
+        }
+    }
+    Ok(out)
 }

@@ -354,6 +354,42 @@ async fn only_those_listed_may_take_the_bleep_and_the_previous_holder_is_told() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_bleep_handed_back_sends_its_waiting_task_again_and_the_rota_keeps_applying() {
+    let (w, _admin) = spring_rota().await;
+    let app = &w.app;
+    app.clock.set(at("2027-03-26T20:00:00Z"));
+    app.drain().await;
+    let waiting = app.raised(&w.nurse.token, &w.fy1, json!({})).await;
+    app.drain().await;
+    let pushes_to_amy = |list: &[Value]| {
+        list.iter()
+            .filter(|n| n["recipient"]["name"] == "Dr Amy Patel" && n["channel"] == "push")
+            .count()
+    };
+    let first = pushes_to_amy(&notifications(app, &waiting, &w.nurse.token).await);
+    assert!(first >= 1, "Amy was bleeped");
+    // Ben takes the bleep for a few seconds, then Amy takes it back: the task, still
+    // waiting at the same level, is sent to her again rather than colliding with the
+    // first sending.
+    app.clock.set(at("2027-03-26T20:00:05Z"));
+    let (s, body) = take(&w, &w.ben).await;
+    assert_eq!(s, 200, "{body}");
+    app.clock.set(at("2027-03-26T20:00:10Z"));
+    let (s, body) = take(&w, &w.amy).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["renotified"][0], waiting.as_str(), "{body}");
+    app.drain().await;
+    let again = pushes_to_amy(&notifications(app, &waiting, &w.nurse.token).await);
+    assert_eq!(
+        again,
+        first + 1,
+        "Amy is bleeped again for what she inherits"
+    );
+    // The rota's next boundary is still applied by the tick.
+    assert_eq!(tick_at(&w, "2027-03-27T08:00:00Z").await, ["Dr Ben Hughes"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn busy_passes_new_bleeps_to_the_co_holder_then_up_the_chain_and_ends_by_itself() {
     let w = Ward::draining().await;
     let app = &w.app;
