@@ -2,6 +2,7 @@
 //! rising order of precedence), validated before anything starts.
 mod describe;
 mod file;
+mod oidc;
 mod sections;
 mod text;
 
@@ -13,6 +14,7 @@ pub use crate::outbox::text::TextConfig;
 pub use crate::outbox::worker::DispatchConfig;
 pub use crate::store::DatabaseUrl;
 use file::FileConfig;
+pub use oidc::{AuthConfig, MatchOn, OidcConfig, CALLBACK_PATH};
 use sections::Source;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// How log lines are written to standard error.
     pub log_format: LogFormat,
+    /// Sign-in with the trust's identity provider, when configured.
+    pub oidc: Option<OidcConfig>,
+    /// Passwords on or off; personal API tokens' default lifetime.
+    pub auth: AuthConfig,
 }
 
 /// `text` for people reading a terminal or journal; `json` (one object a line) for log shippers.
@@ -214,6 +220,8 @@ impl Config {
         let health = sections::health(file.health, src)?;
         let metrics = sections::metrics(file.metrics.unwrap_or_default(), src)?;
         let zone = sections::zone(file.time_zone, src)?;
+        let oidc = oidc::oidc(file.oidc, &public_url, src)?;
+        let auth = oidc::auth(file.auth, oidc.as_ref(), src)?;
 
         Ok(Config {
             bind,
@@ -239,6 +247,8 @@ impl Config {
             fhir,
             metrics,
             log_format,
+            oidc,
+            auth,
         })
     }
 
@@ -273,6 +283,8 @@ impl Config {
             },
             metrics: MetricsConfig::default(),
             log_format: LogFormat::Text,
+            oidc: None,
+            auth: AuthConfig::default(),
         }
     }
 }

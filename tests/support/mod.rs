@@ -3,6 +3,7 @@
 
 pub mod fhir_judge;
 pub mod fhir_server;
+pub mod oidc_provider;
 pub mod peer;
 pub mod push_service;
 pub mod smtp;
