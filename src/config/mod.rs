@@ -430,6 +430,56 @@ mod tests {
     }
 
     #[test]
+    fn oidc_and_auth_are_checked_naming_the_key_and_the_secret_is_hidden() {
+        let good = "[oidc]\nname = \"NHS CIS2\"\n\
+             issuer = \"https://am.nhsint.auth-ptl.cis2.spineservices.nhs.uk:443/openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare\"\n\
+             client_id = \"bleepless\"\nclient_secret_file = \"DIR/link.secret\"\n\
+             scopes = [\"openid\", \"profile\", \"email\", \"nhsperson\"]\n\
+             claim = \"uid\"\nmatch_on = \"sds_user_id\"\n\
+             permissions_claim = \"roles\"\npermissions = { \"Bleepless.Admin\" = \"admin\" }\n\
+             [auth]\npasswords = false\ntoken_days = 30\n";
+        let c = load_file(good).unwrap();
+        let o = c.oidc.as_ref().unwrap();
+        assert_eq!(o.match_on, MatchOn::SdsUserId);
+        assert_eq!(o.redirect_url, "http://127.0.0.1:8080/login/oidc/callback");
+        assert!(!c.auth.passwords);
+        let described = c.describe();
+        assert!(
+            described.contains("client_secret = \"(hidden)\""),
+            "{described}"
+        );
+        assert!(!described.contains("0123456789abcdef"), "{described}");
+        assert!(described.contains("claim = \"uid\""), "{described}");
+        for (text, says) in [
+            ("[oidc]\nclient_id = \"x\"\n", "oidc.issuer"),
+            ("[oidc]\nissuer = \"http://idp.example\"\nclient_id = \"x\"\n", "https://"),
+            ("[oidc]\nissuer = \"https://idp.example\"\n", "oidc.client_id"),
+            (
+                "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"x\"\nscopes = [\"email\"]\n",
+                "openid",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"x\"\nmatch_on = \"name\"\n",
+                "oidc.match_on",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"x\"\npermissions_claim = \"r\"\npermissions = { a = \"surgeon\" }\n",
+                "oidc.permissions",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"x\"\nclient_secret_file = \"DIR/missing\"\n",
+                "oidc.client_secret_file",
+            ),
+            ("[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"x\"\ncolour = 1\n", "colour"),
+            ("[auth]\npasswords = false\n", "auth.passwords"),
+            ("[auth]\ntoken_days = 0\n", "auth.token_days"),
+        ] {
+            let e = load_file(text).unwrap_err().0;
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn redacts_passwords() {
         let u = DatabaseUrl::parse("postgres://bob:secret@db:5432/x").unwrap();
         assert_eq!(u.redacted(), "postgres://bob@db:5432/x");

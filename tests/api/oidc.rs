@@ -1,6 +1,7 @@
 //! Signing in with the trust's identity provider (OpenID Connect), against a real provider
 //! (`oidc-provider`, tests/support/oidc_provider): the whole flow through HTTP, and each way
 //! it must refuse.
+use crate::cli::{bleepless, db_arg};
 use crate::helpers::*;
 use crate::support::oidc_provider::{
     OidcProvider, CALLBACK, CLIENT_ID, CLIENT_SECRET, PLACEHOLDER,
@@ -107,6 +108,15 @@ async fn callback(b: &reqwest::Client, url: &str) -> (u16, Option<String>, Strin
     (status, to, res.text().await.unwrap())
 }
 
+/// A browser signed in through the provider as `login`.
+async fn signed_in(app: &TestApp, login: &str) -> reqwest::Client {
+    let b = browser();
+    let back = through_provider(&b, app, login).await;
+    let (s, _, body) = callback(&b, &back).await;
+    assert_eq!(s, 303, "{body}");
+    b
+}
+
 /// Who the browser's session is, through the API.
 async fn me(b: &reqwest::Client, app: &TestApp) -> (u16, Value) {
     read(
@@ -141,9 +151,7 @@ async fn a_person_signs_in_through_the_provider_and_stays_bound() {
         json!({ "email": "amy.patel@elsewhere.nhs.uk" }),
     )
     .await;
-    let b2 = browser();
-    let back = through_provider(&b2, &app, "amy-sub-1").await;
-    assert_eq!(callback(&b2, &back).await.0, 303);
+    let b2 = signed_in(&app, "amy-sub-1").await;
     assert_eq!(me(&b2, &app).await.1["staff"]["id"], amy.id.as_str());
 }
 
@@ -205,9 +213,7 @@ async fn sign_in_works_after_the_provider_rotates_its_signing_key() {
     let (app, idp) = with_provider(|_| {}).await;
     let amy = app.staff("Dr Amy Patel", "clinician").await;
     idp.account("amy", amy_claims()).await;
-    let b = browser();
-    let back = through_provider(&b, &app, "amy").await;
-    assert_eq!(callback(&b, &back).await.0, 303);
+    signed_in(&app, "amy").await;
 
     idp.rotate_key().await;
     let b = browser();
@@ -273,9 +279,7 @@ async fn a_person_with_no_staff_record_is_refused_or_made_with_no_permissions() 
         json!({ "email": "new.doctor@example.nhs.uk", "name": "Dr New" }),
     )
     .await;
-    let b = browser();
-    let back = through_provider(&b, &app, "stranger").await;
-    assert_eq!(callback(&b, &back).await.0, 303);
+    let b = signed_in(&app, "stranger").await;
     let (s, who) = me(&b, &app).await;
     assert_eq!(s, 200, "{who}");
     assert_eq!(who["staff"]["name"], "Dr New");
@@ -284,6 +288,27 @@ async fn a_person_with_no_staff_record_is_refused_or_made_with_no_permissions() 
         json!([]),
         "no permissions until an admin grants them: {who}"
     );
+    // An admin grants one at the command line.
+    let (ok, out, err) = bleepless(&[
+        "--database",
+        &db_arg(&app.db_url),
+        "staff",
+        "grant",
+        "new.doctor@example.nhs.uk",
+        "clinician",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("Dr New may now: clinician"), "{out}");
+    assert_eq!(me(&b, &app).await.1["staff"]["roles"], json!(["clinician"]));
+    let (ok, _, err) = bleepless(&[
+        "--database",
+        &db_arg(&app.db_url),
+        "staff",
+        "grant",
+        "new.doctor@example.nhs.uk",
+        "surgeon",
+    ]);
+    assert!(!ok && err.contains("surgeon"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -302,9 +327,7 @@ async fn a_claim_decides_permissions_when_configured() {
         json!({ "email": "kim@example.nhs.uk", "name": "Dr Kim", "roles": ["Bleepless.Clinician", "Other"] }),
     )
     .await;
-    let b = browser();
-    let back = through_provider(&b, &app, "kim").await;
-    assert_eq!(callback(&b, &back).await.0, 303);
+    let b = signed_in(&app, "kim").await;
     assert_eq!(me(&b, &app).await.1["staff"]["roles"], json!(["clinician"]));
 }
 
