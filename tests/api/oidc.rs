@@ -373,3 +373,32 @@ async fn with_passwords_off_only_the_provider_signs_people_in() {
         .unwrap()
         .contains("Passwords are turned off"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_missing_from_the_id_token_come_from_userinfo_as_cis2_gives_them() {
+    let (app, idp) = with_provider(|o| {
+        o.claim = "uid".into();
+        o.match_on = MatchOn::SdsUserId;
+        o.scopes.push("nhsperson".into());
+    })
+    .await;
+    let amy = app.staff("Dr Amy Patel", "clinician").await;
+    let id = amy.id.clone();
+    app.write(move |c, _| {
+        use bleepless::store::schema::staff;
+        use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+        diesel::update(staff::table.find(&id))
+            .set(staff::sds_user_id.eq(Some("555021935107")))
+            .execute(c)?;
+        Ok(())
+    })
+    .await;
+    idp.claims_from_userinfo().await;
+    idp.account(
+        "cis2-amy",
+        json!({ "uid": "555021935107", "name": "Dr Amy Patel" }),
+    )
+    .await;
+    let b = signed_in(&app, "cis2-amy").await;
+    assert_eq!(me(&b, &app).await.1["staff"]["id"], amy.id.as_str());
+}

@@ -115,6 +115,11 @@ impl OidcProvider {
         self.control("rotate", json!({})).await;
     }
 
+    /// From now on the ID token carries `sub` only; the other claims come from userinfo.
+    pub async fn claims_from_userinfo(&self) {
+        self.control("claims-from-userinfo", json!({})).await;
+    }
+
     /// The next ID token is re-signed (with the provider's key) with these claims changed.
     pub async fn tamper_next_token(&self, changes: Value) {
         self.control("tamper", changes).await;

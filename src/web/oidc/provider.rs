@@ -9,8 +9,9 @@ use openidconnect::core::{
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
     EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, LogoutRequest, Nonce,
-    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
-    RedirectUrl, RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
+    ProviderMetadataWithLogout, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
+    TokenResponse,
 };
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
@@ -165,7 +166,59 @@ impl Provider {
         let token = answer
             .id_token()
             .ok_or_else(|| Failure::Refused("the sign-in service sent no ID token".into()))?;
-        self.check(token, nonce).await
+        let mut identity = self.check(token, nonce).await?;
+        let c = &self.config;
+        let wanted = [
+            Some(&c.claim),
+            Some(&c.name_claim),
+            c.permissions_claim.as_ref(),
+        ];
+        if wanted
+            .iter()
+            .flatten()
+            .any(|w| !identity.claims.contains_key(w.as_str()))
+        {
+            self.add_userinfo(&mut identity, answer.access_token().secret())
+                .await?;
+        }
+        Ok(identity)
+    }
+
+    /// Claims the ID token lacks, from the userinfo endpoint (CIS2 gives `uid` there), when
+    /// the provider has one: only for the same subject, never replacing the token's own.
+    async fn add_userinfo(
+        &self,
+        identity: &mut Identity,
+        access_token: &str,
+    ) -> Result<(), Failure> {
+        let metadata = self.metadata().await?;
+        let Some(endpoint) = metadata.userinfo_endpoint() else {
+            return Ok(());
+        };
+        let answer = self
+            .http
+            .get(endpoint.url().clone())
+            .bearer_auth(access_token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| unavailable("the userinfo request", e))?;
+        if !answer.status().is_success() {
+            return Err(unavailable("the userinfo request", answer.status()));
+        }
+        let info: Map<String, Value> = answer
+            .json()
+            .await
+            .map_err(|e| unavailable("the userinfo answer", e))?;
+        if info.get("sub").and_then(Value::as_str) != Some(identity.subject.as_str()) {
+            return Err(Failure::Refused(
+                "the sign-in service's user information is about someone else".into(),
+            ));
+        }
+        for (k, v) in info {
+            identity.claims.entry(k).or_insert(v);
+        }
+        Ok(())
     }
 
     /// Checks an ID token against the keys held, and once more against freshly fetched

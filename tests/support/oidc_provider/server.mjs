@@ -1,7 +1,7 @@
 // A real OpenID provider for Bleepless's sign-in tests: panva's certified `oidc-provider`,
 // with one client (PKCE required), the development login form (any password; the login
 // names the account) and accounts whose claims a test sets. Test-only controls under
-// /test/: set accounts, rotate the signing key, and have the next ID token re-signed with
+// /test/: set accounts, rotate the signing key, give claims only from userinfo, and have the next ID token re-signed with
 // the provider's own key but with a wrong audience, a wrong nonce or a past expiry.
 //
 // Usage: node server.mjs '<json options>'   options: { client_id, client_secret,
@@ -15,6 +15,8 @@ import { SignJWT, importJWK, decodeJwt, decodeProtectedHeader } from 'jose';
 const options = JSON.parse(process.argv[2] || '{}');
 const accounts = new Map();
 let tamper = null;
+// Claims in the ID token itself (as Entra ID does), or only from userinfo (as CIS2 gives uid).
+let claimsInIdToken = true;
 
 function newKey() {
   const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -45,7 +47,7 @@ function build() {
       nhsperson: ['uid'],
     },
     // The claims in the ID token itself, as Entra ID puts them there.
-    conformIdTokenClaims: false,
+    conformIdTokenClaims: !claimsInIdToken,
     features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
     // No consent page: every scope the client asks for is granted.
     async loadExistingGrant(ctx) {
@@ -93,6 +95,9 @@ async function control(req, res) {
     for (const [id, claims] of Object.entries(await body(req))) accounts.set(id, claims);
   } else if (path === '/test/rotate') {
     key = newKey();
+    provider = build();
+  } else if (path === '/test/claims-from-userinfo') {
+    claimsInIdToken = false;
     provider = build();
   } else if (path === '/test/tamper') {
     tamper = await body(req);
