@@ -4,114 +4,25 @@
 use crate::cli::{bleepless, db_arg};
 use crate::helpers::*;
 use crate::support::oidc_provider::{
-    OidcProvider, CALLBACK, CLIENT_ID, CLIENT_SECRET, PLACEHOLDER,
+    app_config, browser, callback, through_provider, OidcProvider,
 };
 use bleepless::config::{MatchOn, OidcConfig};
 use bleepless::domain::Permission;
-use reqwest::redirect::Policy;
 use serde_json::{json, Value};
-use std::time::Duration;
-
-fn oidc_config(issuer: &str) -> OidcConfig {
-    OidcConfig {
-        name: "Test Trust".into(),
-        issuer: issuer.into(),
-        client_id: CLIENT_ID.into(),
-        client_secret: Some(CLIENT_SECRET.into()),
-        scopes: vec!["openid".into(), "email".into(), "profile".into()],
-        redirect_url: CALLBACK.into(),
-        post_logout_url: format!("{PLACEHOLDER}/login"),
-        claim: "email".into(),
-        match_on: MatchOn::Email,
-        name_claim: "name".into(),
-        permissions_claim: None,
-        permission_map: Vec::new(),
-        create_unknown: false,
-        timeout: Duration::from_secs(5),
-    }
-}
 
 /// The app signing in with a freshly started provider, `adjust` changing its settings.
 async fn with_provider(adjust: impl FnOnce(&mut OidcConfig)) -> (TestApp, OidcProvider) {
     let idp = OidcProvider::start().await;
-    let mut oidc = oidc_config(&idp.issuer);
+    let mut oidc = app_config(&idp.issuer);
     adjust(&mut oidc);
     let app = TestApp::spawn_with(move |c| c.oidc = Some(oidc)).await;
     (app, idp)
 }
 
-/// A browser: a cookie jar, redirects followed by the test.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn location(res: &reqwest::Response, from: &str) -> String {
-    let loc = res.headers()["location"].to_str().unwrap();
-    reqwest::Url::parse(from)
-        .unwrap()
-        .join(loc)
-        .unwrap()
-        .to_string()
-}
-
-/// Starts a sign-in at the app and logs in at the provider's own form as `login`; returns
-/// the callback address the provider sends the browser back to.
-async fn through_provider(b: &reqwest::Client, app: &TestApp, login: &str) -> String {
-    let mut url = format!("{}/login/oidc?next=/api/v1/me", app.base);
-    let mut res = b.get(&url).send().await.unwrap();
-    let mut logged_in = false;
-    let form_action = regex::Regex::new(r#"action="([^"]+)""#).unwrap();
-    loop {
-        if res.status().is_redirection() {
-            let next = location(&res, &url);
-            if next.starts_with(PLACEHOLDER) {
-                return next.replacen(PLACEHOLDER, &app.base, 1);
-            }
-            url = next;
-            res = b.get(&url).send().await.unwrap();
-            continue;
-        }
-        let status = res.status().as_u16();
-        let html = res.text().await.unwrap();
-        assert!(status == 200 && !logged_in, "{status} at {url}: {html}");
-        let action = form_action
-            .captures(&html)
-            .unwrap_or_else(|| panic!("the provider's login form: {html}"))[1]
-            .to_string();
-        url = reqwest::Url::parse(&url)
-            .unwrap()
-            .join(&action)
-            .unwrap()
-            .to_string();
-        res = b
-            .post(&url)
-            .form(&[("prompt", "login"), ("login", login), ("password", "any")])
-            .send()
-            .await
-            .unwrap();
-        logged_in = true;
-    }
-}
-
-/// Follows the callback; returns its status, where it sends the browser and its body.
-async fn callback(b: &reqwest::Client, url: &str) -> (u16, Option<String>, String) {
-    let res = b.get(url).send().await.unwrap();
-    let status = res.status().as_u16();
-    let to = res
-        .headers()
-        .get("location")
-        .map(|l| l.to_str().unwrap().to_string());
-    (status, to, res.text().await.unwrap())
-}
-
 /// A browser signed in through the provider as `login`.
 async fn signed_in(app: &TestApp, login: &str) -> reqwest::Client {
     let b = browser();
-    let back = through_provider(&b, app, login).await;
+    let back = through_provider(&b, &app.base, login).await;
     let (s, _, body) = callback(&b, &back).await;
     assert_eq!(s, 303, "{body}");
     b
@@ -138,7 +49,7 @@ async fn a_person_signs_in_through_the_provider_and_stays_bound() {
     let amy = app.staff("Dr Amy Patel", "clinician").await;
     idp.account("amy-sub-1", amy_claims()).await;
     let b = browser();
-    let back = through_provider(&b, &app, "amy-sub-1").await;
+    let back = through_provider(&b, &app.base, "amy-sub-1").await;
     let (status, to, body) = callback(&b, &back).await;
     assert_eq!((status, to.as_deref()), (303, Some("/api/v1/me")), "{body}");
     let (s, me_body) = me(&b, &app).await;
@@ -161,7 +72,7 @@ async fn a_replayed_callback_or_a_wrong_state_signs_nobody_in() {
     app.staff("Dr Amy Patel", "clinician").await;
     idp.account("amy", amy_claims()).await;
     let b = browser();
-    let back = through_provider(&b, &app, "amy").await;
+    let back = through_provider(&b, &app.base, "amy").await;
 
     // The state changed on the way back.
     let (s, _, body) = callback(&b, &back.replace("state=", "state=x")).await;
@@ -199,7 +110,7 @@ async fn a_token_with_a_wrong_nonce_audience_or_expiry_signs_nobody_in() {
         ),
     ] {
         let b = browser();
-        let back = through_provider(&b, &app, "amy").await;
+        let back = through_provider(&b, &app.base, "amy").await;
         idp.tamper_next_token(changes.clone()).await;
         let (s, to, body) = callback(&b, &back).await;
         assert_eq!((s, to), (401, None), "{changes}: {body}");
@@ -217,7 +128,7 @@ async fn sign_in_works_after_the_provider_rotates_its_signing_key() {
 
     idp.rotate_key().await;
     let b = browser();
-    let back = through_provider(&b, &app, "amy").await;
+    let back = through_provider(&b, &app.base, "amy").await;
     let (s, _, body) = callback(&b, &back).await;
     assert_eq!(s, 303, "the new key is fetched: {body}");
     assert_eq!(me(&b, &app).await.1["staff"]["id"], amy.id.as_str());
@@ -230,7 +141,7 @@ async fn the_provider_down_is_a_clear_page_not_an_error() {
     idp.account("amy", amy_claims()).await;
     // Down in the middle of a sign-in: the code cannot be redeemed.
     let b = browser();
-    let back = through_provider(&b, &app, "amy").await;
+    let back = through_provider(&b, &app.base, "amy").await;
     idp.stop();
     let (s, _, body) = callback(&b, &back).await;
     assert_eq!(s, 503, "{body}");
@@ -267,7 +178,7 @@ async fn a_person_with_no_staff_record_is_refused_or_made_with_no_permissions() 
     )
     .await;
     let b = browser();
-    let back = through_provider(&b, &app, "stranger").await;
+    let back = through_provider(&b, &app.base, "stranger").await;
     let (s, _, body) = callback(&b, &back).await;
     assert_eq!(s, 403, "{body}");
     assert!(body.contains("Ask an admin"), "{body}");
@@ -336,7 +247,7 @@ async fn with_passwords_off_only_the_provider_signs_people_in() {
     let (app, _idp) = with_provider(|_| {}).await;
     let (app2, _idp2) = {
         let idp = OidcProvider::start().await;
-        let oidc = oidc_config(&idp.issuer);
+        let oidc = app_config(&idp.issuer);
         let app = TestApp::spawn_with(move |c| {
             c.oidc = Some(oidc);
             c.auth.passwords = false;

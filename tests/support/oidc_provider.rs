@@ -137,3 +137,91 @@ impl Drop for OidcProvider {
         self.stop();
     }
 }
+
+/// A browser: a cookie jar, redirects followed by the test.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn location(res: &reqwest::Response, from: &str) -> String {
+    let loc = res.headers()["location"].to_str().unwrap();
+    reqwest::Url::parse(from)
+        .unwrap()
+        .join(loc)
+        .unwrap()
+        .to_string()
+}
+
+/// Starts a sign-in at the app and logs in at the provider's own form as `login`; returns
+/// the callback address the provider sends the browser back to.
+pub async fn through_provider(b: &reqwest::Client, app_base: &str, login: &str) -> String {
+    let mut url = format!("{app_base}/login/oidc?next=/api/v1/me");
+    let mut res = b.get(&url).send().await.unwrap();
+    let mut logged_in = false;
+    let form_action = regex::Regex::new(r#"action="([^"]+)""#).unwrap();
+    loop {
+        if res.status().is_redirection() {
+            let next = location(&res, &url);
+            if next.starts_with(PLACEHOLDER) {
+                return next.replacen(PLACEHOLDER, app_base, 1);
+            }
+            url = next;
+            res = b.get(&url).send().await.unwrap();
+            continue;
+        }
+        let status = res.status().as_u16();
+        let html = res.text().await.unwrap();
+        assert!(status == 200 && !logged_in, "{status} at {url}: {html}");
+        let action = form_action
+            .captures(&html)
+            .unwrap_or_else(|| panic!("the provider's login form: {html}"))[1]
+            .to_string();
+        url = reqwest::Url::parse(&url)
+            .unwrap()
+            .join(&action)
+            .unwrap()
+            .to_string();
+        res = b
+            .post(&url)
+            .form(&[("prompt", "login"), ("login", login), ("password", "any")])
+            .send()
+            .await
+            .unwrap();
+        logged_in = true;
+    }
+}
+
+/// Follows the callback; returns its status, where it sends the browser and its body.
+pub async fn callback(b: &reqwest::Client, url: &str) -> (u16, Option<String>, String) {
+    let res = b.get(url).send().await.unwrap();
+    let status = res.status().as_u16();
+    let to = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string());
+    (status, to, res.text().await.unwrap())
+}
+
+/// The app's `[oidc]` settings for a provider started here.
+pub fn app_config(issuer: &str) -> bleepless::config::OidcConfig {
+    bleepless::config::OidcConfig {
+        name: "Test Trust".into(),
+        issuer: issuer.into(),
+        client_id: CLIENT_ID.into(),
+        client_secret: Some(CLIENT_SECRET.into()),
+        scopes: vec!["openid".into(), "email".into(), "profile".into()],
+        redirect_url: CALLBACK.into(),
+        post_logout_url: format!("{PLACEHOLDER}/login"),
+        claim: "email".into(),
+        match_on: bleepless::config::MatchOn::Email,
+        name_claim: "name".into(),
+        permissions_claim: None,
+        permission_map: Vec::new(),
+        create_unknown: false,
+        timeout: std::time::Duration::from_secs(5),
+    }
+}
