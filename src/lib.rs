@@ -140,6 +140,10 @@ impl Application {
             vapid_public_key: vapid.public_key.clone(),
             changes: Arc::default(),
             request_timings: Arc::default(),
+            oidc: match &config.oidc {
+                Some(o) => Some(Arc::new(web::oidc::provider::Provider::new(o.clone())?)),
+                None => None,
+            },
         };
         let worker = outbox::worker::Worker {
             store,

@@ -131,6 +131,13 @@ enum StaffCmd {
         /// Staff id, email or exact name.
         staff: String,
     },
+    /// Grant a permission (coordinator, clinician, bed_manager or admin), e.g. to someone
+    /// whose record was made, with none, on their first sign-in through the identity provider.
+    Grant {
+        /// Staff id, email or exact name.
+        staff: String,
+        permission: String,
+    },
     /// Deactivate a leaver: their sessions, API token, push devices and bleeps end at once.
     Deactivate {
         /// Staff id, email or exact name.
@@ -393,6 +400,7 @@ fn staff(cmd: StaffCmd, config: &Config, now: DateTime<Utc>) -> Result<(), Strin
             );
             println!("{token}");
         }
+        StaffCmd::Grant { staff, permission } => grant(&store, &staff, &permission, now)?,
         StaffCmd::Deactivate { staff } => deactivate(store, config, &staff)?,
         StaffCmd::Audit { limit } => print_audit(&store, limit)?,
     }
@@ -630,4 +638,30 @@ fn serve(config: Config, demo_data: bool) -> Result<(), String> {
         tracing::info!(addr = %app.addr, database = %db, "Bleepless is listening");
         app.run().await.map_err(|e| format!("server stopped: {e}"))
     })
+}
+
+/// `bleepless staff grant`: adds one permission to a member of staff's.
+fn grant(store: &Store, staff: &str, permission: &str, now: DateTime<Utc>) -> Result<(), String> {
+    let p = bleepless::domain::Permission::parse(permission.trim())?;
+    let s = store
+        .write_now(|c| {
+            let mut s = directory::find_staff(c, staff)?;
+            if !s.roles.contains(&p) {
+                s.roles.push(p);
+                bleepless::store::identities::set_permissions(c, &s.id, &s.roles)?;
+                audit(
+                    c,
+                    Action::PermissionsSet,
+                    &s.id,
+                    json!({ "granted": p.code() }),
+                    now,
+                )?;
+            }
+            Ok(s)
+        })
+        .map_err(fail)?;
+    let mut roles: Vec<&str> = s.roles.iter().map(|r| r.code()).collect();
+    roles.sort();
+    println!("{} may now: {}", s.name, roles.join(", "));
+    Ok(())
 }

@@ -9,6 +9,7 @@ pub mod recipients;
 pub mod roles;
 pub mod rota;
 pub mod rota_plan;
+pub mod sign_in;
 pub mod staff;
 pub mod tasks;
 

@@ -23,6 +23,7 @@ impl Config {
         out.extend(self.describe_dispatch());
         out.extend(self.describe_records());
         out.extend(self.describe_security_and_fhir());
+        out.extend(self.describe_sign_in());
         // Unset values as comments, so that the output reads as TOML.
         out.iter()
             .map(|l| {
@@ -233,5 +234,48 @@ impl Config {
             "[metrics]".into(),
             format!("token = {}", hidden(&self.metrics.token)),
         ]
+    }
+
+    fn describe_sign_in(&self) -> Vec<String> {
+        let mut out = vec![
+            String::new(),
+            "[auth]".into(),
+            format!("passwords = {}", self.auth.passwords),
+            format!("token_days = {}", self.auth.token_days),
+            String::new(),
+        ];
+        let Some(o) = &self.oidc else {
+            out.push("# [oidc] not set: no sign-in with an identity provider".into());
+            return out;
+        };
+        let permissions = o
+            .permission_map
+            .iter()
+            .map(|(v, p)| format!("{v:?} = {:?}", p.code()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.extend([
+            "[oidc]".into(),
+            format!("name = {:?}", o.name),
+            format!("issuer = {:?}", o.issuer),
+            format!("client_id = {:?}", o.client_id),
+            format!("client_secret = {}", hidden(&o.client_secret)),
+            format!("scopes = {:?}", o.scopes),
+            format!("# redirect URL to register: {}", o.redirect_url),
+            format!("claim = {:?}", o.claim),
+            format!("match_on = {:?}", o.match_on.code()),
+            format!("name_claim = {:?}", o.name_claim),
+            format!(
+                "permissions_claim = {}",
+                o.permissions_claim
+                    .as_ref()
+                    .map(|c| format!("{c:?}"))
+                    .unwrap_or_else(|| "(not set)".into())
+            ),
+            format!("permissions = {{ {permissions} }}"),
+            format!("create_unknown = {}", o.create_unknown),
+            format!("timeout_seconds = {}", o.timeout.as_secs()),
+        ]);
+        out
     }
 }

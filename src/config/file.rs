@@ -28,6 +28,8 @@ pub(super) struct FileConfig {
     pub(super) fhir: Option<FileFhir>,
     pub(super) metrics: Option<FileMetrics>,
     pub(super) text: Option<super::text::FileText>,
+    pub(super) oidc: Option<super::oidc::FileOidc>,
+    pub(super) auth: Option<super::oidc::FileAuth>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,6 +2,7 @@
 //! rising order of precedence), validated before anything starts.
 mod describe;
 mod file;
+mod oidc;
 mod sections;
 mod text;
 
@@ -13,6 +14,7 @@ pub use crate::outbox::text::TextConfig;
 pub use crate::outbox::worker::DispatchConfig;
 pub use crate::store::DatabaseUrl;
 use file::FileConfig;
+pub use oidc::{AuthConfig, MatchOn, OidcConfig, CALLBACK_PATH};
 use sections::Source;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// How log lines are written to standard error.
     pub log_format: LogFormat,
+    /// Sign-in with the trust's identity provider, when configured.
+    pub oidc: Option<OidcConfig>,
+    /// Passwords on or off; personal API tokens' default lifetime.
+    pub auth: AuthConfig,
 }
 
 /// `text` for people reading a terminal or journal; `json` (one object a line) for log shippers.
@@ -214,6 +220,8 @@ impl Config {
         let health = sections::health(file.health, src)?;
         let metrics = sections::metrics(file.metrics.unwrap_or_default(), src)?;
         let zone = sections::zone(file.time_zone, src)?;
+        let oidc = oidc::oidc(file.oidc, &public_url, src)?;
+        let auth = oidc::auth(file.auth, oidc.as_ref(), src)?;
 
         Ok(Config {
             bind,
@@ -239,6 +247,8 @@ impl Config {
             fhir,
             metrics,
             log_format,
+            oidc,
+            auth,
         })
     }
 
@@ -273,6 +283,8 @@ impl Config {
             },
             metrics: MetricsConfig::default(),
             log_format: LogFormat::Text,
+            oidc: None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -411,6 +423,56 @@ mod tests {
             ),
             ("[security]\nlockout_minutes = 0\n", "lockout_minutes"),
             ("[metrics]\ntoken = \"short\"\n", "metrics.token"),
+        ] {
+            let e = load_file(text).unwrap_err().0;
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn oidc_and_auth_are_checked_naming_the_key_and_the_secret_is_hidden() {
+        let good = "[oidc]\nname = \"NHS CIS2\"\n\
+             issuer = \"https://am.nhsint.auth-ptl.cis2.spineservices.nhs.uk:443/openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare\"\n\
+             client_id = \"bleepless\"\nclient_secret_file = \"DIR/link.secret\"\n\
+             scopes = [\"openid\", \"profile\", \"email\", \"nhsperson\"]\n\
+             claim = \"uid\"\nmatch_on = \"sds_user_id\"\n\
+             permissions_claim = \"roles\"\npermissions = { \"Bleepless.Admin\" = \"admin\" }\n\
+             [auth]\npasswords = false\ntoken_days = 30\n";
+        let c = load_file(good).unwrap();
+        let o = c.oidc.as_ref().unwrap();
+        assert_eq!(o.match_on, MatchOn::SdsUserId);
+        assert_eq!(o.redirect_url, "http://127.0.0.1:8080/login/oidc/callback");
+        assert!(!c.auth.passwords);
+        let described = c.describe();
+        assert!(
+            described.contains("client_secret = \"(hidden)\""),
+            "{described}"
+        );
+        assert!(!described.contains("0123456789abcdef"), "{described}");
+        assert!(described.contains("claim = \"uid\""), "{described}");
+        for (text, says) in [
+            ("[oidc]\nclient_id = \"x\"\n", "oidc.issuer"),
+            ("[oidc]\nissuer = \"http://idp.example\"\nclient_id = \"x\"\n", "https://"),
+            ("[oidc]\nissuer = \"https://idp.example\"\n", "oidc.client_id"),
+            (
+                "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"x\"\nscopes = [\"email\"]\n",
+                "openid",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"x\"\nmatch_on = \"name\"\n",
+                "oidc.match_on",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"x\"\npermissions_claim = \"r\"\npermissions = { a = \"surgeon\" }\n",
+                "oidc.permissions",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"x\"\nclient_secret_file = \"DIR/missing\"\n",
+                "oidc.client_secret_file",
+            ),
+            ("[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"x\"\ncolour = 1\n", "colour"),
+            ("[auth]\npasswords = false\n", "auth.passwords"),
+            ("[auth]\ntoken_days = 0\n", "auth.token_days"),
         ] {
             let e = load_file(text).unwrap_err().0;
             assert!(e.contains(says), "{text}: {e}");

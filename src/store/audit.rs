@@ -26,6 +26,8 @@ coded_enum!(
         SignInFailed => "sign_in_failed",
         SignInLocked => "sign_in_locked",
         SignedIn => "signed_in",
+        IdentityBound => "identity_bound",
+        PermissionsSet => "permissions_set",
     }
 );
 

@@ -3,8 +3,8 @@
 use super::AppState;
 use crate::error::{AppError, AppResult};
 use crate::store::directory::{self, Staff};
-use crate::store::sessions;
 use crate::store::DbConnection;
+use crate::store::{api_tokens, sessions};
 use actix_web::http::{header, Method};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use chrono::{DateTime, Utc};
@@ -87,11 +87,15 @@ impl Credentials {
     /// The active member of staff these credentials belong to, or why not.
     pub fn staff(&self, conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Staff> {
         match &self.0 {
-            Credential::Bearer(token) => directory::staff_by_token(conn, token)?.ok_or_else(|| {
-                AppError::Unauthorized(
-                    "the token is not valid (mistyped, replaced or the account is inactive)".into(),
-                )
-            }),
+            Credential::Bearer(token) => match directory::staff_by_token(conn, token)? {
+                Some(staff) => Ok(staff),
+                None => api_tokens::staff_by_token(conn, token, now)?.ok_or_else(|| {
+                    AppError::Unauthorized(
+                        "the token is not valid (mistyped, replaced, expired, revoked or the account is inactive)"
+                            .into(),
+                    )
+                }),
+            },
             Credential::Session {
                 token,
                 csrf,

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod fhir;
 pub mod guard;
 pub mod metrics;
+pub mod oidc;
 pub mod pages;
 
 use crate::clock::SharedClock;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub changes: Arc<pages::events::Changes>,
     /// This instance's request durations, for `/metrics`.
     pub request_timings: Arc<metrics::RequestTimings>,
+    /// The identity provider people sign in with, when `[oidc]` is configured.
+    pub oidc: Option<Arc<oidc::provider::Provider>>,
 }
 
 /// Largest request body accepted: a task is a few kilobytes at most.
@@ -42,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(fhir::routes)
         .service(web::scope(api::API_PREFIX).configure(api::routes))
         .configure(ack::routes)
+        .configure(oidc::routes)
         .configure(pages::routes)
         // /healthz and /metrics: registered from the API's one list of operations.
         .configure(api::root_routes);

@@ -8,6 +8,7 @@ mod health;
 mod helpers;
 mod lifecycle;
 mod metrics;
+mod oidc;
 mod openapi;
 mod outbox;
 mod pages;
@@ -19,3 +20,4 @@ mod security;
 #[path = "../support/mod.rs"]
 mod support;
 mod text;
+mod tokens;

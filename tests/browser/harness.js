@@ -32,9 +32,11 @@ async function waitFor(what, check, ms = 15000) {
 
 // Starts the service with the demo data. `stop()` kills it as a crash would and `start()`
 // runs it again on the same address and database.
-async function startService() {
+// `options.port` fixes the port (a sign-in provider must know it first); `options.config`
+// adds lines to the configuration file.
+async function startService(options = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bleepless-browser-'));
-  const [port, smtpPort] = [await freePort(), await freePort()];
+  const [port, smtpPort] = [options.port || await freePort(), await freePort()];
   const base = `http://127.0.0.1:${port}`;
   const smtp = await startSmtp(smtpPort);
   const config = path.join(dir, 'bleepless.toml');
@@ -47,7 +49,8 @@ async function startService() {
     '[email]', 'host = "127.0.0.1"', `port = ${smtpPort}`, 'security = "plain"', 'from = "Bleepless <bleepless@example.nhs.uk>"',
     // The phone's stand-in subscription points here: allowed by this explicit setting only.
     '[push]', 'allow_endpoints = ["https://127.0.0.1:9"]',
-    '[security]', `link_secret_file = "${path.join(dir, 'link-secret')}"`, '',
+    '[security]', `link_secret_file = "${path.join(dir, 'link-secret')}"`,
+    ...(options.config || []), '',
   ].join('\n'));
   const env = { ...process.env, RUST_LOG: 'warn' };
   const out = execFileSync(BIN, ['--config', config, 'demo'], { encoding: 'utf8', env });
@@ -122,4 +125,4 @@ function launchBrowser() {
   });
 }
 
-module.exports = { ROOT, WARD, waitFor, startService, launchBrowser };
+module.exports = { ROOT, WARD, waitFor, freePort, startService, launchBrowser };

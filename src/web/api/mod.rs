@@ -13,6 +13,7 @@ mod people;
 mod rota;
 mod service;
 mod tasks;
+mod tokens;
 mod views;
 
 use crate::web::{calendar, metrics};
@@ -76,6 +77,9 @@ operations! {
     api: [
         people::me,
         people::change_password,
+        tokens::list_tokens,
+        tokens::create_token,
+        tokens::revoke_token,
         tasks::list_tasks,
         tasks::raise_task,
         tasks::get_task,

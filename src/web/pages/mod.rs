@@ -4,6 +4,7 @@ pub mod assets;
 pub mod events;
 pub mod rota;
 pub mod tasks;
+pub mod tokens;
 pub mod watch;
 
 use super::auth::{client_address, session_of, Session, SESSION_COOKIE};
@@ -31,6 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(events::routes)
         .configure(tasks::routes)
         .configure(rota::routes)
+        .configure(tokens::routes)
         .configure(watch::routes);
 }
 
@@ -280,6 +282,11 @@ struct LoginPage {
     csrf: String,
     next: String,
     email: String,
+    /// "Sign in with <name>", when an identity provider is configured.
+    provider: Option<String>,
+    passwords: bool,
+    /// `next`, for the provider's link.
+    next_q: String,
 }
 
 const LOGIN_CSRF_COOKIE: &str = "bleepless_login";
@@ -310,7 +317,7 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn secure(state: &AppState) -> bool {
+pub fn secure(state: &AppState) -> bool {
     state.config.public_url.starts_with("https://")
 }
 
@@ -329,8 +336,11 @@ fn login_page(
             nav: None,
             error,
             csrf: csrf.clone(),
+            next_q: urlencode(&next),
             next,
             email,
+            provider: state.config.oidc.as_ref().map(|o| o.name.clone()),
+            passwords: state.config.auth.passwords,
         },
     );
     let cookie = Cookie::build(LOGIN_CSRF_COOKIE, csrf)
@@ -378,6 +388,15 @@ async fn login(
 ) -> HttpResponse {
     let f = form.into_inner();
     let next = safe_next(f.next.as_deref());
+    if !state.config.auth.passwords {
+        return login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            Some("Passwords are turned off here: sign in with your organisation's account.".into()),
+            next,
+            String::new(),
+        );
+    }
     let expected = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string());
     if expected.as_deref() != Some(f.csrf.as_str()) {
         return login_page(
@@ -536,9 +555,19 @@ async fn logout(
         let token = c.value().to_string();
         state.store.write(move |c| sessions::end(c, &token)).await?;
     }
-    let mut res = HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/login"))
-        .finish();
+    let mut res = match &state.oidc {
+        // A page with a link, not a redirect: the provider is another site, and pages may
+        // only post forms (and follow their redirects) to this one.
+        Some(p) => match p.end_session_url().await {
+            Some(url) => super::oidc::signed_out(&p.config().name, &url),
+            None => HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/login"))
+                .finish(),
+        },
+        None => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/login"))
+            .finish(),
+    };
     let mut gone = Cookie::build(SESSION_COOKIE, "").path("/").finish();
     gone.make_removal();
     let _ = res.add_cookie(&gone);

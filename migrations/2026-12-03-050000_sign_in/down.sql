@@ -1,0 +1,3 @@
+DROP TABLE api_tokens;
+DROP TABLE sign_in_attempts;
+DROP TABLE identity_bindings;
