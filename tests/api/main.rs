@@ -18,4 +18,5 @@ mod safety;
 mod security;
 #[path = "../support/mod.rs"]
 mod support;
+mod task_page;
 mod text;
