@@ -154,6 +154,8 @@ async fn the_raiser_sees_a_decline_with_its_reason_and_each_reply_as_it_happens(
     let (nurse, _) = sign_in(&w.app, &w.nurse).await;
     let long = std::time::Duration::from_secs(10);
     let mut list = listen(&w.app, &w.nurse).await;
+    // The test's clock stands still unless moved: a change is one that moves it.
+    w.app.advance(30);
     let (status, body) = w
         .app
         .post(
@@ -166,6 +168,7 @@ async fn the_raiser_sees_a_decline_with_its_reason_and_each_reply_as_it_happens(
     assert_eq!(next_event(&mut list, long).await.as_deref(), Some("change"));
     let (_, raised) = page(&w, &nurse, "/tasks/raised/fragment").await;
     assert!(raised.contains("Which arm is the cannula in?"), "{raised}");
+    w.app.advance(30);
     let reason = json!({ "reason": "In theatre for the next two hours" });
     let (status, body) = w.app.act(&id, "decline", &w.amy.token, reason).await;
     assert_eq!(status, 200, "{body}");
