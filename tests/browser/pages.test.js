@@ -54,6 +54,7 @@ test('a stat task raised through the form reaches the phone within 2 s, is ackno
   const grace = await desk.newPage();
   await signIn(grace, 'grace.okafor@example.nhs.uk');
   assert.equal(new URL(grace.url()).pathname, '/tasks/new');
+  await checkPage(grace, 'the task form');
 
   // A mistyped NHS number is caught as it is typed, and again by the server; nothing typed is lost.
   await grace.fill('#nhs_number', '999 000 0019');
@@ -90,6 +91,7 @@ test('a stat task raised through the form reaches the phone within 2 s, is ackno
   await Promise.all([grace.waitForNavigation(), grace.click('button.primary')]);
   assert.equal(new URL(grace.url()).pathname, '/tasks/raised');
   await grace.screenshot({ path: path.join(SHOTS, 'raised-tasks.png'), fullPage: true });
+  await checkPage(grace, 'the raised list after raising');
 
   // The phone shows it without a reload.
   const card = amy.locator('article.task.stat');

@@ -133,7 +133,7 @@ test('the wall dashboard puts what needs action first, each holder\'s workload, 
   await maria.waitForFunction(() => /no phone registered/.test(document.querySelector('#failed')?.textContent || ''), null, { timeout: 15000 });
   assert.doesNotMatch(await maria.textContent('#failed'), /level \d+ · [0-9a-f]{8}/);
   await checkPage(maria, 'the dashboard');
-  await maria.screenshot({ path: path.join(SHOTS, 'dashboard.png'), fullPage: true });
+  await maria.screenshot({ path: path.join(SHOTS, 'dashboard-wall.png') });
   await wall.close();
 });
 
@@ -143,6 +143,10 @@ test('the admin hands a bleep only to someone allowed to hold it, after confirmi
   await sam.goto(base + '/login');
   await checkPage(sam, 'the sign-in page');
   await service.signIn(sam, 'sam.admin@example.nhs.uk');
+  await sam.goto(base + '/admin/rota');
+  await checkPage(sam, 'the rota page');
+  await sam.goto(base + '/offline');
+  await checkPage(sam, 'the offline page');
   await sam.goto(base + '/admin');
   await checkPage(sam, 'the admin page');
   const form = sam.locator('form[action="/admin/hand-over"]').first();
