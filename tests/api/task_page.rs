@@ -105,6 +105,8 @@ async fn a_coordinator_reassigns_and_cancels_after_confirming_and_bad_input_is_t
         .get(&format!("/api/v1/tasks/{id}"), &w.nurse.token)
         .await;
     assert_eq!(task["assignee"]["id"], w.fy1.as_str());
+    // A minute later (the test's clock stands still unless moved).
+    w.app.advance(60);
     let confirmed = [to_ben[0], to_ben[1], ("confirm", "yes")];
     let (status, to) = form(&w, &nurse, &reassign, &confirmed).await;
     assert_eq!(
@@ -116,6 +118,9 @@ async fn a_coordinator_reassigns_and_cancels_after_confirming_and_bad_input_is_t
         .get(&format!("/api/v1/tasks/{id}"), &w.nurse.token)
         .await;
     assert_eq!(task["assignee"]["id"], w.ben.id.as_str());
+    // Who has it is whoever it went to since: not the doctor it was taken from.
+    let (_, html) = page(&w, &nurse, &format!("/tasks/{id}")).await;
+    assert!(html.contains("<dd id=\"who\">Dr Ben Hughes</dd>"), "{html}");
 
     // A clinician may not cancel; a coordinator must say why, then confirm.
     let cancel = format!("/tasks/{id}/cancel");

@@ -34,21 +34,26 @@ pub fn seen_line(seen: &[Sighting], zone: &Zone, now: DateTime<Utc>) -> String {
     format!("seen by {}", who.join(", "))
 }
 
-/// The people a task's bleeps went to, first reached first, each once.
-pub fn reached(conn: &mut DbConnection, task_id: &str) -> AppResult<Vec<String>> {
-    Ok(reached_names(&deliveries::notifications(
-        conn,
-        Some(task_id),
-        None,
-        200,
-    )?))
+/// The people a task's bleeps went to since it was last reassigned (those before had it
+/// taken from them), first reached first, each once.
+pub fn reached(conn: &mut DbConnection, v: &TaskView) -> AppResult<Vec<String>> {
+    let sent = deliveries::notifications(conn, Some(&v.id), None, 200)?;
+    Ok(reached_names(&sent, v))
 }
 
 /// The same from its notifications, newest first as they are read.
-pub fn reached_names(sent: &[NotificationView]) -> Vec<String> {
+pub fn reached_names(sent: &[NotificationView], v: &TaskView) -> Vec<String> {
+    let since = v
+        .timeline
+        .iter()
+        .flatten()
+        .filter(|e| e.kind == "reassigned")
+        .map(|e| e.at)
+        .next_back();
     let mut names: Vec<String> = Vec::new();
     for n in sent.iter().rev() {
-        if !n.recipient.name.is_empty() && !names.contains(&n.recipient.name) {
+        let current = since.is_none_or(|at| n.created_at >= at);
+        if current && !n.recipient.name.is_empty() && !names.contains(&n.recipient.name) {
             names.push(n.recipient.name.clone());
         }
     }

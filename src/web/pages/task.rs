@@ -216,7 +216,7 @@ fn render(
         (Some(p), Some(t)) => format!("{} at {}", p.name, at(t)),
         _ => String::new(),
     };
-    let names: Vec<String> = card::reached_names(&l.sent);
+    let names: Vec<String> = card::reached_names(&l.sent, &l.view);
     let due_at = at(l.view.ack_deadline);
     let s = &user.0.staff;
     let page = TaskPage {

@@ -330,7 +330,7 @@ fn with_thread(
     let mut out = Vec::with_capacity(list.len());
     for mut v in list {
         v.timeline = Some(events::timeline(c, &v.id)?);
-        let reached = card::reached(c, &v.id)?;
+        let reached = card::reached(c, &v)?;
         out.push((v, reached));
     }
     Ok(out)

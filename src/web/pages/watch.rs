@@ -327,6 +327,23 @@ impl Done {
     }
 }
 
+/// Who may be handed a bleep, by the rule the hand-over itself applies.
+fn eligible(
+    c: &mut crate::store::DbConnection,
+    role: &directory::Role,
+    people: &[directory::Staff],
+) -> Result<Vec<(String, String)>, AppError> {
+    let mut out = Vec::new();
+    for s in people {
+        match crate::app::rota::may_hold(c, role, s) {
+            Ok(()) => out.push((s.id.clone(), s.name.clone())),
+            Err(AppError::Unprocessable(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
 async fn admin(
     state: web::Data<AppState>,
     user: PageUser,
@@ -346,14 +363,8 @@ async fn admin(
                 let mut names: Vec<String> =
                     directory::staff_names(c, &refs)?.into_values().collect();
                 names.sort();
-                let mut eligible = Vec::new();
-                for s in &people {
-                    if crate::app::rota::may_hold(c, r, s).is_ok() {
-                        eligible.push((s.id.clone(), s.name.clone()));
-                    }
-                }
                 roles.push(RoleRow {
-                    eligible,
+                    eligible: eligible(c, r, &people)?,
                     id: r.id.clone(),
                     name: r.name.clone(),
                     holders: if names.is_empty() {
