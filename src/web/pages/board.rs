@@ -128,6 +128,9 @@ fn cause(error: &str) -> String {
     }
 }
 
+/// One cause's people, latest failure and task ids, as they are gathered.
+type Gathered = (Vec<String>, DateTime<Utc>, Vec<String>);
+
 /// Groups failures by cause and channel, naming each person once; most people first.
 pub fn failed_groups(
     failed: &[FailedDelivery],
@@ -136,8 +139,7 @@ pub fn failed_groups(
     zone: &Zone,
     now: DateTime<Utc>,
 ) -> Vec<FailedGroup> {
-    let mut groups: BTreeMap<(String, String), (Vec<String>, DateTime<Utc>, Vec<String>)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<(String, String), Gathered> = BTreeMap::new();
     for f in failed {
         let g = groups
             .entry((cause(&f.error), f.channel.clone()))
@@ -181,6 +183,6 @@ pub fn failed_groups(
             )
         })
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|g| std::cmp::Reverse(g.0));
     out.into_iter().map(|(_, g)| g).collect()
 }

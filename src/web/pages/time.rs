@@ -12,12 +12,16 @@ pub fn clock(zone: &Zone, at: DateTime<Utc>, now: DateTime<Utc>) -> String {
 /// minutes, whole minutes under an hour, then hours and minutes.
 pub fn span(secs: i64) -> String {
     let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    match secs {
-        ..60 => format!("{s} s"),
-        60..600 if s > 0 => format!("{m} min {s} s"),
-        ..3600 => format!("{m} min"),
-        _ if m == 0 => format!("{h} h"),
-        _ => format!("{h} h {m} min"),
+    if secs < 60 {
+        format!("{s} s")
+    } else if secs < 600 && s > 0 {
+        format!("{m} min {s} s")
+    } else if secs < 3600 {
+        format!("{m} min")
+    } else if m == 0 {
+        format!("{h} h")
+    } else {
+        format!("{h} h {m} min")
     }
 }
 
