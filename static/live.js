@@ -56,7 +56,14 @@
         // Keep what someone is typing: skip a refresh while a form inside has focus.
         const active = document.activeElement;
         if (active && target.contains(active) && active.matches('input, textarea, select')) { again = true; }
-        else { target.innerHTML = html; document.dispatchEvent(new CustomEvent('bleepless:refreshed')); }
+        else {
+          // Keep open what someone opened (Complete, Decline, Thread): a refresh must not shut it.
+          const key = (d) => `${d.closest('[id]')?.id}|${d.querySelector('summary')?.textContent.trim().split(' ')[0]}`;
+          const open = new Set([...target.querySelectorAll('details[open]')].map(key));
+          target.innerHTML = html;
+          for (const d of target.querySelectorAll('details')) if (open.has(key(d))) d.open = true;
+          document.dispatchEvent(new CustomEvent('bleepless:refreshed'));
+        }
       }
     } catch (e) { /* offline, or the server is down: the banners say so */ }
     busy = false;

@@ -104,9 +104,9 @@ self.addEventListener('notificationclick', (event) => {
 // When a page cannot be reached (offline, or the server is down), the app shows its own
 // offline page, kept from when the worker was installed, never the browser's error page.
 // Only that page and the files it uses are kept: nothing that shows a patient is cached.
-const OFFLINE_CACHE = 'bleepless-offline-v1';
+const OFFLINE_CACHE = 'bleepless-offline-v2';
 const OFFLINE_PAGE = '/offline';
-const OFFLINE_FILES = [OFFLINE_PAGE, '/static/app.css', '/static/icon.svg'];
+const OFFLINE_FILES = [OFFLINE_PAGE, '/static/vendor/nhsuk-frontend-10.6.1.min.css', '/static/app.css', '/static/icon.svg'];
 
 async function keepOfflinePage() {
   try {

@@ -1,7 +1,12 @@
-// Checks the NHS number's check digit as it is typed (the server checks it again).
+// The task form: the error summary takes focus when the server found problems, and the NHS
+// number's check digit is checked as it is typed (the server checks it again). The number
+// has one message at a time: what the check finds replaces what the server said.
 (function () {
+  const summary = document.getElementById('error-summary');
+  if (summary) summary.focus();
   const input = document.getElementById('nhs_number');
-  const out = document.getElementById('nhs_number-live');
+  const out = document.getElementById('nhs_number-error');
+  const group = document.getElementById('nhs_number-group');
   if (!input || !out) return;
   function problem(value) {
     const digits = value.replace(/\s+/g, '');
@@ -18,8 +23,16 @@
   }
   function update() {
     const p = problem(input.value);
-    out.textContent = p;
-    input.setAttribute('aria-invalid', p ? 'true' : 'false');
+    out.textContent = '';
+    if (p) {
+      const hidden = document.createElement('span');
+      hidden.className = 'nhsuk-u-visually-hidden';
+      hidden.textContent = 'Error:';
+      out.append(hidden, ' ' + p);
+    }
+    if (p) input.setAttribute('aria-invalid', 'true'); else input.removeAttribute('aria-invalid');
+    input.classList.toggle('nhsuk-input--error', !!p);
+    if (group) group.classList.toggle('nhsuk-form-group--error', !!p);
   }
   input.addEventListener('input', update);
   input.addEventListener('blur', update);

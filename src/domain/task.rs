@@ -71,6 +71,11 @@ impl Priority {
 }
 
 impl OutcomeCode {
+    /// Only these outcomes need words beside the code: what stopped it, or whom it went to.
+    pub fn needs_text(self) -> bool {
+        matches!(self, OutcomeCode::Unable | OutcomeCode::Referred)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             OutcomeCode::Done => "Done as requested",

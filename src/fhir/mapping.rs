@@ -358,7 +358,8 @@ fn output(t: &Task, base: &str) -> Option<Value> {
         },
         "valueCodeableConcept": {
             "coding": [coding(&system(base, "CodeSystem/task-outcome"), code.code(), code.label())],
-            "text": text,
+            // FHIR allows no empty string: an outcome given by its code alone reads as it.
+            "text": if text.is_empty() { code.label() } else { text.as_str() },
         },
     }]))
 }
@@ -384,7 +385,7 @@ pub fn task_version(rec: &TaskRecord, seq: i32, base: &str) -> Option<Value> {
         .then(|| task_resource(rec, &snapshot(rec, seq), seq, base))
 }
 
-pub(super) fn event_label(kind: &str) -> &str {
+pub fn event_label(kind: &str) -> &str {
     match kind {
         "raised" => "Task raised",
         "acknowledged" => "Acknowledged",

@@ -19,5 +19,6 @@ mod safety;
 mod security;
 #[path = "../support/mod.rs"]
 mod support;
+mod task_page;
 mod text;
 mod tokens;

@@ -241,7 +241,18 @@ async fn the_task_form_names_each_problem_and_keeps_what_was_typed() {
             || html.contains("Maintenance fluids &lt;overnight&gt;"),
         "description kept, escaped"
     );
-    assert!(html.contains("value=\"urgent\" selected"), "priority kept");
+    assert!(
+        html.contains("value=\"urgent\" aria-describedby=\"priority-urgent-hint\" checked"),
+        "priority kept: its radio checked"
+    );
+    // The NHS error summary: a link to each field with a problem.
+    assert!(html.contains("There is a problem"), "error summary");
+    for field in ["nhs_number", "bed", "news2"] {
+        assert!(
+            html.contains(&format!("<a href=\"#{field}\">")),
+            "{field} linked"
+        );
+    }
     assert_eq!(app.task_count().await, 0);
 
     let ok = client()

@@ -895,13 +895,29 @@ async fn the_admin_page_says_only_its_own_fixed_messages() {
             "{crafted}: no message at all"
         );
     }
-    let res = client()
-        .post(format!("{}/admin/hand-over", app.base))
-        .header("cookie", &session)
-        .form(&[("csrf", csrf.as_str()), ("role", &w.fy1), ("to", &w.ben.id)])
-        .send()
-        .await
-        .unwrap();
+    let hand_over = |confirm: &'static str| {
+        client()
+            .post(format!("{}/admin/hand-over", app.base))
+            .header("cookie", &session)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("role", &w.fy1),
+                ("to", &w.ben.id),
+                ("confirm", confirm),
+            ])
+            .send()
+    };
+    // First the question, naming who gives it up; then the change.
+    let asked = hand_over("").await.unwrap();
+    assert_eq!(asked.status(), 200);
+    let asked = asked.text().await.unwrap();
+    assert!(
+        asked.contains(
+            "Hand Medicine FY1 night over to Dr Ben Hughes? Dr Amy Patel will no longer hold it."
+        ),
+        "{asked}"
+    );
+    let res = hand_over("yes").await.unwrap();
     assert_eq!(res.headers()["location"], "/admin?done=handed-over");
     assert!(page_html(app, &session, "/admin?done=handed-over")
         .await

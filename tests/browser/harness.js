@@ -125,4 +125,42 @@ function launchBrowser() {
   });
 }
 
-module.exports = { ROOT, WARD, waitFor, freePort, startService, launchBrowser };
+const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+// axe-core on the page as it is now: every WCAG 2.x A/AA rule, zero violations allowed.
+async function axe(page, what) {
+  // Through the debugging protocol: the pages' Content-Security-Policy allows no inline script.
+  if (!(await page.evaluate(() => !!window.axe))) await page.evaluate(AXE);
+  const found = await page.evaluate(async () => (await window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] },
+  })).violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`));
+  if (found.length) throw new Error(`axe on ${what}:\n${found.join('\n')}`);
+}
+
+// Reflow (WCAG 1.4.10): at 320 CSS px wide the page needs no horizontal scrolling.
+async function reflows(page, what) {
+  const size = page.viewportSize();
+  await page.setViewportSize({ width: 320, height: 640 });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  await page.setViewportSize(size);
+  if (wide > 320) throw new Error(`${what} is ${wide} px wide at 320 px`);
+}
+
+// Every button, toggle and header link is at least 44 px high and wide enough to hit.
+async function tapTargets(page, what) {
+  const small = await page.evaluate(() => [...document.querySelectorAll('button, summary, header a, input[type=radio], input[type=submit], .nhsuk-radios__input')]
+    .filter((e) => e.offsetParent !== null)
+    .map((e) => ({ e, r: e.getBoundingClientRect() }))
+    .filter(({ e, r }) => (e.matches('input[type=radio]') ? false : r.height < 44 || r.width < 44))
+    .map(({ e, r }) => `${e.tagName.toLowerCase()} "${e.textContent.trim().slice(0, 30)}" ${Math.round(r.width)}x${Math.round(r.height)}`));
+  if (small.length) throw new Error(`tap targets under 44 px on ${what}: ${small.join('; ')}`);
+}
+
+// Each page state: axe, reflow, and on a phone page its tap targets.
+async function checkPage(page, what, { phone = false } = {}) {
+  await axe(page, what);
+  await reflows(page, what);
+  if (phone) await tapTargets(page, what);
+}
+
+module.exports = { ROOT, WARD, waitFor, freePort, startService, launchBrowser, axe, reflows, tapTargets, checkPage };

@@ -5,7 +5,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { WARD, ROOT, waitFor, startService, launchBrowser } = require('./harness.js');
+const { WARD, ROOT, waitFor, startService, launchBrowser, checkPage } = require('./harness.js');
 
 const SHOTS = path.join(ROOT, 'docs/screenshots');
 
@@ -54,24 +54,35 @@ test('a stat task raised through the form reaches the phone within 2 s, is ackno
   const grace = await desk.newPage();
   await signIn(grace, 'grace.okafor@example.nhs.uk');
   assert.equal(new URL(grace.url()).pathname, '/tasks/new');
+  await checkPage(grace, 'the task form');
 
   // A mistyped NHS number is caught as it is typed, and again by the server; nothing typed is lost.
   await grace.fill('#nhs_number', '999 000 0019');
   await grace.locator('#nhs_number').blur();
-  assert.match(await grace.textContent('#nhs_number-live'), /not a valid NHS number/);
+  assert.match(await grace.textContent('#nhs_number-error'), /not a valid NHS number/);
   await grace.selectOption('#ward', WARD);
   await grace.selectOption('#category', 'review');
-  await grace.selectOption('#priority', 'stat');
+  await grace.check('input[name=priority][value=stat]');
   await grace.fill('#description', 'New chest pain, ECG done, please review');
   const fy1 = await grace.$eval('#assignee', (s) => [...s.options].find((o) => o.textContent.startsWith('Medicine FY1 night')).value);
   await grace.selectOption('#assignee', fy1);
   await Promise.all([grace.waitForNavigation(), grace.click('button.primary')]);
-  assert.match(await grace.textContent('#error-summary'), /2 problems/);
-  assert.match(await grace.textContent('.field-error:has(#nhs_number) .error'), /check digit/);
-  assert.match(await grace.textContent('.field-error:has(#bed) .error'), /Enter the bed/);
+  // The error summary: "There is a problem", focused, a link to each field; each field
+  // has its own message, and the NHS number one message only.
+  assert.match(await grace.textContent('#error-summary h2'), /There is a problem/);
+  assert.equal(await grace.evaluate(() => document.activeElement.id), 'error-summary');
+  assert.equal(await grace.locator('#error-summary a').count(), 2);
+  assert.match(await grace.textContent('#nhs_number-error'), /check digit/);
+  assert.equal(await grace.locator('#nhs_number-group .nhsuk-error-message').count(), 1);
+  assert.equal(await grace.getAttribute('#nhs_number', 'aria-invalid'), 'true');
+  assert.match(await grace.getAttribute('#nhs_number', 'aria-describedby'), /nhs_number-error/);
+  assert.match(await grace.textContent('#bed-error'), /Enter the bed/);
+  assert.equal(await grace.getAttribute('#bed', 'aria-invalid'), 'true');
+  await checkPage(grace, 'the task form with problems');
+  await Promise.all([grace.waitForURL(/#bed$/), grace.click('#error-summary a[href="#bed"]')]);
   assert.equal(await grace.inputValue('#description'), 'New chest pain, ECG done, please review');
   assert.equal(await grace.inputValue('#nhs_number'), '999 000 0019');
-  assert.equal(await grace.inputValue('#priority'), 'stat');
+  assert.ok(await grace.isChecked('input[name=priority][value=stat]'));
   await grace.screenshot({ path: path.join(SHOTS, 'task-form-errors.png'), fullPage: true });
 
   await grace.fill('#nhs_number', '999 000 0018');
@@ -80,6 +91,7 @@ test('a stat task raised through the form reaches the phone within 2 s, is ackno
   await Promise.all([grace.waitForNavigation(), grace.click('button.primary')]);
   assert.equal(new URL(grace.url()).pathname, '/tasks/raised');
   await grace.screenshot({ path: path.join(SHOTS, 'raised-tasks.png'), fullPage: true });
+  await checkPage(grace, 'the raised list after raising');
 
   // The phone shows it without a reload.
   const card = amy.locator('article.task.stat');

@@ -3,6 +3,9 @@ use actix_web::{web, HttpResponse};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/static/{name}", web::get().to(asset))
+        .route("/static/vendor/{name}", web::get().to(vendored))
+        // Where the NHS.UK frontend CSS looks for its icons.
+        .route("/assets/images/{name}", web::get().to(vendored))
         .route("/sw.js", web::get().to(service_worker))
         .route("/manifest.webmanifest", web::get().to(manifest));
 }
@@ -55,8 +58,45 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
+/// NHS.UK frontend, copied as published (static/vendor/README.md says from where).
+const VENDORED: &[(&str, &str, &[u8])] = &[
+    (
+        "nhsuk-frontend-10.6.1.min.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../static/vendor/nhsuk-frontend-10.6.1.min.css"),
+    ),
+    (
+        "nhsuk-icon-arrow-down.svg",
+        "image/svg+xml",
+        include_bytes!("../../../static/vendor/nhsuk-icon-arrow-down.svg"),
+    ),
+    (
+        "nhsuk-icon-arrow-up.svg",
+        "image/svg+xml",
+        include_bytes!("../../../static/vendor/nhsuk-icon-arrow-up.svg"),
+    ),
+    (
+        "nhsuk-icon-arrow-up-down.svg",
+        "image/svg+xml",
+        include_bytes!("../../../static/vendor/nhsuk-icon-arrow-up-down.svg"),
+    ),
+    (
+        "nhsuk-icon-cross.svg",
+        "image/svg+xml",
+        include_bytes!("../../../static/vendor/nhsuk-icon-cross.svg"),
+    ),
+];
+
 async fn asset(name: web::Path<String>) -> HttpResponse {
-    match FILES.iter().find(|(n, _, _)| *n == name.as_str()) {
+    serve(FILES, &name)
+}
+
+async fn vendored(name: web::Path<String>) -> HttpResponse {
+    serve(VENDORED, &name)
+}
+
+fn serve(files: &'static [(&str, &str, &[u8])], name: &str) -> HttpResponse {
+    match files.iter().find(|(n, _, _)| *n == name) {
         Some((_, ct, body)) => HttpResponse::Ok()
             .content_type(*ct)
             .insert_header(("Cache-Control", "public, max-age=300"))

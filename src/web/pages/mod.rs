@@ -1,9 +1,13 @@
 //! Server-rendered pages for people: sign-in, the coordinator's task form, the clinician's
 //! phone page, the bed manager's dashboard and the admin page.
 pub mod assets;
+pub mod board;
+pub mod card;
 pub mod events;
 pub mod rota;
+pub mod task;
 pub mod tasks;
+pub mod time;
 pub mod tokens;
 pub mod watch;
 
@@ -31,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(assets::routes)
         .configure(events::routes)
         .configure(tasks::routes)
+        .configure(task::routes)
         .configure(rota::routes)
         .configure(tokens::routes)
         .configure(watch::routes);

@@ -1,4 +1,5 @@
 //! The coordinator's task form and raised list, and the clinician's "my bleeps" page.
+use super::card::{self, Card};
 use super::{ok, see_other, PageError, PageResult, PageUser};
 use crate::app::recipients::escalation_roles;
 use crate::app::tasks::{self as commands, Command};
@@ -28,101 +29,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/me/tasks/{id}/{action}", web::post().to(act));
 }
 
-pub fn status_label(s: Status) -> &'static str {
-    match s {
-        Status::Requested => "Waiting for acknowledgement",
-        Status::Accepted => "Acknowledged",
-        Status::InProgress => "In progress",
-        Status::Completed => "Completed",
-        Status::Cancelled => "Cancelled",
-        Status::Rejected => "Declined",
-    }
-}
-
 fn minutes(secs: u32) -> String {
     if secs.is_multiple_of(60) {
         let m = secs / 60;
         format!("{m} minute{}", if m == 1 { "" } else { "s" })
     } else {
         format!("{secs} seconds")
-    }
-}
-
-/// A task as the pages show it.
-pub struct Card {
-    pub id: String,
-    pub priority: String,
-    pub category: String,
-    pub ward: String,
-    pub bed: String,
-    pub nhs_number: String,
-    pub news2: Option<i32>,
-    pub description: String,
-    pub raised_by: String,
-    pub status: String,
-    pub status_label: &'static str,
-    pub overdue: bool,
-    pub escalation_level: i32,
-    pub who: String,
-    /// "seen by Dr Amy Patel 22:01" while it waits, from the phones' receipts.
-    pub seen: String,
-    /// (who, when, what) of each comment.
-    pub thread: Vec<(String, String, String)>,
-}
-
-/// Who has had a waiting task on screen: "seen by Dr Amy Patel 22:01, Dr Ben Hughes 22:03".
-pub fn seen_line(seen: &[crate::store::receipts::Sighting]) -> String {
-    if seen.is_empty() {
-        return String::new();
-    }
-    let who: Vec<String> = seen
-        .iter()
-        .map(|s| format!("{} {}", s.name, s.at.format("%H:%M")))
-        .collect();
-    format!("seen by {}", who.join(", "))
-}
-
-impl From<TaskView> for Card {
-    fn from(v: TaskView) -> Card {
-        let thread = v
-            .timeline
-            .iter()
-            .flatten()
-            .filter(|e| e.kind == "commented")
-            .map(|e| {
-                (
-                    e.actor.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
-                    e.at.format("%H:%M").to_string(),
-                    e.detail
-                        .as_ref()
-                        .and_then(|d| d["text"].as_str())
-                        .unwrap_or("")
-                        .to_string(),
-                )
-            })
-            .collect();
-        Card {
-            seen: seen_line(&v.seen_by),
-            who: v
-                .acknowledged_by
-                .as_ref()
-                .map(|p| p.name.clone())
-                .unwrap_or_else(|| v.assignee.name.clone()),
-            id: v.id,
-            priority: v.priority.code().into(),
-            category: v.category.code().into(),
-            ward: v.ward,
-            bed: v.bed,
-            nhs_number: v.nhs_number,
-            news2: v.news2,
-            description: v.description,
-            raised_by: v.raised_by.name,
-            status: v.status.code().into(),
-            status_label: status_label(v.status),
-            overdue: v.overdue,
-            escalation_level: v.escalation_level,
-            thread,
-        }
     }
 }
 
@@ -395,14 +307,33 @@ async fn raised_cards(state: &AppState, user: &PageUser) -> Result<String, PageE
                 ..Filter::default()
             };
             let (list, _) = tasks::list(c, &filter, now)?;
-            views(c, list, now)
+            let list = views(c, list, now)?;
+            with_thread(c, list)
         })
         .await?;
+    let zone = state.app.policy.zone;
     RaisedFragment {
-        tasks: list.into_iter().map(Card::from).collect(),
+        tasks: list
+            .into_iter()
+            .map(|(v, reached)| Card::new(v, &reached, &zone, now))
+            .collect(),
     }
     .render()
     .map_err(|e| AppError::Internal(format!("template: {e}")).into())
+}
+
+/// Each task with its timeline (for its thread) and the people its bleeps reached.
+fn with_thread(
+    c: &mut crate::store::DbConnection,
+    list: Vec<TaskView>,
+) -> Result<Vec<(TaskView, Vec<String>)>, AppError> {
+    let mut out = Vec::with_capacity(list.len());
+    for mut v in list {
+        v.timeline = Some(events::timeline(c, &v.id)?);
+        let reached = card::reached(c, &v)?;
+        out.push((v, reached));
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -499,22 +430,18 @@ async fn my_cards(state: &AppState, user: &PageUser) -> Result<String, PageError
                 }
             }
             list.sort_by_key(|t| (t.priority, t.ack_deadline));
-            let mut out = Vec::new();
-            for t in list {
-                let id = t.id.clone();
-                let mut v = views(c, vec![t], now)?;
-                if let Some(mut v) = v.pop() {
-                    v.timeline = Some(events::timeline(c, &id)?);
-                    out.push(v);
-                }
-            }
-            Ok(out)
+            let list = views(c, list, now)?;
+            with_thread(c, list)
         })
         .await?;
+    let zone = state.app.policy.zone;
     let html = MeFragment {
         bleeps,
         csrf: user.0.csrf.clone(),
-        tasks: list.into_iter().map(Card::from).collect(),
+        tasks: list
+            .into_iter()
+            .map(|(v, reached)| Card::new(v, &reached, &zone, now))
+            .collect(),
         outcomes: OutcomeCode::ALL
             .iter()
             .map(|o| (o.code(), o.label()))
@@ -614,8 +541,17 @@ async fn act(
         "complete" => {
             let code = OutcomeCode::parse(f.outcome_code.as_deref().unwrap_or(""))
                 .map_err(|_| bad("Choose an outcome."))?;
-            let text = required_text("outcome", f.outcome_text.as_deref().unwrap_or(""), MAX_TEXT)
-                .map_err(|_| bad("Say what was done: an outcome is required to complete."))?;
+            // The code alone says enough, except for "unable" and "referred".
+            let text = f.outcome_text.as_deref().unwrap_or("").trim().to_string();
+            if code.needs_text() && text.is_empty() {
+                return Err(bad(format!(
+                    "Say why: \"{}\" needs a few words for the coordinator.",
+                    code.label()
+                )));
+            }
+            if text.chars().count() > MAX_TEXT {
+                return Err(bad("The outcome can be up to 2,000 characters."));
+            }
             Command::Complete { code, text }
         }
         "decline" => {

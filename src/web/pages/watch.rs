@@ -39,7 +39,8 @@ pub struct LateRow {
     bed: String,
     category: String,
     level: i32,
-    overdue_minutes: i64,
+    /// "2 min 40 s overdue": seconds under a minute, never "0 min".
+    overdue: String,
     who: String,
     seen: String,
 }
@@ -70,7 +71,10 @@ struct DashboardFragment {
     bars: Vec<Bar>,
     escalations_total: i64,
     chart_label: String,
-    failed: Vec<(String, String, String, String, String)>,
+    /// Failed deliveries by cause, with the people concerned.
+    failed: Vec<super::board::FailedGroup>,
+    /// Each bleep holder's open work, the longest wait first.
+    workload: Vec<super::board::Workload>,
     /// Phones whose push service takes bleeps they never show: (who, what is wrong).
     silent: Vec<(String, String)>,
     /// Bleeps nobody is on the rota for in the next 24 hours, as read.
@@ -84,6 +88,7 @@ struct DashboardFragment {
 struct DashboardPage {
     nav: Option<super::Nav>,
     fragment: String,
+    zone: &'static str,
 }
 
 fn duration(secs: Option<i64>) -> String {
@@ -149,7 +154,7 @@ async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
     let ctx = state.app.ctx();
     let (now, zone) = (ctx.now, ctx.policy.zone);
     let figures = state.store.figures.clone();
-    let (d, late_views, names, silent, (uncovered, busy)) = state
+    let (d, late_views, (names, places), silent, (uncovered, busy), workload) = state
         .store
         .read(move |c| {
             let rota = (
@@ -161,7 +166,15 @@ async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
             let late_views = views(c, d.late.iter().map(|l| l.task.clone()).collect(), now)?;
             let ids: Vec<&str> = d.failed.iter().map(|f| f.recipient_id.as_str()).collect();
             let names = directory::staff_names(c, &ids)?;
-            Ok((d, late_views, names, silent, rota))
+            let mut places = std::collections::HashMap::new();
+            for f in &d.failed {
+                if !places.contains_key(&f.task_id) {
+                    let t = crate::store::tasks::get(c, &f.task_id)?;
+                    places.insert(f.task_id.clone(), format!("{}, bed {}", t.ward, t.bed));
+                }
+            }
+            let workload = super::board::workload(c, now)?;
+            Ok((d, late_views, (names, places), silent, rota, workload))
         })
         .await?;
     let late = d
@@ -175,8 +188,8 @@ async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
             bed: v.bed,
             category: v.category.code().into(),
             level: l.task.escalation_level,
-            overdue_minutes: l.overdue_minutes,
-            seen: super::tasks::seen_line(&v.seen_by),
+            overdue: super::time::due(l.task.ack_deadline, now),
+            seen: super::card::seen_line(&v.seen_by, &zone, now),
             who: v.assignee.name,
         })
         .collect();
@@ -202,33 +215,18 @@ async fn render_dashboard(state: &AppState) -> Result<String, PageError> {
             .into_iter()
             .map(|s| {
                 let shown = match s.last_shown_at {
-                    Some(t) => format!("last showed one at {}", t.format("%H:%M")),
+                    Some(t) => format!("last showed one at {}", zone.short(t, now)),
                     None => "has never shown one".into(),
                 };
-                let took = s.last_accepted_at.format("%H:%M");
+                let took = zone.short(s.last_accepted_at, now);
                 (
                     s.name,
                     format!("its phone took a bleep at {took} and {shown}"),
                 )
             })
             .collect(),
-        failed: d
-            .failed
-            .into_iter()
-            .map(|f| {
-                (
-                    f.at.format("%H:%M").to_string(),
-                    names.get(&f.recipient_id).cloned().unwrap_or_default(),
-                    f.channel,
-                    format!(
-                        "level {} · {}",
-                        f.level,
-                        &f.task_id[f.task_id.len().saturating_sub(8)..]
-                    ),
-                    f.error,
-                )
-            })
-            .collect(),
+        failed: super::board::failed_groups(&d.failed, &names, &places, &zone, now),
+        workload,
     }
     .render()
     .map_err(|e| AppError::Internal(format!("template: {e}")).into())
@@ -240,6 +238,7 @@ async fn dashboard_page(state: web::Data<AppState>, user: PageUser) -> PageResul
     ok(&DashboardPage {
         nav: user.nav(),
         fragment,
+        zone: state.app.policy.zone.name(),
     })
 }
 
@@ -256,6 +255,9 @@ pub struct RoleRow {
     name: String,
     holders: String,
     next: String,
+    /// Who may be handed it: active clinicians, and of them only those listed for it when
+    /// an admin has listed anyone (the same rule as the hand-over itself).
+    eligible: Vec<(String, String)>,
 }
 
 pub struct StaffRow {
@@ -264,8 +266,6 @@ pub struct StaffRow {
     email: String,
     roles: String,
     active: bool,
-    /// May be handed a bleep (an active clinician).
-    may_hold: bool,
 }
 
 pub struct AuditRow {
@@ -327,6 +327,23 @@ impl Done {
     }
 }
 
+/// Who may be handed a bleep, by the rule the hand-over itself applies.
+fn eligible(
+    c: &mut crate::store::DbConnection,
+    role: &directory::Role,
+    people: &[directory::Staff],
+) -> Result<Vec<(String, String)>, AppError> {
+    let mut out = Vec::new();
+    for s in people {
+        match crate::app::rota::may_hold(c, role, s) {
+            Ok(()) => out.push((s.id.clone(), s.name.clone())),
+            Err(AppError::Unprocessable(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
 async fn admin(
     state: web::Data<AppState>,
     user: PageUser,
@@ -338,6 +355,7 @@ async fn admin(
         .store
         .read(move |c| {
             let all = directory::list_roles(c)?;
+            let people = directory::list_staff(c)?;
             let mut roles = Vec::new();
             for r in &all {
                 let holders = directory::current_holders(c, &r.id)?;
@@ -346,6 +364,7 @@ async fn admin(
                     directory::staff_names(c, &refs)?.into_values().collect();
                 names.sort();
                 roles.push(RoleRow {
+                    eligible: eligible(c, r, &people)?,
                     id: r.id.clone(),
                     name: r.name.clone(),
                     holders: if names.is_empty() {
@@ -361,11 +380,10 @@ async fn admin(
                         .unwrap_or_default(),
                 });
             }
-            let staff = directory::list_staff(c)?
+            let staff = people
                 .into_iter()
                 .map(|s| StaffRow {
                     active: s.active,
-                    may_hold: s.may_hold_bleep().is_ok(),
                     roles: s
                         .roles
                         .iter()
@@ -380,7 +398,12 @@ async fn admin(
             let audit = audit::list(c, 50, None)?
                 .into_iter()
                 .map(|e| AuditRow {
-                    at: e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    at: ctx
+                        .policy
+                        .zone
+                        .local(e.at)
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string(),
                     actor: match e.actor {
                         Some(p) if !p.name.is_empty() => p.name,
                         Some(p) => p.id,
@@ -469,6 +492,20 @@ struct HandOverForm {
     role: String,
     to: String,
     share: Option<String>,
+    /// "yes" once the admin has seen who hands over to whom.
+    #[serde(default)]
+    confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_confirm.html")]
+struct HandOverConfirm {
+    nav: Option<super::Nav>,
+    csrf: String,
+    question: String,
+    role: String,
+    to: String,
+    share: bool,
 }
 
 async fn hand_over(
@@ -481,6 +518,41 @@ async fn hand_over(
     let AdminChange { by, now: _, client } =
         AdminChange::of(&user, "Handing over bleeps", &f.csrf, &state, &req)?;
     let admin = user.0.staff.clone();
+    if f.confirm != "yes" {
+        let (role, to, share) = (f.role.clone(), f.to.clone(), f.share.is_some());
+        let question = state
+            .store
+            .read(move |c| {
+                let role = directory::role_by_id(c, &role)?;
+                let to = directory::staff_by_id(c, &to)?
+                    .ok_or_else(|| AppError::Unprocessable("choose a member of staff".into()))?;
+                crate::app::rota::may_hold(c, &role, &to)?;
+                let held = directory::current_holders(c, &role.id)?;
+                let refs: Vec<&str> = held.iter().map(String::as_str).collect();
+                let mut now: Vec<String> =
+                    directory::staff_names(c, &refs)?.into_values().collect();
+                now.sort();
+                Ok(format!(
+                    "Hand {} over to {}?{}",
+                    role.name,
+                    to.name,
+                    match (now.is_empty(), share) {
+                        (true, _) => " Nobody holds it now.".to_string(),
+                        (false, true) => format!(" {} will keep it too.", now.join(", ")),
+                        (false, false) => format!(" {} will no longer hold it.", now.join(", ")),
+                    }
+                ))
+            })
+            .await?;
+        return ok(&HandOverConfirm {
+            nav: user.nav(),
+            csrf: user.0.csrf.clone(),
+            question,
+            role: f.role,
+            to: f.to,
+            share,
+        });
+    }
     state
         .app
         .run(move |c, ctx| {
