@@ -228,6 +228,16 @@ pub fn act(
         if action == Action::Reassign {
             notify_first_recipients(conn, &next, ctx)?;
         }
+        if action == Action::Decline {
+            tell_raiser(
+                conn,
+                ctx,
+                &next,
+                who,
+                "declined your task",
+                "for the reason",
+            )?;
+        }
         queue_for_record(conn, &next, ctx)?;
         tracing::info!(task_id = %id, from = %from, to = %to, staff_id = %who.id, cancelled, "task {kind}");
         return Ok(next);
@@ -271,10 +281,11 @@ pub fn comment(
             detail: Some(detail.clone()),
         },
     )?;
+    let task = tasks::load(conn, id)?;
     if !ctx.policy.records.is_empty() {
-        let task = tasks::load(conn, id)?;
         queue_for_record(conn, &task, ctx)?;
     }
+    tell_raiser(conn, ctx, &task, who, "replied on your task", "to read it")?;
     tracing::info!(task_id = %id, staff_id = %who.id, "comment added");
     Ok(Event {
         seq,
@@ -288,4 +299,28 @@ pub fn comment(
         to_status: None,
         detail: Some(detail),
     })
+}
+
+/// Tells whoever raised the task, on their phones, that someone else declined it or
+/// replied on it; tapped, the notice opens the task's page. The notice names the ward and
+/// bed, never the patient, and not the reason or the reply (they are on the page).
+fn tell_raiser(
+    conn: &mut DbConnection,
+    ctx: &Ctx,
+    task: &Task,
+    who: &Staff,
+    what: &str,
+    open_for: &str,
+) -> AppResult<()> {
+    if who.id == task.raised_by {
+        return Ok(());
+    }
+    let title = format!("{} {what}", who.name);
+    let body = format!("{}, bed {}: open the task {open_for}.", task.ward, task.bed);
+    let mut rows = Vec::new();
+    let path = format!("/tasks/{}", task.id);
+    outbox::notice_opening(&task.raised_by, &title, &body, &path, ctx.now, &mut rows);
+    outbox::insert(conn, &rows)?;
+    tracing::info!(task_id = %task.id, staff_id = %who.id, "raiser told: {what}");
+    Ok(())
 }

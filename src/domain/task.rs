@@ -76,6 +76,26 @@ impl OutcomeCode {
         matches!(self, OutcomeCode::Unable | OutcomeCode::Referred)
     }
 
+    /// The outcome's words, trimmed: needed for `unable` and `referred`, optional for the
+    /// others; at most [`MAX_TEXT`] characters.
+    pub fn checked_text(self, text: &str) -> Result<String, String> {
+        let text = text.trim();
+        if self.needs_text() && text.is_empty() {
+            return Err(format!(
+                "outcome.text is required for {:?} ({}): say what stopped it or whom it went to",
+                self.code(),
+                self.label()
+            ));
+        }
+        if text.chars().count() > MAX_TEXT {
+            return Err(format!(
+                "outcome.text is {} characters: at most {MAX_TEXT}",
+                text.chars().count()
+            ));
+        }
+        Ok(text.to_string())
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             OutcomeCode::Done => "Done as requested",

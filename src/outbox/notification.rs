@@ -191,7 +191,7 @@ impl Notifier {
             "notice": true,
             "title": said["title"],
             "body": said["body"],
-            "url": format!("{}/me", self.public_url),
+            "url": format!("{}{}", self.public_url, notice_path(&said)),
         })
         .to_string();
         let sends = devices.iter().map(|d| {
@@ -295,4 +295,12 @@ pub fn text_body(task: &Task, level: i32, link: &str) -> String {
         task.ward,
         task.bed
     )
+}
+
+/// The page a notice opens: a path on this service (My bleeps unless it names another).
+fn notice_path(said: &serde_json::Value) -> &str {
+    match said["path"].as_str() {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") => p,
+        _ => "/me",
+    }
 }

@@ -129,12 +129,24 @@ pub fn handed_over(
 }
 
 /// A notice to one person's phones, about no one task: its title and body travel in
-/// `destination` (as JSON), and the row's task is empty.
+/// `destination` (as JSON), and the row's task is empty. Tapped, it opens My bleeps.
 pub fn notice(to: &str, title: &str, body: &str, now: DateTime<Utc>, into: &mut Vec<NewDelivery>) {
+    notice_opening(to, title, body, "/me", now, into);
+}
+
+/// A notice that opens `path` (a page of this service, e.g. a task's) when tapped.
+pub fn notice_opening(
+    to: &str,
+    title: &str,
+    body: &str,
+    path: &str,
+    now: DateTime<Utc>,
+    into: &mut Vec<NewDelivery>,
+) {
     let id = new_id();
     into.push(NewDelivery {
         kind: Kind::Notice.code(),
-        destination: serde_json::json!({ "title": title, "body": body }).to_string(),
+        destination: serde_json::json!({ "title": title, "body": body, "path": path }).to_string(),
         dedupe_key: format!("notice:{id}"),
         task_id: String::new(),
         task_version: 0,

@@ -239,12 +239,38 @@ async fn complete_needs_an_outcome_and_cancel_and_decline_need_a_reason() {
         )
         .await;
     assert_eq!(s, 400);
+    // "Could not be done" needs words; "done as requested" says enough by itself.
+    let (s, body) = w
+        .app
+        .act(
+            &id,
+            "complete",
+            &w.amy.token,
+            json!({ "outcome": { "code": "unable", "text": " " } }),
+        )
+        .await;
+    assert_eq!(s, 422, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("outcome.text is required for \"unable\""));
     let (_, t) = w
         .app
         .get(&format!("/api/v1/tasks/{id}"), &w.amy.token)
         .await;
     assert_eq!(t["status"], "accepted");
     assert_eq!(t["timeline"].as_array().unwrap().len(), 2);
+    let (s, t) = w
+        .app
+        .act(
+            &id,
+            "complete",
+            &w.amy.token,
+            json!({ "outcome": { "code": "done" } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["outcome"]["code"], "done");
 }
 
 #[tokio::test(flavor = "multi_thread")]

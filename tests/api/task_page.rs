@@ -187,3 +187,66 @@ async fn the_raiser_sees_a_decline_with_its_reason_and_each_reply_as_it_happens(
     assert!(html.contains("Declined because"), "{html}");
     assert!(html.contains("In theatre for the next two hours"), "{html}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_raisers_phone_is_told_of_a_decline_and_a_reply_and_opens_the_task() {
+    use crate::escalation::{payload, register};
+    use crate::support::push_service::PushService;
+    let push = PushService::start().await;
+    let w = Ward::draining().await;
+    let app = &w.app;
+    let phone = push.new_subscription();
+    register(app, &w.nurse, &phone).await;
+    let id = app.raised(&w.nurse.token, &w.fy1, json!({})).await;
+    let notices = || {
+        push.received()
+            .iter()
+            .filter(|r| r.endpoint == phone.endpoint)
+            .map(payload)
+            .filter(|p| p["notice"] == true)
+            .collect::<Vec<_>>()
+    };
+    let (s, body) = app
+        .act(
+            &id,
+            "decline",
+            &w.amy.token,
+            json!({ "reason": "Not my patient: ask surgery" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    app.drain().await;
+    let told = notices();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["title"], "Dr Amy Patel declined your task");
+    assert_eq!(
+        told[0]["body"],
+        format!("{WARD}, bed 12: open the task for the reason.")
+    );
+    assert!(told[0]["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/tasks/{id}")));
+    let said = told[0].to_string();
+    assert!(!said.contains("surgery") && !said.contains(NHS_1), "{said}");
+
+    let path = format!("/api/v1/tasks/{id}/comments");
+    let (s, _) = app
+        .post(
+            &path,
+            &w.amy.token,
+            json!({ "text": "Bleep surgery on 4455" }),
+        )
+        .await;
+    assert_eq!(s, 201);
+    // The raiser's own reply tells no one.
+    let (s, _) = app
+        .post(&path, &w.nurse.token, json!({ "text": "Thanks" }))
+        .await;
+    assert_eq!(s, 201);
+    app.drain().await;
+    let told = notices();
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert_eq!(told[1]["title"], "Dr Amy Patel replied on your task");
+    assert!(!told[1].to_string().contains("4455"));
+}

@@ -277,6 +277,8 @@ pub(super) struct ActionBody {
 #[serde(deny_unknown_fields)]
 pub(super) struct OutcomeBody {
     code: OutcomeCode,
+    /// Needed for `unable` and `referred`; optional for the others, whose code says enough.
+    #[serde(default)]
     text: String,
 }
 
@@ -315,7 +317,7 @@ fn command(action: &str, body: ActionBody) -> AppResult<Command> {
             let o = body.outcome.ok_or_else(|| {
                 unprocessable("an outcome is required to complete: {\"outcome\": {\"code\": ..., \"text\": ...}}")
             })?;
-            let text = required_text("outcome.text", &o.text, MAX_TEXT).map_err(unprocessable)?;
+            let text = o.code.checked_text(&o.text).map_err(unprocessable)?;
             Command::Complete { code: o.code, text }
         }
         "cancel" => {
