@@ -57,6 +57,7 @@ fn rota_changed(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct RotaQuery {
     /// A role's id or name (all roles if absent).
     role: Option<String>,
@@ -344,6 +345,7 @@ pub(super) async fn add_pattern(
 const MAX_IMPORT: usize = 4 * 1024 * 1024;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ImportQuery {
     /// Check and report only; change nothing.
     #[serde(default)]
@@ -431,6 +433,7 @@ pub(super) async fn import(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct GapsQuery {
     /// How far ahead to look, in hours (1 to 168; 24 if absent).
     hours: Option<i64>,
