@@ -481,45 +481,6 @@ pub fn confirm(
         .execute(conn)?)
 }
 
-/// Ends one person's holding of a role.
-pub fn end_holding(
-    conn: &mut DbConnection,
-    role_id: &str,
-    staff_id: &str,
-    now: DateTime<Utc>,
-) -> AppResult<usize> {
-    Ok(diesel::update(
-        role_holdings::table
-            .filter(role_holdings::role_id.eq(role_id))
-            .filter(role_holdings::staff_id.eq(staff_id))
-            .filter(role_holdings::held_until.is_null()),
-    )
-    .set(role_holdings::held_until.eq(Some(to_db(now))))
-    .execute(conn)?)
-}
-
-/// Starts one person's holding of a role: `source` says how (rota, take, hand-over).
-pub fn start_holding(
-    conn: &mut DbConnection,
-    role_id: &str,
-    staff_id: &str,
-    source: &str,
-    by: Option<&str>,
-    now: DateTime<Utc>,
-) -> AppResult<()> {
-    diesel::insert_into(role_holdings::table)
-        .values((
-            role_holdings::id.eq(new_id()),
-            role_holdings::role_id.eq(role_id),
-            role_holdings::staff_id.eq(staff_id),
-            role_holdings::handed_over_by.eq(by),
-            role_holdings::held_from.eq(to_db(now)),
-            role_holdings::source.eq(source),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
-
 /// The current holdings of these roles, read at once: (holding id, role id, staff id).
 pub fn holdings_now(
     conn: &mut DbConnection,
