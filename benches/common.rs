@@ -206,3 +206,37 @@ pub fn stop(why: &str) -> ! {
     eprintln!("{why}");
     std::process::exit(2);
 }
+
+/// The whole machine's CPU time so far, busy and in all, in clock ticks (`/proc/stat`'s
+/// first line: idle and iowait are not busy).
+pub fn machine_cpu() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((total - idle, total))
+}
+
+/// Transactions the PostgreSQL server has counted in this database so far (committed and
+/// rolled back; each statement outside a transaction counts as one).
+pub fn pg_transactions(url: &str) -> Option<i64> {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut c = PgConnection::establish(url).ok()?;
+    let row: N = diesel::sql_query(
+        "SELECT (xact_commit + xact_rollback)::bigint AS n FROM pg_stat_database \
+         WHERE datname = current_database()",
+    )
+    .get_result(&mut c)
+    .ok()?;
+    Some(row.n)
+}
