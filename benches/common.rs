@@ -240,3 +240,47 @@ pub fn pg_transactions(url: &str) -> Option<i64> {
     .ok()?;
     Some(row.n)
 }
+
+/// CPU seconds used so far by each PostgreSQL server process on this machine (the
+/// postmaster, its helpers and every backend), by pid.
+pub fn postgres_cpu() -> std::collections::HashMap<u32, f64> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim_end() == "postgres" {
+            if let Some(s) = cpu_seconds(pid) {
+                out.insert(pid, s);
+            }
+        }
+    }
+    out
+}
+
+/// The PostgreSQL server's CPU between two [`postgres_cpu`] readings: processes seen at
+/// both counted by their difference, those started since in whole. Backends that ended in
+/// between (a killed instance's) are not counted, so with a kill this is a lower bound.
+pub fn postgres_cpu_between(
+    before: &std::collections::HashMap<u32, f64>,
+    after: &std::collections::HashMap<u32, f64>,
+) -> f64 {
+    after
+        .iter()
+        .map(|(pid, s)| (s - before.get(pid).copied().unwrap_or(0.0)).max(0.0))
+        .sum()
+}
+
+/// The share of the machine's CPU that was busy since a [`machine_cpu`] reading, in percent.
+pub fn machine_busy_since(before: Option<(u64, u64)>) -> Option<f64> {
+    let (b, e) = (before?, machine_cpu()?);
+    Some(100.0 * (e.0 - b.0) as f64 / (e.1 - b.1).max(1) as f64)
+}

@@ -175,7 +175,10 @@ pub struct Measured {
     pub all: Lat,
     pub secs: f64,
     pub generator_cpu: Option<f64>,
-    pub machine: Option<(u64, u64)>,
+    /// The PostgreSQL server's CPU seconds in the timed part (PostgreSQL runs only).
+    pub postgres_cpu: Option<f64>,
+    /// The machine's busy share in the timed part, in percent.
+    pub machine_busy: Option<f64>,
     pub pg_transactions: Option<i64>,
     pub unacked_raised: usize,
     pub stream_faults: http::Faults,
@@ -218,6 +221,7 @@ async fn drive(
     insts.iter_mut().for_each(Instance::start_clock);
     let machine_before = common::machine_cpu();
     let generator_before = common::cpu_seconds(std::process::id());
+    let postgres_before = common::postgres_cpu();
     let (nurse, doctor) = (tokens.0.to_string(), tokens.1.to_string());
     let handles: Vec<_> = clients
         .into_iter()
@@ -255,10 +259,10 @@ async fn drive(
     if let Some(k) = kill {
         insts.insert(0, k.await.unwrap());
     }
-    let machine = match (machine_before, common::machine_cpu()) {
-        (Some(b), Some(e)) => Some((e.0 - b.0, e.1 - b.1)),
-        _ => None,
-    };
+    let machine_busy = common::machine_busy_since(machine_before);
+    let postgres_cpu = pg_before
+        .is_some()
+        .then(|| common::postgres_cpu_between(&postgres_before, &common::postgres_cpu()));
     let generator_cpu = match (generator_before, common::cpu_seconds(std::process::id())) {
         (Some(b), Some(e)) => Some(e - b),
         _ => None,
@@ -271,7 +275,8 @@ async fn drive(
         all,
         secs,
         generator_cpu,
-        machine,
+        postgres_cpu,
+        machine_busy,
         pg_transactions: pg_before,
         unacked_raised,
         stream_faults,

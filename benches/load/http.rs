@@ -203,7 +203,8 @@ pub async fn timed(
             if faults.errors < 5 {
                 match other {
                     Ok((status, body)) => {
-                        eprintln!("unexpected {status}: {}", String::from_utf8_lossy(&body))
+                        let body = String::from_utf8_lossy(&body);
+                        eprintln!("{method} {path}: unexpected {status}: {body}")
                     }
                     Err(e) => eprintln!("{method} {path}: {e}"),
                 }

@@ -65,6 +65,9 @@ pub struct Raw {
     pub start: Vec<Duration>,
     pub complete: Vec<Duration>,
     pub secs: f64,
+    /// The PostgreSQL server's CPU seconds, and the machine's busy share, in the run.
+    pub postgres_cpu: Option<f64>,
+    pub machine_busy: Option<f64>,
 }
 
 impl Raw {
@@ -255,6 +258,8 @@ pub fn run(url: &bleepless::config::DatabaseUrl, connections: usize, seconds: u6
     let p = people(&store);
     let turn = store.is_sqlite().then(|| Mutex::new(()));
     let stop = AtomicBool::new(false);
+    let postgres_before = (!store.is_sqlite()).then(crate::common::postgres_cpu);
+    let machine_before = crate::common::machine_cpu();
     let started = Instant::now();
     let mut all = Raw::default();
     std::thread::scope(|s| {
@@ -268,5 +273,8 @@ pub fn run(url: &bleepless::config::DatabaseUrl, connections: usize, seconds: u6
         }
     });
     all.secs = started.elapsed().as_secs_f64();
+    all.postgres_cpu = postgres_before
+        .map(|b| crate::common::postgres_cpu_between(&b, &crate::common::postgres_cpu()));
+    all.machine_busy = crate::common::machine_busy_since(machine_before);
     all
 }

@@ -23,6 +23,14 @@ fn ms_per(seconds: Option<f64>, lifecycles: usize) -> String {
     }
 }
 
+/// The machine's busy share: beyond what the bench names, anything else running.
+fn machine(busy: Option<f64>) -> String {
+    let busy = busy
+        .map(|b| format!("{b:.0}%"))
+        .unwrap_or_else(|| "?".into());
+    format!("the machine's CPU {busy} busy")
+}
+
 /// Each instance's CPU per lifecycle (of all lifecycles) and peak RSS.
 fn per_instance(insts: &[Instance], lifecycles: usize) {
     if insts.len() < 2 {
@@ -94,12 +102,12 @@ pub fn service(backend: &str, a: &Args, m: &Measured, insts: &[Instance]) -> f64
         );
     }
     let service_cpu: Option<f64> = insts.iter().map(Instance::cpu_used).sum();
-    let busy = m.machine.map(|(b, t)| 100.0 * b as f64 / t.max(1) as f64);
     println!(
-        "CPU per lifecycle: service {} (all instances), load generator {}; machine {} busy, the rest of it PostgreSQL (when used) and anything else running",
+        "CPU per lifecycle: service {} (all instances), load generator {}, PostgreSQL server {}; {}",
         ms_per(service_cpu, all.lifecycles),
         ms_per(m.generator_cpu, all.lifecycles),
-        busy.map(|b| format!("{b:.0}%")).unwrap_or_else(|| "?".into())
+        ms_per(m.postgres_cpu, all.lifecycles),
+        machine(m.machine_busy)
     );
     if let Some(n) = m.pg_transactions {
         println!(
@@ -123,6 +131,11 @@ pub fn raw(backend: &str, connections: usize, r: &Raw, service: Option<f64>) {
         "lifecycles/s: {rate:.0}   commits/s: {:.0}   failed transactions: {}",
         r.commits as f64 / r.secs,
         r.failures
+    );
+    println!(
+        "CPU per lifecycle: PostgreSQL server {}; {}",
+        ms_per(r.postgres_cpu, r.lifecycles),
+        machine(r.machine_busy)
     );
     latencies(
         "transaction",
