@@ -68,6 +68,8 @@ pub struct Raw {
     /// The PostgreSQL server's CPU seconds, and the machine's busy share, in the run.
     pub postgres_cpu: Option<f64>,
     pub machine_busy: Option<f64>,
+    /// This process's CPU seconds in the run: the raw loops (diesel, the client library).
+    pub client_cpu: Option<f64>,
 }
 
 impl Raw {
@@ -260,6 +262,7 @@ pub fn run(url: &bleepless::config::DatabaseUrl, connections: usize, seconds: u6
     let stop = AtomicBool::new(false);
     let postgres_before = (!store.is_sqlite()).then(crate::common::postgres_cpu);
     let machine_before = crate::common::machine_cpu();
+    let client_before = crate::common::cpu_seconds(std::process::id());
     let started = Instant::now();
     let mut all = Raw::default();
     std::thread::scope(|s| {
@@ -276,5 +279,8 @@ pub fn run(url: &bleepless::config::DatabaseUrl, connections: usize, seconds: u6
     all.postgres_cpu = postgres_before
         .map(|b| crate::common::postgres_cpu_between(&b, &crate::common::postgres_cpu()));
     all.machine_busy = crate::common::machine_busy_since(machine_before);
+    all.client_cpu = client_before
+        .zip(crate::common::cpu_seconds(std::process::id()))
+        .map(|(b, e)| e - b);
     all
 }

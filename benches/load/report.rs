@@ -23,6 +23,13 @@ fn ms_per(seconds: Option<f64>, lifecycles: usize) -> String {
     }
 }
 
+/// ", PostgreSQL server X ms" when the run was on PostgreSQL.
+fn server(seconds: Option<f64>, lifecycles: usize) -> String {
+    seconds
+        .map(|s| format!(", PostgreSQL server {}", ms_per(Some(s), lifecycles)))
+        .unwrap_or_default()
+}
+
 /// The machine's busy share: beyond what the bench names, anything else running.
 fn machine(busy: Option<f64>) -> String {
     let busy = busy
@@ -103,10 +110,10 @@ pub fn service(backend: &str, a: &Args, m: &Measured, insts: &[Instance]) -> f64
     }
     let service_cpu: Option<f64> = insts.iter().map(Instance::cpu_used).sum();
     println!(
-        "CPU per lifecycle: service {} (all instances), load generator {}, PostgreSQL server {}; {}",
+        "CPU per lifecycle: service {} (all instances), load generator {}{}; {}",
         ms_per(service_cpu, all.lifecycles),
         ms_per(m.generator_cpu, all.lifecycles),
-        ms_per(m.postgres_cpu, all.lifecycles),
+        server(m.postgres_cpu, all.lifecycles),
         machine(m.machine_busy)
     );
     if let Some(n) = m.pg_transactions {
@@ -133,8 +140,9 @@ pub fn raw(backend: &str, connections: usize, r: &Raw, service: Option<f64>) {
         r.failures
     );
     println!(
-        "CPU per lifecycle: PostgreSQL server {}; {}",
-        ms_per(r.postgres_cpu, r.lifecycles),
+        "CPU per lifecycle: the raw loops (diesel, in this process) {}{}; {}",
+        ms_per(r.client_cpu, r.lifecycles),
+        server(r.postgres_cpu, r.lifecycles),
         machine(r.machine_busy)
     );
     latencies(
