@@ -202,7 +202,9 @@ pub fn check(
             }
         }
         out.inconsistent += usize::from(level != last);
-        if status == "requested" && next.map(from_db).unwrap_or(stopped_at) <= stopped_at - slack {
+        // Still waiting with no next escalation at all is lost too (the auditor's case).
+        let overdue = next.map(from_db).is_none_or(|n| n <= stopped_at - slack);
+        if status == "requested" && overdue {
             out.lost += 1;
         }
     }
