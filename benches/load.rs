@@ -318,8 +318,8 @@ async fn service(backend: &str, a: &Args, bin: &str) -> (f64, bool) {
         let stopped_at = chrono::Utc::now();
         insts.iter_mut().for_each(Instance::kill);
         let slack = 3.0;
-        let mut c = escalations::check(&db.url, i64::from(a.stat_ack), slack, stopped_at);
-        passed = escalations::print(&mut c, m.unacked_raised, slack);
+        let c = escalations::check(&db.url, i64::from(a.stat_ack), slack, stopped_at);
+        passed = escalations::print(&c, m.unacked_raised, slack);
     } else {
         insts.iter_mut().for_each(Instance::kill);
     }

@@ -219,7 +219,7 @@ fn level_of(detail: Option<&str>) -> i32 {
 }
 
 /// Prints the check; whether it passed.
-pub fn print(c: &mut Check, raised: usize, slack: f64) -> bool {
+pub fn print(c: &Check, raised: usize, slack: f64) -> bool {
     let (p50, p99, max) = crate::common::summary(
         c.lateness
             .iter()
