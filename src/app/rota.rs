@@ -29,7 +29,7 @@ pub struct HandOver {
 
 /// Applies every boundary of the rota since it was last applied, up to `ctx.now`: each
 /// role whose shifts started or ended since then is held by whoever the rota names now.
-/// Cheap when nothing is due (two range reads on indexes). Runs inside whichever command
+/// Cheap when nothing is due (the mark, then one statement of two index ranges). Runs inside whichever command
 /// comes first after a boundary (the tick, a raise, an acknowledgement), so a task raised
 /// one second after a boundary reaches the incoming holder even before the next tick.
 /// The roles changing at a boundary are handed over together, with a fixed number of
@@ -210,13 +210,14 @@ fn hand_over(
     store::touch_directory(conn, ctx.now)?;
     let roles: Vec<String> = changes.iter().map(|c| c.role.id.clone()).collect();
     let open = store::open_for_roles(conn, &roles)?;
-    let coming = store::slots(conn, &roles, ctx.now, ctx.now + MAX_SHIFT * 2)?;
     let arrivals: Vec<String> = changes
         .iter()
         .flat_map(|c| c.arriving.iter().cloned())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let refs: Vec<&str> = arrivals.iter().map(String::as_str).collect();
+    let coming = store::slots_naming(conn, &refs, ctx.now, ctx.now + MAX_SHIFT * 2)?;
     let addresses: HashMap<String, Addressee> = outbox::addresses(conn, &arrivals)?
         .into_iter()
         .map(|a| (a.id.clone(), a))
@@ -301,8 +302,8 @@ fn coming_slots(conn: &mut DbConnection, ctx: &Ctx, role_id: &str) -> AppResult<
 }
 
 /// Tells the incoming holders what they now hold and until when (`slots`: the role's
-/// rota from now on), and the outgoing that they no longer hold it: a notice to each
-/// one's phones.
+/// slots from now on that name them or replace them), and the outgoing that they no
+/// longer hold it: a notice to each one's phones.
 fn notice_hand_over(
     ctx: &Ctx,
     c: &Change,

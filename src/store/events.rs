@@ -101,9 +101,41 @@ struct LastSeq {
     seq: Option<i32>,
 }
 
-/// Writes many timeline entries, many to a statement.
+/// Writes many timeline entries, many to a statement: on PostgreSQL all in one, an
+/// array a column, prepared once per connection (see `outbox::insert_many`).
 pub fn insert_events(conn: &mut DbConnection, rows: &[NewEventRow]) -> AppResult<()> {
-    insert_rows!(conn, task_events::table, rows);
+    const UNNEST: &str = "INSERT INTO task_events \
+         (task_id, seq, at, actor_id, kind, from_status, to_status, detail) \
+         SELECT * FROM unnest(?::text[], ?::int4[], ?::timestamp[], ?::text[], ?::text[], \
+         ?::text[], ?::text[], ?::text[])";
+    use diesel::sql_types::Array;
+    match conn {
+        DbConnection::Pg(c) if rows.len() > 1 => {
+            Sql::new(UNNEST)
+                .bind::<Array<Text>, _>(rows.iter().map(|r| r.task_id.as_str()).collect::<Vec<_>>())
+                .bind::<Array<Integer>, _>(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+                .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+                .bind::<Array<Nullable<Text>>, _>(
+                    rows.iter()
+                        .map(|r| r.actor_id.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind::<Array<Text>, _>(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+                .bind::<Array<Nullable<Text>>, _>(
+                    rows.iter().map(|r| r.from_status).collect::<Vec<_>>(),
+                )
+                .bind::<Array<Nullable<Text>>, _>(
+                    rows.iter().map(|r| r.to_status).collect::<Vec<_>>(),
+                )
+                .bind::<Array<Nullable<Text>>, _>(
+                    rows.iter().map(|r| r.detail.as_deref()).collect::<Vec<_>>(),
+                )
+                .execute(c)?;
+        }
+        _ => {
+            insert_rows!(conn, task_events::table, rows);
+        }
+    }
     Ok(())
 }
 

@@ -3,12 +3,11 @@
 use super::directory::Role;
 use super::schema::{
     oncall_roles, role_eligibility, role_holdings, rota_patterns, rota_shifts, settings, staff,
-    tasks,
 };
-use super::sql::insert_rows;
+use super::sql::{insert_rows, load_by_ids, on_backend, IdRow, Sql};
 use super::{from_db, new_id, to_db, DbConnection};
 use crate::domain::rota::{Slot, MAX_SHIFT};
-use crate::domain::{Status, Task};
+use crate::domain::Task;
 use crate::error::AppResult;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -209,6 +208,58 @@ pub fn slots(
     Ok(out)
 }
 
+/// The slots that put these people on a role or take them off it, overlapping
+/// `[from, to)`, by role: their own shifts, and the overrides that replace them. That is
+/// all [`crate::domain::rota::held_until`] needs to say when each one's time on a role
+/// ends, without reading everyone else's shifts.
+pub fn slots_naming(
+    conn: &mut DbConnection,
+    staff: &[&str],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<HashMap<String, Vec<Slot>>> {
+    // Two index reads (by staff and by the person replaced), each bounded by MAX_SHIFT as
+    // in `shifts`; UNION drops the override that names two of these people twice.
+    const NAMING: &str = "SELECT id, role_id, staff_id, replaces, starts_at, ends_at \
+         FROM rota_shifts WHERE staff_id IN IDS AND starts_at > ? AND ends_at > ? AND starts_at < ? \
+         UNION SELECT id, role_id, staff_id, replaces, starts_at, ends_at \
+         FROM rota_shifts WHERE replaces IN IDS AND starts_at > ? AND ends_at > ? AND starts_at < ?";
+    #[derive(QueryableByName)]
+    #[diesel(table_name = rota_shifts)]
+    struct Naming {
+        #[allow(dead_code)]
+        id: String,
+        role_id: String,
+        staff_id: Option<String>,
+        replaces: Option<String>,
+        starts_at: NaiveDateTime,
+        ends_at: NaiveDateTime,
+    }
+    let mut out: HashMap<String, Vec<Slot>> = HashMap::new();
+    let (earliest, from, to) = (to_db(from - MAX_SHIFT), to_db(from), to_db(to));
+    for chunk in staff.chunks(1000) {
+        let rows: Vec<Naming> = on_backend!(conn, |c| {
+            let mut q = Sql::with_ids(NAMING);
+            for _ in 0..2 {
+                q = q.bind_ids(chunk);
+                for t in [earliest, from, to] {
+                    q = q.bind::<diesel::sql_types::Timestamp, _>(t);
+                }
+            }
+            q.load(c)?
+        });
+        for r in rows {
+            out.entry(r.role_id).or_default().push(Slot {
+                staff: r.staff_id,
+                replaces: r.replaces,
+                starts: from_db(r.starts_at),
+                ends: from_db(r.ends_at),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Removes one shift; whether it was there.
 pub fn remove_shift(conn: &mut DbConnection, id: &str) -> AppResult<Option<Shift>> {
     let found = rota_shifts::table
@@ -223,32 +274,25 @@ pub fn remove_shift(conn: &mut DbConnection, id: &str) -> AppResult<Option<Shift
     Ok(found)
 }
 
-/// The roles whose rota starts or ends a shift in `(after, upto]`.
+/// The roles whose rota starts or ends a shift in `(after, upto]`: one statement (two
+/// index ranges), which every command runs to see whether a boundary has passed.
 pub fn roles_changing(
     conn: &mut DbConnection,
     after: DateTime<Utc>,
     upto: DateTime<Utc>,
 ) -> AppResult<Vec<String>> {
+    const CHANGING: &str =
+        "SELECT role_id AS id FROM rota_shifts WHERE starts_at > ? AND starts_at <= ? \
+         UNION SELECT role_id AS id FROM rota_shifts WHERE ends_at > ? AND ends_at <= ?";
     let (a, u) = (to_db(after), to_db(upto));
-    let mut roles: Vec<String> = rota_shifts::table
-        .filter(
-            rota_shifts::starts_at
-                .gt(a)
-                .and(rota_shifts::starts_at.le(u)),
-        )
-        .select(rota_shifts::role_id)
-        .distinct()
-        .load(conn)?;
-    let ending: Vec<String> = rota_shifts::table
-        .filter(rota_shifts::ends_at.gt(a).and(rota_shifts::ends_at.le(u)))
-        .select(rota_shifts::role_id)
-        .distinct()
-        .load(conn)?;
-    for r in ending {
-        if !roles.contains(&r) {
-            roles.push(r);
+    let rows: Vec<IdRow> = on_backend!(conn, |c| {
+        let mut q = Sql::new(CHANGING);
+        for t in [a, u, a, u] {
+            q = q.bind::<diesel::sql_types::Timestamp, _>(t);
         }
-    }
+        q.load(c)?
+    });
+    let mut roles: Vec<String> = rows.into_iter().map(|r| r.id).collect();
     roles.sort();
     Ok(roles)
 }
@@ -486,19 +530,23 @@ pub fn holdings_now(
     conn: &mut DbConnection,
     roles: &[String],
 ) -> AppResult<Vec<(String, String, String)>> {
+    #[derive(QueryableByName)]
+    #[diesel(table_name = role_holdings)]
+    struct Now {
+        id: String,
+        role_id: String,
+        staff_id: String,
+    }
     let mut out = Vec::new();
     for chunk in roles.chunks(1000) {
-        out.extend(
-            role_holdings::table
-                .filter(role_holdings::role_id.eq_any(chunk))
-                .filter(role_holdings::held_until.is_null())
-                .select((
-                    role_holdings::id,
-                    role_holdings::role_id,
-                    role_holdings::staff_id,
-                ))
-                .load::<(String, String, String)>(conn)?,
-        );
+        let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let rows: Vec<Now> = load_by_ids(
+            conn,
+            "SELECT id, role_id, staff_id FROM role_holdings \
+             WHERE held_until IS NULL AND role_id IN IDS",
+            &ids,
+        )?;
+        out.extend(rows.into_iter().map(|r| (r.id, r.role_id, r.staff_id)));
     }
     Ok(out)
 }
@@ -509,15 +557,15 @@ pub fn end_holdings(
     ids: &[String],
     now: DateTime<Utc>,
 ) -> AppResult<usize> {
+    const END: &str =
+        "UPDATE role_holdings SET held_until = ? WHERE held_until IS NULL AND id IN IDS";
     let mut n = 0;
     for chunk in ids.chunks(1000) {
-        n += diesel::update(
-            role_holdings::table
-                .filter(role_holdings::id.eq_any(chunk))
-                .filter(role_holdings::held_until.is_null()),
-        )
-        .set(role_holdings::held_until.eq(Some(to_db(now))))
-        .execute(conn)?;
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        n += on_backend!(conn, |c| Sql::with_ids(END)
+            .bind::<diesel::sql_types::Timestamp, _>(to_db(now))
+            .bind_ids(&chunk)
+            .execute(c)?);
     }
     Ok(n)
 }
@@ -583,38 +631,17 @@ pub fn roles_by_ids(conn: &mut DbConnection, ids: &[String]) -> AppResult<HashMa
 }
 
 /// The open tasks of each of these roles, oldest first, at most 500 a role: what
-/// `tasks::open_for_role` answers for each, in two queries for them all.
+/// `tasks::open_for_role` answers for each, in one query for them all.
 pub fn open_for_roles(
     conn: &mut DbConnection,
     roles: &[String],
 ) -> AppResult<HashMap<String, Vec<Task>>> {
-    let open = [
-        Status::Requested.code(),
-        Status::Accepted.code(),
-        Status::InProgress.code(),
-    ];
-    let mut keys: Vec<(String, Option<String>)> = Vec::new();
-    for chunk in roles.chunks(1000) {
-        keys.extend(
-            tasks::table
-                .filter(tasks::assignee_role_id.eq_any(chunk))
-                .filter(tasks::status.eq_any(open))
-                .order(tasks::raised_at.asc())
-                .select((tasks::id, tasks::assignee_role_id))
-                .load::<(String, Option<String>)>(conn)?,
-        );
-    }
-    let mut found = HashMap::new();
-    for chunk in keys.chunks(1000) {
-        let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
-        found.extend(super::tasks::get_many(conn, &ids)?);
-    }
     let mut out: HashMap<String, Vec<Task>> = HashMap::new();
-    for (id, role) in keys {
-        let (Some(role), Some(task)) = (role, found.remove(&id)) else {
+    for task in super::tasks::open_for_roles(conn, roles)? {
+        let crate::domain::task::Assignee::Role(role) = &task.assignee else {
             continue;
         };
-        let of_role = out.entry(role).or_default();
+        let of_role = out.entry(role.clone()).or_default();
         if of_role.len() < 500 {
             of_role.push(task);
         }

@@ -121,15 +121,18 @@ pub fn due_for_escalation(
         .collect()
 }
 
+/// The statuses of a task still open: waiting, acknowledged or in progress.
+const OPEN: [&str; 3] = [
+    Status::Requested.code(),
+    Status::Accepted.code(),
+    Status::InProgress.code(),
+];
+
 /// The open tasks assigned to a role (waiting, acknowledged or in progress), oldest first.
 pub fn open_for_role(conn: &mut DbConnection, role_id: &str) -> AppResult<Vec<Task>> {
     tasks::table
         .filter(tasks::assignee_role_id.eq(role_id))
-        .filter(tasks::status.eq_any([
-            Status::Requested.code(),
-            Status::Accepted.code(),
-            Status::InProgress.code(),
-        ]))
+        .filter(tasks::status.eq_any(OPEN))
         .order(tasks::raised_at.asc())
         .limit(500)
         .select(TaskRow::as_select())
@@ -137,6 +140,25 @@ pub fn open_for_role(conn: &mut DbConnection, role_id: &str) -> AppResult<Vec<Ta
         .into_iter()
         .map(Task::try_from)
         .collect()
+}
+
+/// The open tasks assigned to any of these roles, oldest first, in one query.
+pub fn open_for_roles(conn: &mut DbConnection, roles: &[String]) -> AppResult<Vec<Task>> {
+    let mut out = Vec::new();
+    for chunk in roles.chunks(1000) {
+        out.extend(
+            tasks::table
+                .filter(tasks::assignee_role_id.eq_any(chunk))
+                .filter(tasks::status.eq_any(OPEN))
+                .order(tasks::raised_at.asc())
+                .select(TaskRow::as_select())
+                .load(conn)?
+                .into_iter()
+                .map(Task::try_from)
+                .collect::<AppResult<Vec<Task>>>()?,
+        );
+    }
+    Ok(out)
 }
 
 /// Unacknowledged tasks with no next escalation time: never to be chased again unless

@@ -230,8 +230,14 @@ async fn the_bleep_changes_hands_at_each_boundary_to_the_second_across_a_clock_c
 #[tokio::test(flavor = "multi_thread")]
 async fn the_incoming_holder_is_told_and_confirms_what_they_inherit() {
     let push = PushService::start().await;
-    let (w, _admin) = spring_rota().await;
+    let (w, admin) = spring_rota().await;
     let app = &w.app;
+    // Amy covers the end of Ben's Saturday day: his time on the bleep ends at 15:00, and
+    // what he is told on arriving says so.
+    let cover = json!({ "role": w.fy1, "staff": w.amy.id, "replaces": w.ben.id,
+        "start": "2027-03-27 15:00", "end": "2027-03-27 20:00", "note": "cover" });
+    let (s, b) = app.post("/api/v1/rota/shifts", &admin.token, cover).await;
+    assert_eq!(s, 201, "{b}");
     let (amy_phone, ben_phone) = (push.new_subscription(), push.new_subscription());
     register(app, &w.amy, &amy_phone).await;
     register(app, &w.ben, &ben_phone).await;
@@ -266,7 +272,7 @@ async fn the_incoming_holder_is_told_and_confirms_what_they_inherit() {
             .unwrap_or_else(|| panic!("a notice to {phone}: {got:?}"))
     };
     let ben = notice_to(&ben_phone.endpoint);
-    assert_eq!(ben["title"], "You now hold Medicine FY1 night until 20:00");
+    assert_eq!(ben["title"], "You now hold Medicine FY1 night until 15:00");
     assert_eq!(ben["body"], "1 task is waiting for you: open My bleeps.");
     let amy = notice_to(&amy_phone.endpoint);
     assert_eq!(amy["title"], "You no longer hold Medicine FY1 night");
@@ -281,7 +287,7 @@ async fn the_incoming_holder_is_told_and_confirms_what_they_inherit() {
     let (s, list) = app.get("/api/v1/me/hand-over", &w.ben.token).await;
     assert_eq!(s, 200, "{list}");
     let a = &list["arrivals"][0];
-    assert_eq!(a["headline"], "You now hold Medicine FY1 night until 20:00");
+    assert_eq!(a["headline"], "You now hold Medicine FY1 night until 15:00");
     assert_eq!(a["waiting"][0]["task_id"], waiting.as_str());
     assert_eq!(a["acknowledged"][0]["task_id"], taken.as_str());
     assert_eq!(a["acknowledged"][0]["acknowledged_by"], "Dr Amy Patel");
