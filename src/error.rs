@@ -107,6 +107,10 @@ impl ResponseError for AppError {
     }
 }
 
+/// What a caller is told when the database stopped their change for another's.
+const CONFLICT: &str =
+    "the database stopped this change to let a competing one finish; nothing was saved, send it again";
+
 impl From<diesel::result::Error> for AppError {
     fn from(e: diesel::result::Error) -> Self {
         match e {
@@ -116,6 +120,15 @@ impl From<diesel::result::Error> for AppError {
                 match kind {
                     diesel::result::DatabaseErrorKind::ClosedConnection => {
                         AppError::Unavailable(msg)
+                    }
+                    // PostgreSQL stopped this transaction to let another go on (a deadlock
+                    // or a serialization conflict): nothing of it was saved, and the same
+                    // request sent again can succeed.
+                    diesel::result::DatabaseErrorKind::SerializationFailure => {
+                        AppError::Unavailable(format!("{CONFLICT}: {msg}"))
+                    }
+                    _ if msg.starts_with("deadlock detected") => {
+                        AppError::Unavailable(format!("{CONFLICT}: {msg}"))
                     }
                     _ => AppError::Internal(format!("database error {kind:?}: {msg}")),
                 }

@@ -16,7 +16,7 @@ pub mod tasks;
 use crate::clock::SharedClock;
 use crate::domain::task::Policy;
 use crate::error::AppResult;
-use crate::store::{DbConnection, Store};
+use crate::store::{outbox, DbConnection, Store};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -28,7 +28,8 @@ pub struct Ctx {
     pub policy: Arc<Policy>,
 }
 
-/// Runs commands: one transaction each, then the outbox workers are woken.
+/// Runs commands: one transaction each, then the outbox workers are woken if it queued
+/// anything.
 #[derive(Clone)]
 pub struct App {
     pub store: Store,
@@ -80,9 +81,24 @@ impl App {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection, &Ctx) -> AppResult<T> + Send + 'static,
     {
-        let out = self.store.write(move |c| command(c, &ctx)).await;
-        self.wake.notify_one();
-        out
+        let out = self
+            .store
+            .write(move |c| {
+                let (out, queued) = outbox::queued_by(|| command(c, &ctx));
+                out.map(|t| (t, queued))
+            })
+            .await;
+        self.woken(out)
+    }
+
+    /// Wakes the outbox workers if the command queued something (a command that failed
+    /// queued nothing: its transaction was rolled back).
+    fn woken<T>(&self, out: AppResult<(T, bool)>) -> AppResult<T> {
+        let (t, queued) = out?;
+        if queued {
+            self.wake.notify_one();
+        }
+        Ok(t)
     }
 
     /// Runs one command, then reads what to answer with (see [`Store::write_then_read`]).
@@ -96,10 +112,15 @@ impl App {
         let ctx = self.ctx();
         let out = self
             .store
-            .write_then_read(move |c| command(c, &ctx), read)
+            .write_then_read(
+                move |c| {
+                    let (out, queued) = outbox::queued_by(|| command(c, &ctx));
+                    out.map(|t| (t, queued))
+                },
+                |c, (t, queued)| read(c, t).map(|v| (v, queued)),
+            )
             .await;
-        self.wake.notify_one();
-        out
+        self.woken(out)
     }
 
     /// Runs one command from a caller off the async runtime (the command line). Another

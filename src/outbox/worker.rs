@@ -221,7 +221,7 @@ impl Worker {
         let owner = self.owner.clone();
         let rows = self
             .store
-            .write(move |c| outbox::claim(c, &owner, now, lease_until, limit))
+            .write_one(move |c| outbox::claim(c, &owner, now, lease_until, limit))
             .await?;
         if rows.is_empty() {
             return Ok(Vec::new());
