@@ -81,6 +81,8 @@ fn args() -> Args {
             "--no-raw" => a.raw = false,
             "--raw-only" => a.service = false,
             "--proxy" => a.proxy = true,
+            // `cargo bench` passes this to every bench binary.
+            "--bench" => {}
             flag @ ("--seconds" | "--workers" | "--preload" | "--instances" | "--kill-after"
             | "--unacked" | "--stat-ack" | "--pool") => {
                 let at_least = usize::from(!matches!(flag, "--preload" | "--unacked"));

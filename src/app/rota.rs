@@ -29,7 +29,7 @@ pub struct HandOver {
 
 /// Applies every boundary of the rota since it was last applied, up to `ctx.now`: each
 /// role whose shifts started or ended since then is held by whoever the rota names now.
-/// Cheap when nothing is due (the mark, then one statement of two index ranges). Runs inside whichever command
+/// Cheap when nothing is due (one statement on PostgreSQL: the mark and two index ranges). Runs inside whichever command
 /// comes first after a boundary (the tick, a raise, an acknowledgement), so a task raised
 /// one second after a boundary reaches the incoming holder even before the next tick.
 /// The roles changing at a boundary are handed over together, with a fixed number of
@@ -60,10 +60,10 @@ pub fn catch_up_in_passing(conn: &mut DbConnection, ctx: &Ctx) -> AppResult<()> 
 type Due = (Option<DateTime<Utc>>, Vec<String>);
 
 fn due(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Option<Due>> {
-    let last = store::applied_until(conn)?;
+    let (last, changing) = store::due_roles(conn, now)?;
     let roles = match last {
         Some(a) if a >= now => return Ok(None),
-        Some(a) => store::roles_changing(conn, a, now)?,
+        Some(_) => changing,
         // The first time: every role the rota covers now.
         None => store::roles_on_rota(conn, now, now + Duration::seconds(1))?,
     };
