@@ -46,10 +46,7 @@ pub fn available_holders(
     role_id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Vec<String>> {
-    let mut holders = directory::current_holders(conn, role_id)?;
-    let busy = rota::busy_among(conn, &holders, now)?;
-    holders.retain(|h| !busy.contains(h));
-    Ok(holders)
+    rota::available_holders(conn, role_id, now)
 }
 
 /// Whoever the task is for right now: its assignee, or every holder of its role who is

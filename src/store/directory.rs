@@ -1,6 +1,6 @@
 //! Staff, wards, on-call roles ("bleeps") and who holds them.
 use super::schema::{oncall_roles, role_holdings, staff, wards};
-use super::sql::load_by_ids;
+use super::sql::{load_by_ids, on_backend, Sql};
 use super::{from_db, new_id, to_db, DbConnection};
 use crate::domain::staff::{format_permissions, parse_permissions};
 use crate::domain::task::required_text;
@@ -342,6 +342,41 @@ pub fn list_roles(conn: &mut DbConnection) -> AppResult<Vec<Role>> {
 
 pub fn role_names(conn: &mut DbConnection, ids: &[&str]) -> AppResult<HashMap<String, String>> {
     names_by_id(conn, "oncall_roles", ids)
+}
+
+/// The names of these staff and of these roles, in one statement: `(staff, roles)`, each
+/// `id → name`.
+pub fn names(
+    conn: &mut DbConnection,
+    staff_ids: &[&str],
+    role_ids: &[&str],
+) -> AppResult<(HashMap<String, String>, HashMap<String, String>)> {
+    const NAMES: &str = "SELECT id, name, 1 AS role FROM oncall_roles WHERE id IN IDS \
+         UNION ALL SELECT id, name, 0 AS role FROM staff WHERE id IN IDS";
+    #[derive(QueryableByName)]
+    struct Named {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        role: i32,
+    }
+    let (mut staff, mut roles) = (HashMap::new(), HashMap::new());
+    if staff_ids.is_empty() && role_ids.is_empty() {
+        return Ok((staff, roles));
+    }
+    let rows: Vec<Named> = on_backend!(conn, |c| Sql::with_ids(NAMES)
+        .bind_ids(role_ids)
+        .bind_ids(staff_ids)
+        .load(c)?);
+    for r in rows {
+        match r.role {
+            0 => staff.insert(r.id, r.name),
+            _ => roles.insert(r.id, r.name),
+        };
+    }
+    Ok((staff, roles))
 }
 
 #[derive(QueryableByName)]

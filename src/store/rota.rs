@@ -528,6 +528,24 @@ pub fn busy_among(
         .collect())
 }
 
+/// Who holds the role now and is not busy, in one statement (the holdings not ended, and
+/// each holder's busy time).
+pub fn available_holders(
+    conn: &mut DbConnection,
+    role_id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<String>> {
+    const AVAILABLE: &str = "SELECT h.staff_id AS id FROM role_holdings h \
+         JOIN staff s ON s.id = h.staff_id \
+         WHERE h.role_id = ? AND h.held_until IS NULL \
+         AND (s.busy_until IS NULL OR s.busy_until <= ?)";
+    let rows: Vec<IdRow> = on_backend!(conn, |c| Sql::new(AVAILABLE)
+        .bind::<diesel::sql_types::Text, _>(role_id)
+        .bind::<diesel::sql_types::Timestamp, _>(to_db(now))
+        .load(c)?);
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
 /// A holding its holder has not yet confirmed: the hand-over list of `/me`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NewHolding {

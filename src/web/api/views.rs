@@ -269,8 +269,7 @@ pub fn views(
             Assignee::Staff(s) => staff_ids.push(s),
         }
     }
-    let staff = directory::staff_names(conn, &staff_ids)?;
-    let roles = directory::role_names(conn, &role_ids)?;
+    let (staff, roles) = directory::names(conn, &staff_ids, &role_ids)?;
     // Seen matters while a task waits; once acknowledged, who has it says more.
     let waiting: Vec<&str> = list
         .iter()
