@@ -358,8 +358,8 @@ impl Store {
 
     /// Runs a command, then reads what to answer with: on SQLite inside the command, where
     /// the writer's page cache is warm (a reader's is emptied by every commit since its last
-    /// read); on PostgreSQL after the commit, so the transaction and its row locks are not
-    /// held across the extra round trips.
+    /// read); on PostgreSQL after the commit, on the same connection and thread, so the
+    /// transaction and its row locks are not held across the extra round trips.
     pub async fn write_then_read<T, V, F, G>(&self, f: F, view: G) -> AppResult<V>
     where
         T: Send + 'static,
@@ -374,8 +374,20 @@ impl Store {
             })
             .await
         } else {
-            let t = self.write(f).await?;
-            self.read(move |c| view(c, t)).await
+            // One trip to a blocking thread and one connection for both: the command's
+            // transaction, committed, then the reads. Each hop between threads is a
+            // context switch, which under load was most of the service's CPU (perf: the
+            // kernel's task switching, 38% of its samples).
+            let store = self.clone();
+            run_blocking(move || {
+                let mut pooled = store.conn()?;
+                let conn: &mut DbConnection = &mut pooled;
+                let out = conn.transaction(f);
+                let t = checked(conn, out)?;
+                let out = view(conn, t);
+                checked(conn, out)
+            })
+            .await
         }
     }
 
