@@ -127,6 +127,7 @@ impl From<diesel::result::Error> for AppError {
                     diesel::result::DatabaseErrorKind::SerializationFailure => {
                         AppError::Unavailable(format!("{CONFLICT}: {msg}"))
                     }
+                    // diesel has no kind of its own for a deadlock (SQLSTATE 40P01).
                     _ if msg.starts_with("deadlock detected") => {
                         AppError::Unavailable(format!("{CONFLICT}: {msg}"))
                     }

@@ -83,10 +83,7 @@ impl App {
     {
         let out = self
             .store
-            .write(move |c| {
-                let (out, queued) = outbox::queued_by(|| command(c, &ctx));
-                out.map(|t| (t, queued))
-            })
+            .write(move |c| outbox::queued_by(|| command(c, &ctx)))
             .await;
         self.woken(out)
     }
@@ -113,10 +110,7 @@ impl App {
         let out = self
             .store
             .write_then_read(
-                move |c| {
-                    let (out, queued) = outbox::queued_by(|| command(c, &ctx));
-                    out.map(|t| (t, queued))
-                },
+                move |c| outbox::queued_by(|| command(c, &ctx)),
                 |c, (t, queued)| read(c, t).map(|v| (v, queued)),
             )
             .await;

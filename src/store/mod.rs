@@ -312,12 +312,14 @@ impl Store {
         F: FnOnce(&mut DbConnection) -> AppResult<T> + Send + 'static,
     {
         let store = self.clone();
-        run_blocking(move || {
-            let mut conn = store.conn()?;
-            let out = f(&mut conn);
-            checked(&mut conn, out)
-        })
-        .await
+        run_blocking(move || store.read_now(f)).await
+    }
+
+    /// One read on a pooled connection, on the caller's thread.
+    fn read_now<T>(&self, f: impl FnOnce(&mut DbConnection) -> AppResult<T>) -> AppResult<T> {
+        let mut conn = self.conn()?;
+        let out = f(&mut conn);
+        checked(&mut conn, out)
     }
 
     /// Runs one command as one transaction: on PostgreSQL on a blocking thread of its own,
@@ -358,8 +360,8 @@ impl Store {
 
     /// Runs a command, then reads what to answer with: on SQLite inside the command, where
     /// the writer's page cache is warm (a reader's is emptied by every commit since its last
-    /// read); on PostgreSQL after the commit, on the same connection and thread, so the
-    /// transaction and its row locks are not held across the extra round trips.
+    /// read); on PostgreSQL after the commit, on the same thread, so the transaction and
+    /// its row locks are not held across the extra round trips.
     pub async fn write_then_read<T, V, F, G>(&self, f: F, view: G) -> AppResult<V>
     where
         T: Send + 'static,
@@ -374,18 +376,15 @@ impl Store {
             })
             .await
         } else {
-            // One trip to a blocking thread and one connection for both: the command's
-            // transaction, committed, then the reads. Each hop between threads is a
-            // context switch, which under load was most of the service's CPU (perf: the
-            // kernel's task switching, 38% of its samples).
+            // One trip to a blocking thread for both: the command's transaction,
+            // committed, then the reads (the connection goes back to the pool between
+            // them, untested, and is most likely the one taken again). Each hop between
+            // threads is a context switch, which under load was most of the service's CPU
+            // (perf: the kernel's task switching, 38% of its samples).
             let store = self.clone();
             run_blocking(move || {
-                let mut pooled = store.conn()?;
-                let conn: &mut DbConnection = &mut pooled;
-                let out = conn.transaction(f);
-                let t = checked(conn, out)?;
-                let out = view(conn, t);
-                checked(conn, out)
+                let t = store.write_now(f)?;
+                store.read_now(|c| view(c, t))
             })
             .await
         }

@@ -206,10 +206,11 @@ thread_local! {
 /// Runs a command and says whether it queued anything for the outbox workers, so that
 /// they are woken only for work (a claim that finds nothing is a statement for nothing:
 /// after an acknowledgement or a completion, most of the time).
-pub fn queued_by<T>(command: impl FnOnce() -> T) -> (T, bool) {
+pub fn queued_by<T>(command: impl FnOnce() -> AppResult<T>) -> AppResult<(T, bool)> {
     QUEUED.set(false);
     let out = command();
-    (out, QUEUED.replace(false))
+    let queued = QUEUED.replace(false);
+    out.map(|t| (t, queued))
 }
 
 /// Writes rows that may not already be there. On PostgreSQL, many rows go in as one
@@ -305,6 +306,10 @@ fn ready(status: &str) -> String {
     )
 }
 
+/// What a claim sets: the owner and the lease's end are its two parameters.
+const CLAIMED: &str =
+    "status = 'sending', lease_owner = ?, lease_until = ?, attempts = attempts + 1";
+
 /// Ids of up to `limit` rows ready to send, the longest due first.
 fn due_ids(conn: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> AppResult<Vec<String>> {
     // The limit is written into the text: SQLite prepares a statement whose LIMIT is a
@@ -340,8 +345,7 @@ pub fn claim(
     }
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let sql = format!(
-        "UPDATE outbox SET status = 'sending', lease_owner = ?, lease_until = ?, \
-         attempts = attempts + 1 WHERE {} AND id IN IDS RETURNING {COLUMNS}",
+        "UPDATE outbox SET {CLAIMED} WHERE {} AND id IN IDS RETURNING {COLUMNS}",
         ready(BY_ID),
     );
     let (now, lease_until) = (to_db(now), to_db(lease_until));
@@ -371,8 +375,7 @@ fn claim_pg(
     limit: i64,
 ) -> AppResult<Vec<Row>> {
     let sql = format!(
-        "UPDATE outbox SET status = 'sending', lease_owner = ?, lease_until = ?, \
-         attempts = attempts + 1 WHERE id IN (SELECT id FROM outbox WHERE {} \
+        "UPDATE outbox SET {CLAIMED} WHERE id IN (SELECT id FROM outbox WHERE {} \
          ORDER BY due_at LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}",
         ready("status"),
     );
