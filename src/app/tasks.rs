@@ -1,12 +1,12 @@
 //! The task's commands: raise, the status changes (acknowledge, start, complete, decline,
 //! cancel, reassign) and comment.
-use super::recipients::{first_recipients, standing};
+use super::recipients::standing;
 use super::Ctx;
 use crate::domain::task::{required_text, MAX_TEXT};
 use crate::domain::transition::{assignee_json, decide, Change, Decided, Refusal, WhoMay};
 use crate::domain::{Action, Assignee, NewTask, Permission, Status, Task};
 use crate::error::{AppError, AppResult};
-use crate::store::directory::{self, Staff};
+use crate::store::directory::{self, Role, Staff};
 use crate::store::events::{self, Event, NewEvent, Person};
 use crate::store::outbox::{self, NewDelivery};
 use crate::store::{new_id, tasks, DbConnection};
@@ -17,13 +17,28 @@ use serde_json::json;
 pub type Command = Change<String>;
 
 fn resolve_assignee(conn: &mut DbConnection, key: &str) -> AppResult<Assignee> {
+    let key = assignee_key(key)?;
+    let staff = directory::staff_by_id(conn, key)?;
+    let role = match staff {
+        Some(_) => None,
+        None => directory::find_role(conn, key)?,
+    };
+    assignee_from(key, staff, role)
+}
+
+fn assignee_key(key: &str) -> AppResult<&str> {
     let key = key.trim();
     if key.is_empty() {
         return Err(AppError::Unprocessable(
             "assignee is required: an on-call role (id or name) or a staff id".into(),
         ));
     }
-    if let Some(s) = directory::staff_by_id(conn, key)? {
+    Ok(key)
+}
+
+/// The assignee a key names, given the member of staff it is the id of, or else the role.
+fn assignee_from(key: &str, staff: Option<Staff>, role: Option<Role>) -> AppResult<Assignee> {
+    if let Some(s) = staff {
         if !s.active {
             return Err(AppError::Unprocessable(format!(
                 "assignee {} is no longer active",
@@ -38,7 +53,7 @@ fn resolve_assignee(conn: &mut DbConnection, key: &str) -> AppResult<Assignee> {
         }
         return Ok(Assignee::Staff(s.id));
     }
-    if let Some(r) = directory::find_role(conn, key)? {
+    if let Some(r) = role {
         return Ok(Assignee::Role(r.id));
     }
     Err(AppError::Unprocessable(format!(
@@ -60,11 +75,10 @@ fn queue_for_record(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResul
 
 /// Queues the notifications of whoever the task is for now.
 fn notify_first_recipients(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResult<usize> {
-    let recipients = first_recipients(conn, task, ctx.now)?;
-    if recipients.is_empty() {
+    let to = outbox::first_addressees(conn, &task.assignee, ctx.now)?;
+    if to.is_empty() {
         tracing::warn!(task_id = %task.id, "no one holds the bleep this task is for");
     }
-    let to = outbox::addresses(conn, &recipients)?;
     let mut rows: Vec<NewDelivery> = Vec::new();
     outbox::notifications(task, &to, &ctx.policy, ctx.now, &mut rows);
     outbox::insert(conn, &rows)
@@ -77,7 +91,8 @@ pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> Ap
             "only coordinators may raise tasks".into(),
         ));
     }
-    if !directory::ward_exists(conn, &new.ward)? {
+    let found = directory::raise_lookup(conn, &new.ward, new.assignee.trim())?;
+    if !found.ward_known {
         let known = directory::list_wards(conn)?;
         return Err(AppError::Unprocessable(format!(
             "ward {:?} is not a ward of this hospital; known wards: {}",
@@ -89,7 +104,7 @@ pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> Ap
             }
         )));
     }
-    let assignee = resolve_assignee(conn, &new.assignee)?;
+    let assignee = assignee_from(assignee_key(&new.assignee)?, found.staff, found.role)?;
     // A task raised a second after a shift boundary reaches the incoming holder, even if
     // the tick has not run since.
     super::rota::catch_up_in_passing(conn, ctx)?;

@@ -397,13 +397,16 @@ impl Worker {
         }
     }
 
-    /// Writes outcomes in one transaction, if this instance still holds their leases.
+    /// Writes outcomes, if this instance still holds their leases. Each statement stands
+    /// alone (an outcome, a text that now goes, a device's result), so on PostgreSQL each
+    /// commits by itself, without the `BEGIN` and `COMMIT` round trips of a transaction; on
+    /// SQLite they are one command of the writer's group.
     async fn record(&self, batch: Vec<Done>) {
         let (owner, now) = (self.owner.clone(), self.clock.now());
         let ids: Vec<String> = batch.iter().map(|d| d.task_id.clone()).collect();
         let result = self
             .store
-            .write(move |c| {
+            .write_one(move |c| {
                 // Sent, the common outcome, is one statement for the whole batch; the others
                 // carry their own error or retry time, one statement each.
                 let sent: Vec<&str> = batch

@@ -72,8 +72,13 @@ impl From<StaffRow> for Staff {
 }
 
 pub fn hash_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in Sha256::digest(token.as_bytes()) {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 fn new_token() -> String {
@@ -319,6 +324,78 @@ pub fn find_role(conn: &mut DbConnection, key: &str) -> AppResult<Option<Role>> 
         .get_result(conn)
         .optional()?
         .map(Role::from))
+}
+
+/// What a raise looks up before it writes, found in one statement: whether its ward is
+/// known, and what its assignee key names (a member of staff by id, an on-call role by id
+/// or name).
+pub struct RaiseLookup {
+    pub ward_known: bool,
+    pub staff: Option<Staff>,
+    pub role: Option<Role>,
+}
+
+pub fn raise_lookup(conn: &mut DbConnection, ward: &str, key: &str) -> AppResult<RaiseLookup> {
+    const LOOKUP: &str = "SELECT 'ward' AS what, name AS id, name, NULL AS email, \
+         NULL AS permissions, NULL AS active, NULL AS escalates_to FROM wards WHERE name = ? \
+         UNION ALL SELECT 'staff', id, name, email, permissions, active, NULL \
+         FROM staff WHERE id = ? \
+         UNION ALL SELECT 'role', id, name, NULL, NULL, NULL, escalates_to \
+         FROM oncall_roles WHERE id = ? OR name = ?";
+    use diesel::sql_types::{Bool, Nullable, Text};
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = Text)]
+        what: String,
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        email: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        permissions: Option<String>,
+        #[diesel(sql_type = Nullable<Bool>)]
+        active: Option<bool>,
+        #[diesel(sql_type = Nullable<Text>)]
+        escalates_to: Option<String>,
+    }
+    let rows: Vec<Found> = on_backend!(conn, |c| Sql::new(LOOKUP)
+        .bind::<Text, _>(ward)
+        .bind::<Text, _>(key)
+        .bind::<Text, _>(key)
+        .bind::<Text, _>(key)
+        .load(c)?);
+    let mut out = RaiseLookup {
+        ward_known: false,
+        staff: None,
+        role: None,
+    };
+    for r in rows {
+        match r.what.as_str() {
+            "ward" => out.ward_known = true,
+            "staff" => {
+                out.staff = Some(Staff::from(StaffRow {
+                    id: r.id,
+                    name: r.name,
+                    email: r.email,
+                    permissions: r.permissions.unwrap_or_default(),
+                    active: r.active.unwrap_or(false),
+                }))
+            }
+            // A key that is one role's id and another's name: the id wins, as in `find_role`
+            // (an id is the primary key; a name is unique).
+            _ if out.role.as_ref().is_some_and(|found| found.id == key) => {}
+            _ => {
+                out.role = Some(Role {
+                    id: r.id,
+                    name: r.name,
+                    escalates_to: r.escalates_to,
+                })
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub fn role_by_id(conn: &mut DbConnection, id: &str) -> AppResult<Role> {

@@ -1,5 +1,4 @@
 //! The timeline: an append-only record of everything that happened to each task.
-use super::directory;
 use super::schema::task_events;
 use super::sql::{insert_rows, load_by_ids, on_backend, Sql};
 use super::{from_db, to_db, DbConnection};
@@ -139,63 +138,84 @@ pub fn insert_events(conn: &mut DbConnection, rows: &[NewEventRow]) -> AppResult
     Ok(())
 }
 
-/// The task's whole story, oldest first.
+/// The task's whole story, oldest first, each event with its actor's name.
 pub fn timeline(conn: &mut DbConnection, id: &str) -> AppResult<Vec<Event>> {
-    timeline_knowing(conn, id, &std::collections::HashMap::new())
+    Ok(story(conn, id, None)?.events)
 }
 
-/// The same, given names of staff already looked up (`id → name`): only the other actors'
-/// names are read.
-pub fn timeline_knowing(
+/// A task's timeline with the name of whoever it is assigned to: what the answer to a
+/// command and a task's page need besides the task, in one statement.
+pub struct Story {
+    pub events: Vec<Event>,
+    /// The assignee's name (a role's or a person's), when asked for and found.
+    pub assignee_name: Option<String>,
+}
+
+/// The task's timeline, each actor's name joined in, and (when `assignee` is given) the
+/// assignee's name beside every row, read once: one statement where the answer to each
+/// status change was four (the names, the timeline, its actors' names), each a round trip
+/// on PostgreSQL after the command's commit.
+pub fn story(
     conn: &mut DbConnection,
     id: &str,
-    known: &std::collections::HashMap<String, String>,
-) -> AppResult<Vec<Event>> {
-    type Row = (
-        i32,
-        NaiveDateTime,
-        Option<String>,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let rows: Vec<Row> = task_events::table
-        .filter(task_events::task_id.eq(id))
-        .order(task_events::seq.asc())
-        .select((
-            task_events::seq,
-            task_events::at,
-            task_events::actor_id,
-            task_events::kind,
-            task_events::from_status,
-            task_events::to_status,
-            task_events::detail,
-        ))
-        .load(conn)?;
-    let mut ids: Vec<&str> = rows
-        .iter()
-        .filter_map(|r| r.2.as_deref())
-        .filter(|id| !known.contains_key(*id))
-        .collect();
-    ids.dedup();
-    let mut names = directory::staff_names(conn, &ids)?;
-    names.extend(known.iter().map(|(k, v)| (k.clone(), v.clone())));
-    Ok(rows
+    assignee: Option<&crate::domain::Assignee>,
+) -> AppResult<Story> {
+    use crate::domain::Assignee;
+    const STORY: &str = "SELECT e.seq, e.at, e.actor_id, s.name AS actor_name, e.kind, \
+         e.from_status, e.to_status, e.detail, \
+         coalesce((SELECT name FROM oncall_roles WHERE id = ?), \
+                  (SELECT name FROM staff WHERE id = ?)) AS assignee_name \
+         FROM task_events e LEFT JOIN staff s ON s.id = e.actor_id \
+         WHERE e.task_id = ? ORDER BY e.seq";
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Integer)]
+        seq: i32,
+        #[diesel(sql_type = Timestamp)]
+        at: NaiveDateTime,
+        #[diesel(sql_type = Nullable<Text>)]
+        actor_id: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        actor_name: Option<String>,
+        #[diesel(sql_type = Text)]
+        kind: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        from_status: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        to_status: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        detail: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        assignee_name: Option<String>,
+    }
+    let (role, staff) = match assignee {
+        Some(Assignee::Role(r)) => (Some(r.as_str()), None),
+        Some(Assignee::Staff(s)) => (None, Some(s.as_str())),
+        None => (None, None),
+    };
+    let rows: Vec<Row> = on_backend!(conn, |c| Sql::new(STORY)
+        .bind::<Nullable<Text>, _>(role)
+        .bind::<Nullable<Text>, _>(staff)
+        .bind::<Text, _>(id)
+        .load(c)?);
+    let assignee_name = rows.first().and_then(|r| r.assignee_name.clone());
+    let events = rows
         .into_iter()
-        .map(
-            |(seq, at, actor, kind, from_status, to_status, detail)| Event {
-                seq,
-                at: from_db(at),
-                actor: actor.map(|id| Person {
-                    name: names.get(&id).cloned().unwrap_or_default(),
-                    id,
-                }),
-                kind,
-                from_status,
-                to_status,
-                detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
-            },
-        )
-        .collect())
+        .map(|r| Event {
+            seq: r.seq,
+            at: from_db(r.at),
+            actor: r.actor_id.map(|id| Person {
+                name: r.actor_name.unwrap_or_default(),
+                id,
+            }),
+            kind: r.kind,
+            from_status: r.from_status,
+            to_status: r.to_status,
+            detail: r.detail.and_then(|d| serde_json::from_str(&d).ok()),
+        })
+        .collect();
+    Ok(Story {
+        events,
+        assignee_name,
+    })
 }

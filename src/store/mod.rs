@@ -343,9 +343,10 @@ impl Store {
         })?
     }
 
-    /// A write that is one statement: on PostgreSQL on a pooled connection with no `BEGIN`
-    /// and `COMMIT` round trips (the statement commits by itself, all or nothing), on
-    /// SQLite as [`Store::write`]. The answer still comes after the commit.
+    /// A write that is one statement, or statements each of which stands alone (none needs
+    /// another to have been written with it): on PostgreSQL on a pooled connection with no
+    /// `BEGIN` and `COMMIT` round trips (each statement commits by itself, all or nothing),
+    /// on SQLite as [`Store::write`]. The answer still comes after the commit.
     pub async fn write_one<T, F>(&self, f: F) -> AppResult<T>
     where
         T: Send + 'static,

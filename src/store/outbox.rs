@@ -447,6 +447,46 @@ pub fn record(
     Ok(n == 1)
 }
 
+/// Whoever a task assigned to `assignee` is for right now, with their addresses, in one
+/// statement: the assignee if active and not busy, or every active holder of the role who
+/// is not busy. The same as `app::recipients::first_recipients` and then [`addresses`], a
+/// round trip fewer for each raise.
+pub fn first_addressees(
+    conn: &mut DbConnection,
+    assignee: &crate::domain::Assignee,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<Addressee>> {
+    use crate::domain::Assignee;
+    const HOLDERS: &str = "SELECT s.id, s.email FROM role_holdings h \
+         JOIN staff s ON s.id = h.staff_id \
+         WHERE h.role_id = ? AND h.held_until IS NULL AND s.active \
+         AND (s.busy_until IS NULL OR s.busy_until <= ?)";
+    const PERSON: &str = "SELECT s.id, s.email FROM staff s \
+         WHERE s.id = ? AND s.active AND (s.busy_until IS NULL OR s.busy_until <= ?)";
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        email: Option<String>,
+    }
+    let (text, id) = match assignee {
+        Assignee::Role(r) => (HOLDERS, r),
+        Assignee::Staff(s) => (PERSON, s),
+    };
+    let rows: Vec<Found> = on_backend!(conn, |c| Sql::new(text)
+        .bind::<Text, _>(id.as_str())
+        .bind::<Timestamp, _>(to_db(now))
+        .load(c)?);
+    Ok(rows
+        .into_iter()
+        .map(|f| Addressee {
+            id: f.id,
+            email: f.email,
+        })
+        .collect())
+}
+
 /// The active members of staff among `ids`, in the order given, with their addresses.
 pub fn addresses(conn: &mut DbConnection, ids: &[String]) -> AppResult<Vec<Addressee>> {
     if ids.is_empty() {

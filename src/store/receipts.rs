@@ -3,7 +3,7 @@
 //! per person and device whether a bleep was delivered, seen and answered.
 use super::events::{append_event, NewEvent};
 use super::schema::{delivery_receipts, outbox, push_subscriptions, staff};
-use super::sql::{on_backend, Sql};
+use super::sql::{load_by_ids, on_backend, Sql};
 use super::{from_db, to_db, DbConnection};
 use crate::domain::delivery::{silent, Delivery, Kind, SHOW_WITHIN};
 use crate::error::{AppError, AppResult};
@@ -164,33 +164,35 @@ pub struct Sighting {
     pub at: DateTime<Utc>,
 }
 
-/// Who had each of these tasks on screen, first sighting per person, earliest first.
+/// Who had each of these tasks on screen, first sighting per person, earliest first: one
+/// statement, with the names, prepared once per connection.
 pub fn sightings(
     conn: &mut DbConnection,
     task_ids: &[&str],
 ) -> AppResult<std::collections::HashMap<String, Vec<Sighting>>> {
-    let mut out: std::collections::HashMap<String, Vec<Sighting>> = Default::default();
-    let mut firsts = Vec::new();
-    for chunk in task_ids.chunks(500) {
-        let rows: Vec<(String, String, chrono::NaiveDateTime)> = delivery_receipts::table
-            .filter(delivery_receipts::task_id.eq_any(chunk))
-            .group_by((delivery_receipts::task_id, delivery_receipts::staff_id))
-            .select((
-                delivery_receipts::task_id,
-                delivery_receipts::staff_id,
-                diesel::dsl::min(delivery_receipts::shown_at).assume_not_null(),
-            ))
-            .load(conn)?;
-        firsts.extend(rows);
+    const FIRSTS: &str = "SELECT r.task_id, r.staff_id, s.name, min(r.shown_at) AS at \
+         FROM delivery_receipts r LEFT JOIN staff s ON s.id = r.staff_id \
+         WHERE r.task_id IN IDS GROUP BY r.task_id, r.staff_id, s.name";
+    #[derive(QueryableByName)]
+    struct First {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        task_id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        staff_id: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        name: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Timestamp)]
+        at: chrono::NaiveDateTime,
     }
-    let ids: Vec<&str> = firsts.iter().map(|r| r.1.as_str()).collect();
-    let names = super::directory::staff_names(conn, &ids)?;
-    for (task, staff_id, at) in firsts {
-        out.entry(task).or_default().push(Sighting {
-            name: names.get(&staff_id).cloned().unwrap_or_default(),
-            staff_id,
-            at: from_db(at),
-        });
+    let mut out: std::collections::HashMap<String, Vec<Sighting>> = Default::default();
+    for chunk in task_ids.chunks(500) {
+        for f in load_by_ids::<First>(conn, FIRSTS, chunk)? {
+            out.entry(f.task_id).or_default().push(Sighting {
+                name: f.name.unwrap_or_default(),
+                staff_id: f.staff_id,
+                at: from_db(f.at),
+            });
+        }
     }
     for list in out.values_mut() {
         list.sort_by_key(|s| s.at);

@@ -1,5 +1,5 @@
 //! Tasks: raise, read, list, the status changes and the thread.
-use super::views::{one_view, views};
+use super::views::{one_view, raised_view, views};
 use super::views::{Comments, TaskList, TaskView};
 use crate::app::tasks::{self as commands, Command};
 use crate::domain::task::{required_text, MAX_BED, MAX_DESCRIPTION, MAX_TEXT};
@@ -91,7 +91,7 @@ pub(super) async fn raise_task(
                 let staff = auth.staff(c, ctx.now)?;
                 commands::raise(c, ctx, &staff, new?)
             },
-            move |c, task| one_view(c, task, now),
+            move |c, task| raised_view(c, task, now),
         )
         .await?;
     Ok(HttpResponse::Created()

@@ -4,7 +4,7 @@
 use crate::domain::timeline::{Event, Person};
 use crate::domain::{Assignee, Task};
 use crate::domain::{Category, OutcomeCode, Priority, Status};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::store::audit::AuditEntry;
 use crate::store::dashboard::{FailedDelivery, WardLine};
 use crate::store::deliveries::{DeliveryView, NotificationView};
@@ -269,81 +269,137 @@ pub fn views(
             Assignee::Staff(s) => staff_ids.push(s),
         }
     }
-    let (staff, roles) = directory::names(conn, &staff_ids, &role_ids)?;
-    // Seen matters while a task waits; once acknowledged, who has it says more.
+    let names = directory::names(conn, &staff_ids, &role_ids)?;
+    let mut seen = sightings_of(conn, &list)?;
+    Ok(list
+        .into_iter()
+        .map(|t| {
+            let seen_by = seen.remove(&t.id).unwrap_or_default();
+            view_of(t, &names, seen_by, now)
+        })
+        .collect())
+}
+
+/// Who has seen each task that still waits: seen matters while a task waits; once it is
+/// acknowledged, who has it says more.
+fn sightings_of(
+    conn: &mut DbConnection,
+    list: &[Task],
+) -> AppResult<HashMap<String, Vec<Sighting>>> {
     let waiting: Vec<&str> = list
         .iter()
         .filter(|t| t.status == Status::Requested)
         .map(|t| t.id.as_str())
         .collect();
-    let mut seen = if waiting.is_empty() {
-        HashMap::new()
-    } else {
-        receipts::sightings(conn, &waiting)?
-    };
-    let person = |id: &str, names: &HashMap<String, String>| Person {
-        id: id.to_string(),
-        name: names.get(id).cloned().unwrap_or_default(),
-    };
-    Ok(list
-        .into_iter()
-        .map(|t| TaskView {
-            seen_by: seen.remove(&t.id).unwrap_or_default(),
-            overdue: t.is_overdue(now),
-            assignee: match &t.assignee {
-                Assignee::Role(r) => AssigneeView {
-                    kind: "role",
-                    id: r.clone(),
-                    name: roles.get(r).cloned().unwrap_or_default(),
-                },
-                Assignee::Staff(s) => AssigneeView {
-                    kind: "staff",
-                    id: s.clone(),
-                    name: staff.get(s).cloned().unwrap_or_default(),
-                },
-            },
-            raised_by: person(&t.raised_by, &staff),
-            acknowledged_by: t.acknowledged_by.as_deref().map(|a| person(a, &staff)),
-            outcome: t.outcome.map(|(code, text)| OutcomeView {
-                code,
-                label: code.label(),
-                text,
-            }),
-            id: t.id,
-            nhs_number: t.nhs_number,
-            ward: t.ward,
-            bed: t.bed,
-            category: t.category,
-            description: t.description,
-            priority: t.priority,
-            news2: t.news2,
-            status: t.status,
-            raised_at: t.raised_at,
-            ack_deadline: t.ack_deadline,
-            acknowledged_at: t.acknowledged_at,
-            started_at: t.started_at,
-            ended_at: t.ended_at,
-            status_reason: t.status_reason,
-            escalation_level: t.escalation_level,
-            version: t.version,
-            updated_at: t.updated_at,
-            timeline: None,
-        })
-        .collect())
+    if waiting.is_empty() {
+        return Ok(HashMap::new());
+    }
+    receipts::sightings(conn, &waiting)
 }
 
+/// Names by id: `(staff, roles)`.
+type Names = (HashMap<String, String>, HashMap<String, String>);
+
+/// The view of one task, given the names of the people and the role it names.
+fn view_of(
+    t: Task,
+    (staff, roles): &Names,
+    seen_by: Vec<Sighting>,
+    now: DateTime<Utc>,
+) -> TaskView {
+    let person = |id: &str| Person {
+        id: id.to_string(),
+        name: staff.get(id).cloned().unwrap_or_default(),
+    };
+    TaskView {
+        seen_by,
+        overdue: t.is_overdue(now),
+        assignee: match &t.assignee {
+            Assignee::Role(r) => AssigneeView {
+                kind: "role",
+                id: r.clone(),
+                name: roles.get(r).cloned().unwrap_or_default(),
+            },
+            Assignee::Staff(s) => AssigneeView {
+                kind: "staff",
+                id: s.clone(),
+                name: staff.get(s).cloned().unwrap_or_default(),
+            },
+        },
+        raised_by: person(&t.raised_by),
+        acknowledged_by: t.acknowledged_by.as_deref().map(person),
+        outcome: t.outcome.map(|(code, text)| OutcomeView {
+            code,
+            label: code.label(),
+            text,
+        }),
+        id: t.id,
+        nhs_number: t.nhs_number,
+        ward: t.ward,
+        bed: t.bed,
+        category: t.category,
+        description: t.description,
+        priority: t.priority,
+        news2: t.news2,
+        status: t.status,
+        raised_at: t.raised_at,
+        ack_deadline: t.ack_deadline,
+        acknowledged_at: t.acknowledged_at,
+        started_at: t.started_at,
+        ended_at: t.ended_at,
+        status_reason: t.status_reason,
+        escalation_level: t.escalation_level,
+        version: t.version,
+        updated_at: t.updated_at,
+        timeline: None,
+    }
+}
+
+/// One task with its timeline: the timeline, its actors' names and the assignee's name in
+/// one statement (the raiser and the acknowledger are among the actors), and who has seen
+/// it while it waits.
 pub fn one_view(conn: &mut DbConnection, task: Task, now: DateTime<Utc>) -> AppResult<TaskView> {
-    let id = task.id.clone();
-    let mut v = views(conn, vec![task], now)?
-        .pop()
-        .ok_or_else(|| AppError::Internal("view of one task is empty".into()))?;
-    let mut known: HashMap<String, String> = HashMap::new();
-    for p in [Some(&v.raised_by), v.acknowledged_by.as_ref()]
+    let seen_by = sightings_of(conn, std::slice::from_ref(&task))?
+        .remove(&task.id)
+        .unwrap_or_default();
+    view_with_story(conn, task, seen_by, now)
+}
+
+/// The view of a task this request has just raised: no phone can have shown it yet (its
+/// notifications go out after the commit), so no sightings are read.
+pub fn raised_view(conn: &mut DbConnection, task: Task, now: DateTime<Utc>) -> AppResult<TaskView> {
+    view_with_story(conn, task, Vec::new(), now)
+}
+
+fn view_with_story(
+    conn: &mut DbConnection,
+    task: Task,
+    seen_by: Vec<Sighting>,
+    now: DateTime<Utc>,
+) -> AppResult<TaskView> {
+    let story = events::story(conn, &task.id, Some(&task.assignee))?;
+    let (mut staff, mut roles) = (HashMap::new(), HashMap::new());
+    for p in story.events.iter().filter_map(|e| e.actor.as_ref()) {
+        staff.insert(p.id.clone(), p.name.clone());
+    }
+    if let Some(name) = story.assignee_name {
+        match &task.assignee {
+            Assignee::Role(r) => roles.insert(r.clone(), name),
+            Assignee::Staff(s) => staff.insert(s.clone(), name),
+        };
+    }
+    // The raiser and the acknowledger are the actors of their events; anyone else (a task
+    // written some other way) is looked up.
+    let missing: Vec<&str> = [Some(&task.raised_by), task.acknowledged_by.as_ref()]
         .into_iter()
         .flatten()
-    {
-        known.insert(p.id.clone(), p.name.clone());
+        .map(String::as_str)
+        .filter(|id| !staff.contains_key(*id))
+        .collect();
+    if !missing.is_empty() {
+        staff.extend(directory::names(conn, &missing, &[])?.0);
     }
-    v.timeline = Some(events::timeline_knowing(conn, &id, &known)?);
+    let mut v = view_of(task, &(staff, roles), seen_by, now);
+    v.timeline = Some(story.events);
     Ok(v)
 }
