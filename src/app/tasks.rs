@@ -227,9 +227,10 @@ pub fn act(
             Ok(d) => d,
             Err(r) => return Err(refused(conn, &task, action, r)?),
         };
-        if !tasks::save_if_unchanged(conn, &next, &task)? {
+        // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
+        let Some(cancelled) = tasks::save_and_stop_chasing(conn, &next, &task)? else {
             continue;
-        }
+        };
         let event = NewEvent {
             actor: Some(&who.id),
             kind,
@@ -238,8 +239,6 @@ pub fn act(
             detail,
         };
         events::append_event(conn, id, ctx.now, event)?;
-        // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
-        let cancelled = outbox::cancel_chasing(conn, id)?;
         if action == Action::Reassign {
             notify_first_recipients(conn, &next, ctx)?;
         }

@@ -252,20 +252,25 @@ fn insert_many(conn: &mut DbConnection, rows: &[NewDelivery]) -> AppResult<usize
 }
 
 /// Why a notification was not sent after all.
-const NO_LONGER_NEEDED: &str = "the task no longer needs this notification";
+pub(super) const NO_LONGER_NEEDED: &str = "the task no longer needs this notification";
+
+/// The statement that stops chasing: `UPDATE outbox SET status = ?, last_error = ? WHERE
+/// task_id <task> AND status = ? AND kind IN (…)`, its parameters the cancelled status,
+/// [`NO_LONGER_NEEDED`] and the pending status.
+pub(super) fn stop_chasing_sql(task: &str) -> String {
+    format!(
+        "UPDATE outbox SET status = ?, last_error = ? \
+         WHERE task_id {task} AND status = ? AND kind IN ({})",
+        Kind::chasing_sql()
+    )
+}
 
 /// Stops what chases a person and has not gone out yet: the task no longer needs anyone's
 /// attention. Deliveries to the record go on.
 pub fn cancel_chasing(conn: &mut DbConnection, task_id: &str) -> AppResult<usize> {
     // By hand so that it is prepared once per connection (see `store::sql`); its text is
     // made once, not on every status change.
-    static CANCEL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "UPDATE outbox SET status = ?, last_error = ? \
-             WHERE task_id = ? AND status = ? AND kind IN ({})",
-            Kind::chasing_sql()
-        )
-    });
+    static CANCEL: LazyLock<String> = LazyLock::new(|| stop_chasing_sql("= ?"));
     let (cancelled, pending) = (Delivery::Cancelled.code(), Delivery::Pending.code());
     Ok(on_backend!(conn, |c| Sql::new(CANCEL.as_str())
         .bind::<Text, _>(cancelled)

@@ -9,6 +9,7 @@ use crate::error::{AppError, AppResult};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
+use std::sync::LazyLock;
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = tasks)]
@@ -352,11 +353,13 @@ fn changeable_columns(t: &Task) -> [(&'static str, ColumnValue<'_>); 15] {
     ]
 }
 
-/// `UPDATE tasks SET <what differs> WHERE id = ? AND version = ?`.
+/// `UPDATE tasks SET <what differs> WHERE id = ? AND version = ?`, between `around`'s
+/// two texts (whose own parameters are bound after it).
 fn task_update<'a, DB>(
     changed: Vec<(&'static str, ColumnValue<'a>)>,
     id: &'a str,
     expected_version: i64,
+    around: (&str, &str),
 ) -> Sql<'a, DB>
 where
     DB: diesel::backend::Backend
@@ -371,8 +374,10 @@ where
 {
     let set: Vec<String> = changed.iter().map(|(c, _)| format!("{c} = ?")).collect();
     let mut sql = Sql::new(format!(
-        "UPDATE tasks SET {} WHERE id = ? AND version = ?",
-        set.join(", ")
+        "{}UPDATE tasks SET {} WHERE id = ? AND version = ?{}",
+        around.0,
+        set.join(", "),
+        around.1
     ));
     for (_, value) in changed {
         sql = match value {
@@ -385,20 +390,76 @@ where
     sql.bind::<Text, _>(id).bind::<BigInt, _>(expected_version)
 }
 
-/// Writes `next` over the stored task if nobody changed it since it was `before`. Only the
-/// columns that differ are set: SQLite rewrites the entries of every index on a column
-/// the statement sets, changed or not, and the task table has ten.
-pub fn save_if_unchanged(conn: &mut DbConnection, next: &Task, before: &Task) -> AppResult<bool> {
+/// The columns of `next` that differ from `before`.
+fn changed_columns<'a>(next: &'a Task, before: &Task) -> Vec<(&'static str, ColumnValue<'a>)> {
     let old = changeable_columns(before);
-    let changed: Vec<_> = changeable_columns(next)
+    changeable_columns(next)
         .into_iter()
         .zip(old)
         .filter(|(new, old)| new.1 != old.1)
         .map(|(new, _)| new)
-        .collect();
-    let n = on_backend!(conn, |c| task_update(changed, &next.id, before.version)
-        .execute(c)?);
+        .collect()
+}
+
+/// Writes `next` over the stored task if nobody changed it since it was `before`. Only the
+/// columns that differ are set: SQLite rewrites the entries of every index on a column
+/// the statement sets, changed or not, and the task table has ten.
+pub fn save_if_unchanged(conn: &mut DbConnection, next: &Task, before: &Task) -> AppResult<bool> {
+    let changed = changed_columns(next, before);
+    let n = on_backend!(conn, |c| task_update(
+        changed,
+        &next.id,
+        before.version,
+        ("", "")
+    )
+    .execute(c)?);
     Ok(n == 1)
+}
+
+/// [`save_if_unchanged`] and, if it saved, [`super::outbox::cancel_chasing`]: what every
+/// status change writes first. `None` when the task had changed; else how many deliveries
+/// were stopped. On PostgreSQL one statement, a round trip fewer for each status change: the
+/// outbox's update takes the task's id from the task's update in the same statement.
+pub fn save_and_stop_chasing(
+    conn: &mut DbConnection,
+    next: &Task,
+    before: &Task,
+) -> AppResult<Option<usize>> {
+    use super::outbox::{stop_chasing_sql, NO_LONGER_NEEDED};
+    use crate::domain::delivery::Delivery;
+    static AFTER: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            " RETURNING id), stopped AS ({} RETURNING 1) \
+             SELECT (SELECT count(*) FROM saved) AS saved, \
+             (SELECT count(*) FROM stopped) AS stopped",
+            stop_chasing_sql("IN (SELECT id FROM saved)")
+        )
+    });
+    #[derive(QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = BigInt)]
+        saved: i64,
+        #[diesel(sql_type = BigInt)]
+        stopped: i64,
+    }
+    let DbConnection::Pg(c) = conn else {
+        if !save_if_unchanged(conn, next, before)? {
+            return Ok(None);
+        }
+        return Ok(Some(super::outbox::cancel_chasing(conn, &next.id)?));
+    };
+    let changed = changed_columns(next, before);
+    let counts: Counts = task_update(
+        changed,
+        &next.id,
+        before.version,
+        ("WITH saved AS (", AFTER.as_str()),
+    )
+    .bind::<Text, _>(Delivery::Cancelled.code())
+    .bind::<Text, _>(NO_LONGER_NEEDED)
+    .bind::<Text, _>(Delivery::Pending.code())
+    .get_result(c)?;
+    Ok((counts.saved == 1).then_some(counts.stopped as usize))
 }
 
 /// Filters for listing tasks.
