@@ -288,10 +288,7 @@ async fn outbox_rows(store: &Store) -> i64 {
 
 /// One run of `catch_up` at `now`, as the tick runs it: its time, and what it handed over.
 async fn tick_at(app: &App, now: DateTime<Utc>) -> (std::time::Duration, Vec<HandOver>) {
-    let ctx = Ctx {
-        now,
-        policy: app.policy.clone(),
-    };
+    let ctx = app.ctx_at(now);
     let t = Instant::now();
     let out = app.run_in(ctx, catch_up).await.expect("catch_up");
     (t.elapsed(), out)
@@ -317,10 +314,7 @@ async fn boundaries(app: &App, h: &Hospital, start: DateTime<Utc>, n: usize) -> 
         ROLES,
         "the first application hands every role"
     );
-    let ctx = Ctx {
-        now: start,
-        policy: app.policy.clone(),
-    };
+    let ctx = app.ctx_at(start);
     raise_tasks(app, &ctx, h).await;
     let mut t = Ticks {
         first,

@@ -22,6 +22,7 @@ pub fn fill(
     let ctx = Ctx {
         now,
         policy: Default::default(),
+        rota: Default::default(),
     };
     if !directory::list_staff(conn)?.is_empty() {
         return Ok(None);

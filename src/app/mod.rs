@@ -26,6 +26,8 @@ use tokio::sync::Notify;
 pub struct Ctx {
     pub now: DateTime<Utc>,
     pub policy: Arc<Policy>,
+    /// What this instance knows of the rota's next boundary (see [`rota::RotaQuiet`]).
+    pub rota: Arc<rota::RotaQuiet>,
 }
 
 /// Runs commands: one transaction each, then the outbox workers are woken if it queued
@@ -41,6 +43,8 @@ pub struct App {
     pub instance: String,
     /// When this instance started.
     pub started: DateTime<Utc>,
+    /// What this instance knows of the rota's next boundary, shared by its commands.
+    pub rota: Arc<rota::RotaQuiet>,
     /// How long this instance's last escalation tick took, in real time (for `/metrics`).
     pub last_tick_took: Arc<std::sync::Mutex<Option<std::time::Duration>>>,
 }
@@ -55,7 +59,13 @@ impl App {
             wake: Arc::new(Notify::new()),
             instance: uuid::Uuid::new_v4().to_string(),
             last_tick_took: Arc::default(),
+            rota: Arc::default(),
         }
+    }
+
+    /// The context of a command at `now` (the tick runs every group at its own time).
+    pub fn ctx_at(&self, now: DateTime<Utc>) -> Ctx {
+        Ctx { now, ..self.ctx() }
     }
 
     /// The context of a command starting now.
@@ -63,6 +73,7 @@ impl App {
         Ctx {
             now: self.clock.now(),
             policy: self.policy.clone(),
+            rota: self.rota.clone(),
         }
     }
 

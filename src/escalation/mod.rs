@@ -19,10 +19,7 @@ const PER_TRANSACTION: usize = 500;
 /// the tick goes on. A group that fails is retried one task per transaction, so one bad
 /// task cannot hold up the others. On PostgreSQL, groups run side by side (one per core).
 pub async fn tick(app: &App, now: DateTime<Utc>) -> AppResult<usize> {
-    let ctx = Ctx {
-        now,
-        policy: app.policy.clone(),
-    };
+    let ctx = app.ctx_at(now);
     // The rota first: a bleep changes hands at its boundary, and its waiting tasks go to
     // the incoming holder before anything escalates past them.
     if let Err(e) = app.run_in(ctx.clone(), crate::app::rota::catch_up).await {
@@ -135,10 +132,7 @@ pub async fn tick_and_beat(
     heartbeat: &Heartbeat,
 ) -> AppResult<usize> {
     let started = std::time::Instant::now();
-    let ctx = Ctx {
-        now,
-        policy: app.policy.clone(),
-    };
+    let ctx = app.ctx_at(now);
     let repaired = app.run_in(ctx, repair_lost).await?.len() as i64;
     let escalated = tick(app, now).await?;
     let instance = app.instance.clone();

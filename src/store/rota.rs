@@ -50,7 +50,21 @@ impl NewShift {
     }
 }
 
+/// Counts this process's changes to the rota's shifts: a command that learned when the
+/// next boundary is (see `app::rota::RotaQuiet`) forgets it when this has moved since.
+static SHIFTS_CHANGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times this process has changed the rota's shifts (added or removed any).
+pub fn shifts_changed() -> u64 {
+    SHIFTS_CHANGED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn count_shift_change() {
+    SHIFTS_CHANGED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
 pub fn add_shifts(conn: &mut DbConnection, rows: &[NewShift]) -> AppResult<usize> {
+    count_shift_change();
     Ok(insert_rows!(conn, rota_shifts::table, rows))
 }
 
@@ -269,9 +283,30 @@ pub fn remove_shift(conn: &mut DbConnection, id: &str) -> AppResult<Option<Shift
         .optional()?
         .map(shift_of);
     if found.is_some() {
+        count_shift_change();
         diesel::delete(rota_shifts::table.find(id)).execute(conn)?;
     }
     Ok(found)
+}
+
+/// The first time after `now` at which any shift starts or ends (None: none does).
+pub fn next_boundary(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+) -> AppResult<Option<DateTime<Utc>>> {
+    const NEXT: &str = "SELECT min(at) AS at FROM ( \
+         SELECT min(starts_at) AS at FROM rota_shifts WHERE starts_at > ? \
+         UNION ALL SELECT min(ends_at) FROM rota_shifts WHERE ends_at > ?) AS b";
+    #[derive(QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
+        at: Option<NaiveDateTime>,
+    }
+    let row: Next = on_backend!(conn, |c| Sql::new(NEXT)
+        .bind::<diesel::sql_types::Timestamp, _>(to_db(now))
+        .bind::<diesel::sql_types::Timestamp, _>(to_db(now))
+        .get_result(c)?);
+    Ok(row.at.map(from_db))
 }
 
 /// The roles whose rota starts or ends a shift in `(after, upto]`: one statement (two

@@ -67,6 +67,7 @@ async fn killing_the_service_mid_tick_and_mid_dispatch_loses_nothing() {
                 let ctx = Ctx {
                     now: past,
                     policy: Default::default(),
+                    rota: Default::default(),
                 };
                 for i in chunk {
                     let new = NewTask {
