@@ -18,12 +18,8 @@ pub type Command = Change<String>;
 
 fn resolve_assignee(conn: &mut DbConnection, key: &str) -> AppResult<Assignee> {
     let key = assignee_key(key)?;
-    let staff = directory::staff_by_id(conn, key)?;
-    let role = match staff {
-        Some(_) => None,
-        None => directory::find_role(conn, key)?,
-    };
-    assignee_from(key, staff, role)
+    let found = directory::assignee_lookup(conn, None, key)?;
+    assignee_from(key, found.staff, found.role)
 }
 
 fn assignee_key(key: &str) -> AppResult<&str> {
@@ -91,7 +87,7 @@ pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> Ap
             "only coordinators may raise tasks".into(),
         ));
     }
-    let found = directory::raise_lookup(conn, &new.ward, new.assignee.trim())?;
+    let found = directory::assignee_lookup(conn, Some(&new.ward), new.assignee.trim())?;
     if !found.ward_known {
         let known = directory::list_wards(conn)?;
         return Err(AppError::Unprocessable(format!(

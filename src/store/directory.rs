@@ -326,16 +326,21 @@ pub fn find_role(conn: &mut DbConnection, key: &str) -> AppResult<Option<Role>> 
         .map(Role::from))
 }
 
-/// What a raise looks up before it writes, found in one statement: whether its ward is
-/// known, and what its assignee key names (a member of staff by id, an on-call role by id
-/// or name).
-pub struct RaiseLookup {
+/// What a task's command looks up before it writes, found in one statement: whether a
+/// raise's ward is known, and what an assignee key names (a member of staff by id, an
+/// on-call role by id or name).
+pub struct AssigneeLookup {
     pub ward_known: bool,
     pub staff: Option<Staff>,
     pub role: Option<Role>,
 }
 
-pub fn raise_lookup(conn: &mut DbConnection, ward: &str, key: &str) -> AppResult<RaiseLookup> {
+/// `ward` is None when there is no ward to check (a reassignment); it is then not known.
+pub fn assignee_lookup(
+    conn: &mut DbConnection,
+    ward: Option<&str>,
+    key: &str,
+) -> AppResult<AssigneeLookup> {
     const LOOKUP: &str = "SELECT 'ward' AS what, name AS id, name, NULL AS email, \
          NULL AS permissions, NULL AS active, NULL AS escalates_to FROM wards WHERE name = ? \
          UNION ALL SELECT 'staff', id, name, email, permissions, active, NULL \
@@ -361,12 +366,12 @@ pub fn raise_lookup(conn: &mut DbConnection, ward: &str, key: &str) -> AppResult
         escalates_to: Option<String>,
     }
     let rows: Vec<Found> = on_backend!(conn, |c| Sql::new(LOOKUP)
-        .bind::<Text, _>(ward)
+        .bind::<Nullable<Text>, _>(ward)
         .bind::<Text, _>(key)
         .bind::<Text, _>(key)
         .bind::<Text, _>(key)
         .load(c)?);
-    let mut out = RaiseLookup {
+    let mut out = AssigneeLookup {
         ward_known: false,
         staff: None,
         role: None,

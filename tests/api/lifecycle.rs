@@ -332,6 +332,63 @@ async fn a_declined_task_is_reassigned_with_a_fresh_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_reassignment_to_no_one_or_to_a_non_clinician_is_refused_and_changes_nothing() {
+    let w = Ward::new().await;
+    let id = w
+        .app
+        .raised(&w.nurse.token, &w.ben.id, json!({ "priority": "urgent" }))
+        .await;
+    let (_, before) = w
+        .app
+        .get(&format!("/api/v1/tasks/{id}"), &w.nurse.token)
+        .await;
+    for (assignee, says) in [
+        (
+            "Nobody at all",
+            "neither a member of staff nor an on-call role",
+        ),
+        (w.nurse.id.as_str(), "is not a clinician"),
+        ("   ", "assignee is required"),
+    ] {
+        let (s, body) = w
+            .app
+            .act(
+                &id,
+                "reassign",
+                &w.nurse.token,
+                json!({ "assignee": assignee }),
+            )
+            .await;
+        assert_eq!(s, 422, "{assignee:?}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(says),
+            "{body}"
+        );
+    }
+    let (_, after) = w
+        .app
+        .get(&format!("/api/v1/tasks/{id}"), &w.nurse.token)
+        .await;
+    assert_eq!(after, before, "a refused reassignment changes nothing");
+    // A role named by its name, as a coordinator types it.
+    let (s, t) = w
+        .app
+        .act(
+            &id,
+            "reassign",
+            &w.nurse.token,
+            json!({ "assignee": "Medicine FY1 night" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["assignee"]["id"], w.fy1.as_str());
+    assert_eq!(t["assignee"]["name"], "Medicine FY1 night");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_task_thread_keeps_comments_in_order() {
     let w = Ward::new().await;
     let id = w.app.raised(&w.nurse.token, &w.fy1, json!({})).await;
