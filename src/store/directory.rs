@@ -1,6 +1,5 @@
 //! Staff, wards, on-call roles ("bleeps") and who holds them.
 use super::schema::{oncall_roles, role_holdings, staff, wards};
-use super::sql::{load_by_ids, on_backend, Sql};
 use super::{from_db, new_id, to_db, DbConnection};
 use crate::domain::staff::{format_permissions, parse_permissions};
 use crate::domain::task::required_text;
@@ -13,6 +12,10 @@ use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+
+mod lookup;
+use lookup::names_by_id;
+pub use lookup::{assignee_lookup, names, AssigneeLookup};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Staff {
@@ -326,83 +329,6 @@ pub fn find_role(conn: &mut DbConnection, key: &str) -> AppResult<Option<Role>> 
         .map(Role::from))
 }
 
-/// What a task's command looks up before it writes, found in one statement: whether a
-/// raise's ward is known, and what an assignee key names (a member of staff by id, an
-/// on-call role by id or name).
-pub struct AssigneeLookup {
-    pub ward_known: bool,
-    pub staff: Option<Staff>,
-    pub role: Option<Role>,
-}
-
-/// `ward` is None when there is no ward to check (a reassignment); it is then not known.
-pub fn assignee_lookup(
-    conn: &mut DbConnection,
-    ward: Option<&str>,
-    key: &str,
-) -> AppResult<AssigneeLookup> {
-    const LOOKUP: &str = "SELECT 'ward' AS what, name AS id, name, NULL AS email, \
-         NULL AS permissions, NULL AS active, NULL AS escalates_to FROM wards WHERE name = ? \
-         UNION ALL SELECT 'staff', id, name, email, permissions, active, NULL \
-         FROM staff WHERE id = ? \
-         UNION ALL SELECT 'role', id, name, NULL, NULL, NULL, escalates_to \
-         FROM oncall_roles WHERE id = ? OR name = ?";
-    use diesel::sql_types::{Bool, Nullable, Text};
-    #[derive(QueryableByName)]
-    struct Found {
-        #[diesel(sql_type = Text)]
-        what: String,
-        #[diesel(sql_type = Text)]
-        id: String,
-        #[diesel(sql_type = Text)]
-        name: String,
-        #[diesel(sql_type = Nullable<Text>)]
-        email: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        permissions: Option<String>,
-        #[diesel(sql_type = Nullable<Bool>)]
-        active: Option<bool>,
-        #[diesel(sql_type = Nullable<Text>)]
-        escalates_to: Option<String>,
-    }
-    let rows: Vec<Found> = on_backend!(conn, |c| Sql::new(LOOKUP)
-        .bind::<Nullable<Text>, _>(ward)
-        .bind::<Text, _>(key)
-        .bind::<Text, _>(key)
-        .bind::<Text, _>(key)
-        .load(c)?);
-    let mut out = AssigneeLookup {
-        ward_known: false,
-        staff: None,
-        role: None,
-    };
-    for r in rows {
-        match r.what.as_str() {
-            "ward" => out.ward_known = true,
-            "staff" => {
-                out.staff = Some(Staff::from(StaffRow {
-                    id: r.id,
-                    name: r.name,
-                    email: r.email,
-                    permissions: r.permissions.unwrap_or_default(),
-                    active: r.active.unwrap_or(false),
-                }))
-            }
-            // A key that is one role's id and another's name: the id wins, as in `find_role`
-            // (an id is the primary key; a name is unique).
-            _ if out.role.as_ref().is_some_and(|found| found.id == key) => {}
-            _ => {
-                out.role = Some(Role {
-                    id: r.id,
-                    name: r.name,
-                    escalates_to: r.escalates_to,
-                })
-            }
-        }
-    }
-    Ok(out)
-}
-
 pub fn role_by_id(conn: &mut DbConnection, id: &str) -> AppResult<Role> {
     oncall_roles::table
         .find(id)
@@ -424,60 +350,6 @@ pub fn list_roles(conn: &mut DbConnection) -> AppResult<Vec<Role>> {
 
 pub fn role_names(conn: &mut DbConnection, ids: &[&str]) -> AppResult<HashMap<String, String>> {
     names_by_id(conn, "oncall_roles", ids)
-}
-
-/// The names of these staff and of these roles, in one statement: `(staff, roles)`, each
-/// `id → name`.
-pub fn names(
-    conn: &mut DbConnection,
-    staff_ids: &[&str],
-    role_ids: &[&str],
-) -> AppResult<(HashMap<String, String>, HashMap<String, String>)> {
-    const NAMES: &str = "SELECT id, name, 1 AS role FROM oncall_roles WHERE id IN IDS \
-         UNION ALL SELECT id, name, 0 AS role FROM staff WHERE id IN IDS";
-    #[derive(QueryableByName)]
-    struct Named {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        id: String,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        name: String,
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        role: i32,
-    }
-    let (mut staff, mut roles) = (HashMap::new(), HashMap::new());
-    if staff_ids.is_empty() && role_ids.is_empty() {
-        return Ok((staff, roles));
-    }
-    let rows: Vec<Named> = on_backend!(conn, |c| Sql::with_ids(NAMES)
-        .bind_ids(role_ids)
-        .bind_ids(staff_ids)
-        .load(c)?);
-    for r in rows {
-        match r.role {
-            0 => staff.insert(r.id, r.name),
-            _ => roles.insert(r.id, r.name),
-        };
-    }
-    Ok((staff, roles))
-}
-
-#[derive(QueryableByName)]
-struct IdName {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    id: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    name: String,
-}
-
-/// `id → name` for the given ids of a table with those two columns.
-fn names_by_id(
-    conn: &mut DbConnection,
-    table: &'static str,
-    ids: &[&str],
-) -> AppResult<HashMap<String, String>> {
-    let sql = format!("SELECT id, name FROM {table} WHERE id IN IDS");
-    let rows: Vec<IdName> = load_by_ids(conn, &sql, ids)?;
-    Ok(rows.into_iter().map(|r| (r.id, r.name)).collect())
 }
 
 /// Staff ids of whoever holds the role now.
