@@ -109,8 +109,9 @@ impl App {
         Ok(t)
     }
 
-    /// Runs one command, then reads what to answer with (see [`Store::write_then_read`]).
-    pub async fn run_then_read<T, V, F, G>(&self, command: F, read: G) -> AppResult<V>
+    /// Runs a command that keeps itself whole (see [`Store::whole_then_read`]), then reads
+    /// what to answer with.
+    pub async fn run_whole_then_read<T, V, F, G>(&self, command: F, read: G) -> AppResult<V>
     where
         T: Send + 'static,
         V: Send + 'static,
@@ -120,7 +121,7 @@ impl App {
         let ctx = self.ctx();
         let out = self
             .store
-            .write_then_read(
+            .whole_then_read(
                 move |c| outbox::queued_by(|| command(c, &ctx)),
                 |c, (t, queued)| read(c, t).map(|v| (v, queued)),
             )

@@ -9,7 +9,7 @@ use crate::error::{AppError, AppResult};
 use crate::store::directory::{self, Role, Staff};
 use crate::store::events::{self, Event, NewEvent, Person};
 use crate::store::outbox::{self, NewDelivery};
-use crate::store::{new_id, tasks, DbConnection};
+use crate::store::{self, new_id, tasks, DbConnection};
 use serde_json::json;
 
 /// A status change as a caller asks for it; a reassignment names its new assignee as a
@@ -71,16 +71,28 @@ fn queue_for_record(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResul
 
 /// Queues the notifications of whoever the task is for now.
 fn notify_first_recipients(conn: &mut DbConnection, task: &Task, ctx: &Ctx) -> AppResult<usize> {
+    let rows = first_notifications(conn, task, ctx)?;
+    outbox::insert(conn, &rows)
+}
+
+/// The notifications of whoever the task is for now (none when no one holds its bleep).
+fn first_notifications(
+    conn: &mut DbConnection,
+    task: &Task,
+    ctx: &Ctx,
+) -> AppResult<Vec<NewDelivery>> {
     let to = outbox::first_addressees(conn, &task.assignee, ctx.now)?;
     if to.is_empty() {
         tracing::warn!(task_id = %task.id, "no one holds the bleep this task is for");
     }
-    let mut rows: Vec<NewDelivery> = Vec::new();
+    let mut rows = Vec::new();
     outbox::notifications(task, &to, &ctx.policy, ctx.now, &mut rows);
-    outbox::insert(conn, &rows)
+    Ok(rows)
 }
 
-/// Raises a task: writes it and its `raised` event, and queues its first notifications.
+/// Raises a task: writes it and its `raised` event, and queues its first notifications. It
+/// keeps itself whole (see `Store::whole_then_read`): it reads, then writes one statement,
+/// or, when no one can be notified, its writes and the escalation in one transaction.
 pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> AppResult<Task> {
     if !by.can(Permission::Coordinator) {
         return Err(AppError::Forbidden(
@@ -105,34 +117,36 @@ pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> Ap
     // the tick has not run since.
     super::rota::catch_up_in_passing(conn, ctx)?;
     let task = Task::raised(new_id(), new, assignee, &by.id, ctx.now, &ctx.policy);
-    tasks::insert(conn, &task)?;
-    events::append_event(
-        conn,
-        &task.id,
-        ctx.now,
-        NewEvent {
-            actor: Some(&by.id),
-            kind: "raised",
-            from: None,
-            to: Some(Status::Requested),
-            detail: Some(
-                json!({ "assignee": assignee_json(&task.assignee), "priority": task.priority }),
-            ),
-        },
-    )?;
-    let queued = notify_first_recipients(conn, &task, ctx)?;
-    tracing::info!(task_id = %task.id, priority = %task.priority, notifications = queued, "task raised");
-    if queued == 0 && all_busy(conn, &task, ctx)? {
+    let detail = json!({ "assignee": assignee_json(&task.assignee), "priority": task.priority });
+    let raised = NewEvent {
+        actor: Some(&by.id),
+        kind: "raised",
+        from: None,
+        to: Some(Status::Requested),
+        detail: Some(detail),
+    };
+    let first = first_notifications(conn, &task, ctx)?;
+    if !first.is_empty() {
+        // The usual raise: one statement on PostgreSQL (see `store::raised::write`).
+        store::raised::write(conn, &task, raised, &first)?;
+        tracing::info!(task_id = %task.id, priority = %task.priority, notifications = first.len(), "task raised");
+        return Ok(task);
+    }
+    store::atomically(conn, |c| {
+        store::raised::write(c, &task, raised, &[])?;
+        tracing::info!(task_id = %task.id, priority = %task.priority, notifications = 0, "task raised");
+        if !all_busy(c, &task, ctx)? {
+            return Ok(task);
+        }
         // Everyone it is for is busy: it goes on up its chain now, not at its deadline.
         let due_now = Task {
             next_escalation_at: Some(ctx.now),
             ..task.clone()
         };
-        super::escalate::escalate(conn, ctx, &[due_now])?;
+        super::escalate::escalate(c, ctx, &[due_now])?;
         tracing::info!(task_id = %task.id, "everyone the task is for is busy; passed on at once");
-        return tasks::load(conn, &task.id);
-    }
-    Ok(task)
+        tasks::load(c, &task.id)
+    })
 }
 
 /// Is the task for someone, all of whom are busy?
@@ -199,6 +213,11 @@ fn refused(
 /// no longer chased, a reassigned task's new first notifications, the record. Competing
 /// writers are settled by the version column: the loser re-reads and is judged again
 /// against what the winner did.
+///
+/// It keeps itself whole (see `Store::whole_then_read`): it reads, then writes the change
+/// alone as one statement ([`tasks::save_change`]), or, when the change has more to write
+/// beside it (a reassignment's notifications, a decline's notice, the record), all of it in
+/// one transaction.
 pub fn act(
     conn: &mut DbConnection,
     ctx: &Ctx,
@@ -213,49 +232,73 @@ pub fn act(
     for _attempt in 0..5 {
         let task = tasks::load(conn, id)?;
         let standing = standing(conn, &task, who, action, &ctx.policy)?;
-        let Decided {
-            next,
-            kind,
-            from,
-            to,
-            detail,
-        } = match decide(&task, &change, &standing, ctx.now, &ctx.policy) {
+        let decided = match decide(&task, &change, &standing, ctx.now, &ctx.policy) {
             Ok(d) => d,
             Err(r) => return Err(refused(conn, &task, action, r)?),
         };
-        // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
-        let Some(cancelled) = tasks::save_and_stop_chasing(conn, &next, &task)? else {
-            continue;
+        let more = matches!(action, Action::Reassign | Action::Decline)
+            || (matches!(decided.next.status, Status::Completed | Status::Cancelled)
+                && !ctx.policy.records.is_empty());
+        let write = |c: &mut DbConnection| write_change(c, ctx, who, action, &task, decided);
+        let saved = if more {
+            store::atomically(conn, write)?
+        } else {
+            write(conn)?
         };
-        let event = NewEvent {
-            actor: Some(&who.id),
-            kind,
-            from: Some(from),
-            to: Some(to),
-            detail,
-        };
-        events::append_event(conn, id, ctx.now, event)?;
-        if action == Action::Reassign {
-            notify_first_recipients(conn, &next, ctx)?;
+        if let Some(next) = saved {
+            return Ok(next);
         }
-        if action == Action::Decline {
-            tell_raiser(
-                conn,
-                ctx,
-                &next,
-                who,
-                "declined your task",
-                "for the reason",
-            )?;
-        }
-        queue_for_record(conn, &next, ctx)?;
-        tracing::info!(task_id = %id, from = %from, to = %to, staff_id = %who.id, cancelled, "task {kind}");
-        return Ok(next);
     }
     Err(AppError::conflict(
         "the task is changing too quickly; try again",
         json!({}),
     ))
+}
+
+/// Writes a decided change and its effects; `None` when the task had changed since it was
+/// read (nothing is written then).
+fn write_change(
+    conn: &mut DbConnection,
+    ctx: &Ctx,
+    who: &Staff,
+    action: Action,
+    task: &Task,
+    decided: Decided,
+) -> AppResult<Option<Task>> {
+    let Decided {
+        next,
+        kind,
+        from,
+        to,
+        detail,
+    } = decided;
+    let event = NewEvent {
+        actor: Some(&who.id),
+        kind,
+        from: Some(from),
+        to: Some(to),
+        detail,
+    };
+    // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
+    let Some(saved) = tasks::save_change(conn, &next, task, ctx.now, event)? else {
+        return Ok(None);
+    };
+    if action == Action::Reassign {
+        notify_first_recipients(conn, &next, ctx)?;
+    }
+    if action == Action::Decline {
+        tell_raiser(
+            conn,
+            ctx,
+            &next,
+            who,
+            "declined your task",
+            "for the reason",
+        )?;
+    }
+    queue_for_record(conn, &next, ctx)?;
+    tracing::info!(task_id = %next.id, from = %from, to = %to, staff_id = %who.id, cancelled = saved.stopped, "task {kind}");
+    Ok(Some(next))
 }
 
 /// Adds a comment to the task's thread. A task already sent to the record is sent again.

@@ -1,14 +1,16 @@
 //! The bed manager's view: what is open where, what is late, how fast tasks are picked up.
 use super::schema::{outbox, task_events, tasks};
-use super::sql::{on_backend, Sql};
-use super::tasks::Filter;
+use super::sql::Sql;
+use super::tasks::TaskRow;
 use super::{from_db, to_db, DbConnection};
 use crate::domain::Task;
 use crate::domain::{Priority, Status};
 use crate::error::AppResult;
 use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 #[derive(Debug, Default, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct WardLine {
@@ -135,10 +137,51 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     sorted.get(rank - 1).copied()
 }
 
-/// The 20 latest failed deliveries, through the index `outbox_by_status_created` (only
-/// notifications fail for good; a record delivery keeps trying, as `failing`).
-const LATEST_FAILED: &str = "SELECT task_id, recipient_id, kind, level, last_error, created_at \
-     FROM outbox WHERE status = 'failed' ORDER BY created_at DESC LIMIT 20";
+/// Every open task (waiting, acknowledged or in progress), newest first, and the 20 latest
+/// failed deliveries (through the index `outbox_by_status_created`; only notifications
+/// fail for good, a record delivery keeps trying, as `failing`).
+///
+/// Each status change leaves the task's old entries in the task table's indexes until the
+/// table is vacuumed, which a busy table may not be for minutes, and the open statuses'
+/// entries are mostly such. PostgreSQL read them with a bitmap scan, which visits every
+/// one of them every time: under the load bench, 2,500 pages and 3 ms a dashboard, growing
+/// with each change until autovacuum ran (15 s in, 11,000 entries for 19 open tasks). A
+/// plain index scan marks each dead entry it passes, and the next scan skips it: about 60
+/// pages a dashboard, the first one aside. So on PostgreSQL these reads forbid bitmap and
+/// whole-table scans for themselves (`SET LOCAL`, in a transaction of their own), and are
+/// planned each time (see `Sql::planned_each_time`): plans kept from a new database's first
+/// dashboard were scans of the whole table and a sort (3 ms each under the load bench).
+fn fresh_reads(conn: &mut DbConnection) -> AppResult<(Vec<Task>, Vec<FailedRow>)> {
+    static OPEN: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM tasks WHERE status IN ('{}', '{}', '{}') \
+             ORDER BY raised_at DESC, id DESC LIMIT 10000",
+            super::tasks::COLUMNS,
+            Status::Requested.code(),
+            Status::Accepted.code(),
+            Status::InProgress.code()
+        )
+    });
+    const LATEST_FAILED: &str = "SELECT task_id, recipient_id, kind, level, last_error, \
+         created_at FROM outbox WHERE status = 'failed' ORDER BY created_at DESC LIMIT 20";
+    let (open, failed): (Vec<TaskRow>, Vec<FailedRow>) = match conn {
+        DbConnection::Pg(c) => c.transaction(|c| {
+            c.batch_execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off")?;
+            let open = Sql::new(OPEN.as_str()).planned_each_time().load(c)?;
+            let failed = Sql::new(LATEST_FAILED).planned_each_time().load(c)?;
+            diesel::QueryResult::Ok((open, failed))
+        })?,
+        DbConnection::Sqlite(c) => (
+            Sql::new(OPEN.as_str()).load(c)?,
+            Sql::new(LATEST_FAILED).load(c)?,
+        ),
+    };
+    let open = open
+        .into_iter()
+        .map(Task::try_from)
+        .collect::<AppResult<_>>()?;
+    Ok((open, failed))
+}
 
 #[derive(QueryableByName)]
 #[diesel(table_name = outbox)]
@@ -156,12 +199,7 @@ pub fn load(
     now: DateTime<Utc>,
     figures: &Figures24h,
 ) -> AppResult<Dashboard> {
-    let open = Filter {
-        statuses: vec![Status::Requested, Status::Accepted, Status::InProgress],
-        limit: 10_000,
-        ..Filter::default()
-    };
-    let (open, _) = super::tasks::list(conn, &open, now)?;
+    let (open, failed) = fresh_reads(conn)?;
     let mut wards: BTreeMap<String, WardLine> = BTreeMap::new();
     for w in super::directory::list_wards(conn)? {
         wards.insert(
@@ -215,7 +253,6 @@ pub fn load(
     }
     let per_hour = figures.per_hour.clone();
 
-    let failed: Vec<FailedRow> = on_backend!(conn, |c| Sql::new(LATEST_FAILED).load(c)?);
     Ok(Dashboard {
         wards: wards.into_values().collect(),
         late,

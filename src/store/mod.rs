@@ -17,6 +17,7 @@ pub mod identities;
 pub mod metrics;
 pub mod notifications;
 pub mod outbox;
+pub mod raised;
 pub mod receipts;
 pub mod rota;
 pub mod schema;
@@ -359,11 +360,14 @@ impl Store {
         }
     }
 
-    /// Runs a command, then reads what to answer with: on SQLite inside the command, where
-    /// the writer's page cache is warm (a reader's is emptied by every commit since its last
-    /// read); on PostgreSQL after the commit, on the same thread, so the transaction and
-    /// its row locks are not held across the extra round trips.
-    pub async fn write_then_read<T, V, F, G>(&self, f: F, view: G) -> AppResult<V>
+    /// Runs a command that keeps itself whole, then reads what to answer with. Such a
+    /// command writes one statement, or opens its own transaction where it writes more
+    /// ([`atomically`]), and otherwise only reads. On PostgreSQL it runs outside a
+    /// transaction: its reads and its one statement need no `BEGIN` and `COMMIT` round
+    /// trips, and a read inside a transaction at READ COMMITTED would see no more than one
+    /// before it. On SQLite it runs in a savepoint of the writer's group commit, which
+    /// `atomically` joins, and so does its read.
+    pub async fn whole_then_read<T, V, F, G>(&self, f: F, view: G) -> AppResult<V>
     where
         T: Send + 'static,
         V: Send + 'static,
@@ -371,24 +375,20 @@ impl Store {
         G: FnOnce(&mut DbConnection, T) -> AppResult<V> + Send + 'static,
     {
         if self.is_sqlite() {
-            self.write(move |c| {
-                let t = f(c)?;
-                view(c, t)
-            })
-            .await
-        } else {
-            // One trip to a blocking thread for both: the command's transaction,
-            // committed, then the reads (the connection goes back to the pool between
-            // them, untested, and is most likely the one taken again). Each hop between
-            // threads is a context switch, which under load was most of the service's CPU
-            // (perf: the kernel's task switching, 38% of its samples).
-            let store = self.clone();
-            run_blocking(move || {
-                let t = store.write_now(f)?;
-                store.read_now(|c| view(c, t))
-            })
-            .await
+            // Read inside the command, where the writer's page cache is warm (a reader's is
+            // emptied by every commit since its last read).
+            return self
+                .write(move |c| {
+                    let t = f(c)?;
+                    view(c, t)
+                })
+                .await;
         }
+        // One trip to a blocking thread and one connection for both. Each hop between
+        // threads is a context switch, which under load was most of the service's CPU
+        // (perf: the kernel's task switching, 38% of its samples).
+        let store = self.clone();
+        run_blocking(move || store.read_now(|c| f(c).and_then(|t| view(c, t)))).await
     }
 
     /// The same as [`Store::write`], for callers already off the async runtime (the CLI).
@@ -417,6 +417,36 @@ impl Store {
 
     pub fn is_sqlite(&self) -> bool {
         self.sqlite_writer.is_some()
+    }
+}
+
+/// Whether work on this connection is inside a transaction already (a command on SQLite's
+/// writer always is: its group commit's savepoint).
+pub fn in_transaction(conn: &mut DbConnection) -> bool {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let depth = match conn {
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+        }
+        DbConnection::Pg(c) => {
+            AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+        }
+    };
+    // A connection whose transaction state is broken is in no transaction it could use.
+    matches!(depth, Ok(Some(_)))
+}
+
+/// Runs `f` as one transaction, or inside the one this connection is already in: for a
+/// command that writes more than one statement, given a connection outside a transaction
+/// (see [`Store::whole_then_read`]).
+pub fn atomically<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> AppResult<T>,
+) -> AppResult<T> {
+    if in_transaction(conn) {
+        f(conn)
+    } else {
+        conn.transaction(f)
     }
 }
 

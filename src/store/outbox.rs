@@ -10,6 +10,7 @@ use crate::domain::task::Policy;
 use crate::domain::Task;
 use crate::error::AppResult;
 use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text, Timestamp};
 use std::collections::HashSet;
@@ -219,20 +220,31 @@ pub fn queued_by<T>(command: impl FnOnce() -> AppResult<T>) -> AppResult<(T, boo
 /// number of rows, with sixteen parameters a row (a hand-over's 2,000 rows took four such
 /// statements and a third of its time).
 fn insert_many(conn: &mut DbConnection, rows: &[NewDelivery]) -> AppResult<usize> {
-    const UNNEST: &str = "INSERT INTO outbox (id, kind, destination, dedupe_key, task_id, \
-         task_version, level, recipient_id, status, attempts, due_at, created_at) \
-         SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], \
-         ?::int8[], ?::int4[], ?::text[], ?::text[], ?::int4[], ?::timestamp[], ?::timestamp[])";
-    use diesel::sql_types::{Array, BigInt, Integer};
     let DbConnection::Pg(c) = conn else {
         return Ok(insert_rows!(conn, outbox::table, rows));
     };
     if rows.len() < 2 {
         return Ok(insert_rows!(conn, outbox::table, rows));
     }
+    Ok(bind_rows(Sql::new(INSERT_UNNEST), rows).execute(c)?)
+}
+
+/// `INSERT INTO outbox … SELECT * FROM unnest(…)`, one array a column, bound by
+/// [`bind_rows`].
+pub(super) const INSERT_UNNEST: &str = "INSERT INTO outbox (id, kind, destination, dedupe_key, \
+     task_id, task_version, level, recipient_id, status, attempts, due_at, created_at) \
+     SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], \
+     ?::int8[], ?::int4[], ?::text[], ?::text[], ?::int4[], ?::timestamp[], ?::timestamp[])";
+
+/// Binds the rows as [`INSERT_UNNEST`]'s arrays, and counts them as queued (see
+/// [`queued_by`]).
+pub(super) fn bind_rows<'a>(sql: Sql<'a, Pg>, rows: &'a [NewDelivery]) -> Sql<'a, Pg> {
+    use diesel::sql_types::{Array, BigInt, Integer};
+    if !rows.is_empty() {
+        QUEUED.set(true);
+    }
     let text = |f: fn(&NewDelivery) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-    Ok(Sql::new(UNNEST)
-        .bind::<Array<Text>, _>(text(|r| &r.id))
+    sql.bind::<Array<Text>, _>(text(|r| &r.id))
         .bind::<Array<Text>, _>(text(|r| r.kind))
         .bind::<Array<Text>, _>(text(|r| &r.destination))
         .bind::<Array<Text>, _>(text(|r| &r.dedupe_key))
@@ -248,7 +260,6 @@ fn insert_many(conn: &mut DbConnection, rows: &[NewDelivery]) -> AppResult<usize
         .bind::<Array<Integer>, _>(rows.iter().map(|r| r.attempts).collect::<Vec<_>>())
         .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.due_at).collect::<Vec<_>>())
         .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .execute(c)?)
 }
 
 /// Why a notification was not sent after all.

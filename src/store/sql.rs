@@ -21,6 +21,7 @@ use std::marker::PhantomData;
 pub struct Sql<'a, DB: Backend> {
     text: Cow<'a, str>,
     binds: Vec<Box<dyn QueryFragment<DB> + Send + 'a>>,
+    kept: bool,
 }
 
 impl<'a, DB: Backend> Sql<'a, DB> {
@@ -28,7 +29,18 @@ impl<'a, DB: Backend> Sql<'a, DB> {
         Sql {
             text: text.into(),
             binds: Vec::new(),
+            kept: true,
         }
+    }
+
+    /// Not kept: prepared, and so planned, on every call. For a rare read whose best plan
+    /// depends on how big its tables have grown: PostgreSQL plans a kept statement once,
+    /// with what it knew of the tables then (on a new database, that they were empty), and
+    /// plans it again only after the next `ANALYZE`, which autovacuum may not run for
+    /// minutes.
+    pub fn planned_each_time(mut self) -> Sql<'a, DB> {
+        self.kept = false;
+        self
     }
 
     /// Binds the next parameter, as SQL type `ST`.
@@ -63,6 +75,9 @@ where
 
 impl<DB: Backend> QueryFragment<DB> for Sql<'_, DB> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if !self.kept {
+            out.unsafe_to_cache_prepared();
+        }
         let mut pieces = self.text.split('?');
         out.push_sql(pieces.next().unwrap_or_default());
         let mut binds = self.binds.iter();

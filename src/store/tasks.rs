@@ -1,19 +1,22 @@
 //! The task table: rows in and out. Every change is written only if the task is still at
 //! the version it was read at; what a change means is decided in `domain`, and the command
 //! that makes it is in `app`.
+use super::events::NewEvent;
 use super::schema::tasks;
 use super::sql::{on_backend, IdRow, Sql};
 use super::{from_db, to_db, DbConnection};
 use crate::domain::{Assignee, Category, OutcomeCode, Priority, Status, Task};
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 use std::sync::LazyLock;
 
-#[derive(Queryable, Selectable)]
+/// A task's row. Its columns, in this order, are [`COLUMNS`].
+#[derive(Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = tasks)]
-struct TaskRow {
+pub(super) struct TaskRow {
     id: String,
     nhs_number: String,
     ward: String,
@@ -44,6 +47,12 @@ struct TaskRow {
 fn corrupt(id: &str, what: String) -> AppError {
     AppError::Internal(format!("task {id} holds an unreadable value: {what}"))
 }
+
+/// Every column of a task, for statements written by hand that read [`TaskRow`]s.
+pub(super) const COLUMNS: &str = "id, nhs_number, ward, bed, category, description, \
+     priority, news2, status, assignee_role_id, assignee_staff_id, raised_by, raised_at, \
+     ack_deadline, acknowledged_by, acknowledged_at, started_at, ended_at, outcome_code, \
+     outcome_text, status_reason, escalation_level, next_escalation_at, version, updated_at";
 
 impl TryFrom<TaskRow> for Task {
     type Error = AppError;
@@ -266,6 +275,13 @@ pub fn save_escalations(
     }
 }
 
+/// `INSERT INTO tasks (…) VALUES (…)`: a newly raised task's columns (those of
+/// [`insert`]), bound by [`bind_new`], for a statement that writes more beside it.
+pub(super) const INSERT: &str = "INSERT INTO tasks (id, nhs_number, ward, bed, category, \
+     description, priority, news2, status, assignee_role_id, assignee_staff_id, raised_by, \
+     raised_at, ack_deadline, escalation_level, next_escalation_at, version, updated_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
 /// Writes a newly raised task.
 pub fn insert(conn: &mut DbConnection, t: &Task) -> AppResult<()> {
     let (role_id, staff_id) = match &t.assignee {
@@ -295,6 +311,32 @@ pub fn insert(conn: &mut DbConnection, t: &Task) -> AppResult<()> {
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Binds a newly raised task's columns, as [`INSERT`] names them.
+pub(super) fn bind_new<'a>(sql: Sql<'a, Pg>, t: &'a Task) -> Sql<'a, Pg> {
+    let (role_id, staff_id) = match &t.assignee {
+        Assignee::Role(r) => (Some(r.as_str()), None),
+        Assignee::Staff(s) => (None, Some(s.as_str())),
+    };
+    sql.bind::<Text, _>(t.id.as_str())
+        .bind::<Text, _>(t.nhs_number.as_str())
+        .bind::<Text, _>(t.ward.as_str())
+        .bind::<Text, _>(t.bed.as_str())
+        .bind::<Text, _>(t.category.code())
+        .bind::<Text, _>(t.description.as_str())
+        .bind::<Text, _>(t.priority.code())
+        .bind::<Nullable<Integer>, _>(t.news2)
+        .bind::<Text, _>(t.status.code())
+        .bind::<Nullable<Text>, _>(role_id)
+        .bind::<Nullable<Text>, _>(staff_id)
+        .bind::<Text, _>(t.raised_by.as_str())
+        .bind::<Timestamp, _>(to_db(t.raised_at))
+        .bind::<Timestamp, _>(to_db(t.ack_deadline))
+        .bind::<Integer, _>(t.escalation_level)
+        .bind::<Nullable<Timestamp>, _>(t.next_escalation_at.map(to_db))
+        .bind::<BigInt, _>(t.version)
+        .bind::<Timestamp, _>(to_db(t.updated_at))
 }
 
 /// Marks a task changed without changing what it says (a comment was added): a new version,
@@ -416,22 +458,46 @@ pub fn save_if_unchanged(conn: &mut DbConnection, next: &Task, before: &Task) ->
     Ok(n == 1)
 }
 
-/// [`save_if_unchanged`] and, if it saved, [`super::outbox::cancel_chasing`]: what every
-/// status change writes first. `None` when the task had changed; else how many deliveries
-/// were stopped. On PostgreSQL one statement, a round trip fewer for each status change: the
-/// outbox's update takes the task's id from the task's update in the same statement.
-pub fn save_and_stop_chasing(
+/// What [`save_change`] wrote: how many deliveries it stopped, and its event's number.
+pub struct Saved {
+    pub stopped: usize,
+    pub seq: i32,
+}
+
+/// Everything a status change writes on its own: the task saved if nobody changed it since
+/// `before` ([`save_if_unchanged`]), whoever was being chased no longer chased
+/// ([`super::outbox::cancel_chasing`]), and the change's event. `None` when the task had
+/// changed: read it again and decide again.
+///
+/// On PostgreSQL, outside a transaction (see `Store::whole_then_read`), this is one
+/// statement with no `BEGIN` and `COMMIT`: the event is inserted from the task's update, so
+/// it is written only if the task was. Its number is `max(seq) + 1` under the statement's
+/// snapshot. A writer that changed the task's version while this statement waited for the
+/// row's lock leaves it nothing to save; one that only touched the row (a phone's `seen`, a
+/// comment) and appended an event meanwhile makes the number taken: the whole statement
+/// then fails on the timeline's key, nothing of it stays, and it is `None` too. Inside a
+/// transaction, where such a failure would end the transaction, it is the statements one by
+/// one, as on SQLite.
+pub fn save_change(
     conn: &mut DbConnection,
     next: &Task,
     before: &Task,
-) -> AppResult<Option<usize>> {
+    at: DateTime<Utc>,
+    event: NewEvent,
+) -> AppResult<Option<Saved>> {
     use super::outbox::{stop_chasing_sql, NO_LONGER_NEEDED};
     use crate::domain::delivery::Delivery;
+    use diesel::result::{DatabaseErrorKind, Error};
     static AFTER: LazyLock<String> = LazyLock::new(|| {
         format!(
-            " RETURNING id), stopped AS ({} RETURNING 1) \
+            " RETURNING id), stopped AS ({} RETURNING 1), \
+             appended AS (INSERT INTO task_events \
+             (task_id, seq, at, actor_id, kind, from_status, to_status, detail) \
+             SELECT id, coalesce((SELECT max(e.seq) FROM task_events e \
+             WHERE e.task_id = saved.id), 0) + 1, ?, ?, ?, ?, ?, ? FROM saved RETURNING seq) \
              SELECT (SELECT count(*) FROM saved) AS saved, \
-             (SELECT count(*) FROM stopped) AS stopped",
+             (SELECT count(*) FROM stopped) AS stopped, \
+             (SELECT max(seq) FROM appended) AS seq",
             stop_chasing_sql("IN (SELECT id FROM saved)")
         )
     });
@@ -441,16 +507,24 @@ pub fn save_and_stop_chasing(
         saved: i64,
         #[diesel(sql_type = BigInt)]
         stopped: i64,
+        #[diesel(sql_type = Nullable<Integer>)]
+        seq: Option<i32>,
     }
-    let DbConnection::Pg(c) = conn else {
-        if !save_if_unchanged(conn, next, before)? {
-            return Ok(None);
+    let alone = !super::in_transaction(conn);
+    let c = match conn {
+        DbConnection::Pg(c) if alone => c,
+        conn => {
+            if !save_if_unchanged(conn, next, before)? {
+                return Ok(None);
+            }
+            let stopped = super::outbox::cancel_chasing(conn, &next.id)?;
+            let seq = super::events::append_event(conn, &next.id, at, event)?;
+            return Ok(Some(Saved { stopped, seq }));
         }
-        return Ok(Some(super::outbox::cancel_chasing(conn, &next.id)?));
     };
-    let changed = changed_columns(next, before);
-    let counts: Counts = task_update(
-        changed,
+    let detail = event.detail.map(|d| d.to_string());
+    let counts = task_update(
+        changed_columns(next, before),
         &next.id,
         before.version,
         ("WITH saved AS (", AFTER.as_str()),
@@ -458,8 +532,31 @@ pub fn save_and_stop_chasing(
     .bind::<Text, _>(Delivery::Cancelled.code())
     .bind::<Text, _>(NO_LONGER_NEEDED)
     .bind::<Text, _>(Delivery::Pending.code())
-    .get_result(c)?;
-    Ok((counts.saved == 1).then_some(counts.stopped as usize))
+    .bind::<Timestamp, _>(to_db(at))
+    .bind::<Nullable<Text>, _>(event.actor)
+    .bind::<Text, _>(event.kind)
+    .bind::<Nullable<Text>, _>(event.from.map(|s| s.code()))
+    .bind::<Nullable<Text>, _>(event.to.map(|s| s.code()))
+    .bind::<Nullable<Text>, _>(detail.as_deref())
+    .get_result::<Counts>(c);
+    match counts {
+        Ok(Counts {
+            saved: 1,
+            stopped,
+            seq: Some(seq),
+        }) => Ok(Some(Saved {
+            stopped: stopped as usize,
+            seq,
+        })),
+        Ok(_) => Ok(None),
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+            if info.table_name() == Some("task_events") =>
+        {
+            tracing::debug!(task_id = %next.id, "an event was appended meanwhile; the change is judged again");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Filters for listing tasks.

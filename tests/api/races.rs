@@ -63,3 +63,63 @@ async fn second_acknowledgement_is_told_who_won() {
     }
     eprintln!("amy won {}, ben won {}", wins[0], wins[1]);
 }
+
+/// A comment written while the holder acknowledges and then completes the same task: both
+/// are kept, whichever reaches the task first. A comment marks the task changed without a
+/// new version and appends to its timeline, so a status change that waited for the task's
+/// row behind it must still number its own event after the comment's, not fail. Repeated
+/// so that real interleavings are exercised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_comment_beside_a_status_change_keeps_both_and_the_timeline_in_order() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    for round in 0..10 {
+        let id = app
+            .raised(&w.nurse.token, &w.fy1, json!({ "priority": "urgent" }))
+            .await;
+        let comments = format!("/api/v1/tasks/{id}/comments");
+        for (action, body) in [
+            ("acknowledge", json!({})),
+            ("complete", json!({ "outcome": { "code": "done" } })),
+        ] {
+            let text = format!("round {round}: while {action}");
+            let (changed, commented) = tokio::join!(
+                app.act(&id, action, &w.amy.token, body),
+                app.post(&comments, &w.nurse.token, json!({ "text": text })),
+            );
+            assert_eq!(changed.0, 200, "{action}: {}", changed.1);
+            assert_eq!(commented.0, 201, "the comment: {}", commented.1);
+        }
+        let (s, t) = app
+            .get(&format!("/api/v1/tasks/{id}"), &w.nurse.token)
+            .await;
+        assert_eq!(s, 200, "{t}");
+        assert_eq!(t["status"], "completed");
+        let timeline = t["timeline"].as_array().unwrap();
+        let seqs: Vec<i64> = timeline
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect();
+        let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+        assert_eq!(
+            seqs, expected,
+            "the timeline is numbered 1, 2, 3 … with no gap"
+        );
+        let kinds: Vec<&str> = timeline
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        for kind in ["raised", "acknowledged", "completed"] {
+            assert_eq!(
+                kinds.iter().filter(|k| **k == kind).count(),
+                1,
+                "{kind}: {kinds:?}"
+            );
+        }
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "commented").count(),
+            2,
+            "{kinds:?}"
+        );
+    }
+}

@@ -86,7 +86,7 @@ pub(super) async fn raise_task(
     let now = state.clock.now();
     let view = state
         .app
-        .run_then_read(
+        .run_whole_then_read(
             move |c, ctx| {
                 let staff = auth.staff(c, ctx.now)?;
                 commands::raise(c, ctx, &staff, new?)
@@ -384,7 +384,7 @@ pub(super) async fn act_on_task(
     let now = state.clock.now();
     let view = state
         .app
-        .run_then_read(
+        .run_whole_then_read(
             move |c, ctx| {
                 let staff = auth.staff(c, ctx.now)?;
                 commands::act(c, ctx, &id, &staff, cmd?)
