@@ -280,7 +280,7 @@ fn write_change(
         detail,
     };
     // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
-    let Some(saved) = tasks::save_change(conn, &next, task, ctx.now, event)? else {
+    let Some(stopped) = tasks::save_change(conn, &next, task, ctx.now, event)? else {
         return Ok(None);
     };
     if action == Action::Reassign {
@@ -297,7 +297,7 @@ fn write_change(
         )?;
     }
     queue_for_record(conn, &next, ctx)?;
-    tracing::info!(task_id = %next.id, from = %from, to = %to, staff_id = %who.id, cancelled = saved.stopped, "task {kind}");
+    tracing::info!(task_id = %next.id, from = %from, to = %to, staff_id = %who.id, cancelled = stopped, "task {kind}");
     Ok(Some(next))
 }
 

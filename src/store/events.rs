@@ -7,8 +7,10 @@ use crate::domain::Status;
 use crate::error::AppResult;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::serialize::ToSql;
 use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
 use serde_json::Value;
+use std::sync::LazyLock;
 
 /// One entry for a task's timeline.
 pub struct NewEvent<'a> {
@@ -31,22 +33,49 @@ pub fn append_event(
     at: DateTime<Utc>,
     e: NewEvent,
 ) -> AppResult<i32> {
-    const APPEND: &str = "INSERT INTO task_events \
-         (task_id, seq, at, actor_id, kind, from_status, to_status, detail) \
-         SELECT ?, coalesce(max(seq), 0) + 1, ?, ?, ?, ?, ?, ? \
-         FROM task_events WHERE task_id = ? RETURNING seq";
-    let detail = e.detail.map(|d| d.to_string());
-    let row: Appended = on_backend!(conn, |c| Sql::new(APPEND)
-        .bind::<Text, _>(task_id)
-        .bind::<Timestamp, _>(to_db(at))
+    static APPEND: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "{INSERT_EVENT} SELECT ?, coalesce(max(seq), 0) + 1, {EVENT_VALUES} \
+             FROM task_events WHERE task_id = ? RETURNING seq"
+        )
+    });
+    let row: Appended = on_backend!(conn, |c| bind_event(
+        Sql::new(APPEND.as_str()).bind::<Text, _>(task_id),
+        at,
+        &e
+    )
+    .bind::<Text, _>(task_id)
+    .get_result(c)?);
+    Ok(row.seq)
+}
+
+/// How every statement that appends one event begins: the columns, the task's id and the
+/// event's number first, then the six of [`bind_event`] (as [`EVENT_VALUES`]).
+pub(super) const INSERT_EVENT: &str = "INSERT INTO task_events \
+     (task_id, seq, at, actor_id, kind, from_status, to_status, detail)";
+
+/// The places of the six values [`bind_event`] binds.
+pub(super) const EVENT_VALUES: &str = "?, ?, ?, ?, ?, ?";
+
+/// Binds an event's own six values (its time, actor, kind, from, to and detail), in the
+/// order of [`INSERT_EVENT`]'s columns after the task's id and the event's number.
+pub(super) fn bind_event<'s, DB>(
+    sql: Sql<'s, DB>,
+    at: DateTime<Utc>,
+    e: &NewEvent<'s>,
+) -> Sql<'s, DB>
+where
+    DB: diesel::backend::Backend,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+    str: ToSql<Text, DB>,
+    String: ToSql<Text, DB>,
+{
+    sql.bind::<Timestamp, _>(to_db(at))
         .bind::<Nullable<Text>, _>(e.actor)
         .bind::<Text, _>(e.kind)
         .bind::<Nullable<Text>, _>(e.from.map(|s| s.code()))
         .bind::<Nullable<Text>, _>(e.to.map(|s| s.code()))
-        .bind::<Nullable<Text>, _>(detail.as_deref())
-        .bind::<Text, _>(task_id)
-        .get_result(c)?);
-    Ok(row.seq)
+        .bind::<Nullable<Text>, _>(e.detail.as_ref().map(|d| d.to_string()))
 }
 
 /// The row of [`append_event`].

@@ -1,11 +1,11 @@
 //! What a raise writes: the task, its `raised` event and its first notifications.
-use super::events::{self, NewEvent};
+use super::events::{self, NewEvent, EVENT_VALUES, INSERT_EVENT};
 use super::outbox::{self, NewDelivery};
 use super::sql::Sql;
-use super::{tasks, to_db, DbConnection};
+use super::{tasks, DbConnection};
 use crate::domain::Task;
 use crate::error::AppResult;
-use diesel::sql_types::{Nullable, Text, Timestamp};
+use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
 use std::sync::LazyLock;
 
@@ -26,9 +26,7 @@ pub fn write(
 ) -> AppResult<()> {
     static ONE_STATEMENT: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "WITH task AS ({}), raised AS (INSERT INTO task_events \
-             (task_id, seq, at, actor_id, kind, from_status, to_status, detail) \
-             VALUES (?, 1, ?, ?, ?, ?, ?, ?)) {}",
+            "WITH task AS ({}), raised AS ({INSERT_EVENT} VALUES (?, 1, {EVENT_VALUES})) {}",
             tasks::INSERT,
             outbox::INSERT_UNNEST
         )
@@ -43,15 +41,9 @@ pub fn write(
             return Ok(());
         }
     };
-    let detail = event.detail.map(|d| d.to_string());
-    let sql = tasks::bind_new(Sql::new(ONE_STATEMENT.as_str()), task)
-        .bind::<Text, _>(task.id.as_str())
-        .bind::<Timestamp, _>(to_db(task.raised_at))
-        .bind::<Nullable<Text>, _>(event.actor)
-        .bind::<Text, _>(event.kind)
-        .bind::<Nullable<Text>, _>(event.from.map(|s| s.code()))
-        .bind::<Nullable<Text>, _>(event.to.map(|s| s.code()))
-        .bind::<Nullable<Text>, _>(detail.as_deref());
+    let sql =
+        tasks::bind_new(Sql::new(ONE_STATEMENT.as_str()), task).bind::<Text, _>(task.id.as_str());
+    let sql = events::bind_event(sql, task.raised_at, &event);
     outbox::bind_rows(sql, notifications).execute(c)?;
     Ok(())
 }

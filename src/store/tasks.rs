@@ -8,8 +8,8 @@ use super::{from_db, to_db, DbConnection};
 use crate::domain::{Assignee, Category, OutcomeCode, Priority, Status, Task};
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 use std::sync::LazyLock;
 
@@ -275,8 +275,8 @@ pub fn save_escalations(
     }
 }
 
-/// `INSERT INTO tasks (…) VALUES (…)`: a newly raised task's columns (those of
-/// [`insert`]), bound by [`bind_new`], for a statement that writes more beside it.
+/// `INSERT INTO tasks (…) VALUES (…)`: a newly raised task's columns, bound by
+/// [`bind_new`]; [`insert`] on its own, or part of a statement that writes more beside it.
 pub(super) const INSERT: &str = "INSERT INTO tasks (id, nhs_number, ward, bed, category, \
      description, priority, news2, status, assignee_role_id, assignee_staff_id, raised_by, \
      raised_at, ack_deadline, escalation_level, next_escalation_at, version, updated_at) \
@@ -284,37 +284,19 @@ pub(super) const INSERT: &str = "INSERT INTO tasks (id, nhs_number, ward, bed, c
 
 /// Writes a newly raised task.
 pub fn insert(conn: &mut DbConnection, t: &Task) -> AppResult<()> {
-    let (role_id, staff_id) = match &t.assignee {
-        Assignee::Role(r) => (Some(r.as_str()), None),
-        Assignee::Staff(s) => (None, Some(s.as_str())),
-    };
-    diesel::insert_into(tasks::table)
-        .values((
-            tasks::id.eq(&t.id),
-            tasks::nhs_number.eq(&t.nhs_number),
-            tasks::ward.eq(&t.ward),
-            tasks::bed.eq(&t.bed),
-            tasks::category.eq(t.category.code()),
-            tasks::description.eq(&t.description),
-            tasks::priority.eq(t.priority.code()),
-            tasks::news2.eq(t.news2),
-            tasks::status.eq(t.status.code()),
-            tasks::assignee_role_id.eq(role_id),
-            tasks::assignee_staff_id.eq(staff_id),
-            tasks::raised_by.eq(&t.raised_by),
-            tasks::raised_at.eq(to_db(t.raised_at)),
-            tasks::ack_deadline.eq(to_db(t.ack_deadline)),
-            tasks::escalation_level.eq(t.escalation_level),
-            tasks::next_escalation_at.eq(t.next_escalation_at.map(to_db)),
-            tasks::version.eq(t.version),
-            tasks::updated_at.eq(to_db(t.updated_at)),
-        ))
-        .execute(conn)?;
+    on_backend!(conn, |c| bind_new(Sql::new(INSERT), t).execute(c)?);
     Ok(())
 }
 
 /// Binds a newly raised task's columns, as [`INSERT`] names them.
-pub(super) fn bind_new<'a>(sql: Sql<'a, Pg>, t: &'a Task) -> Sql<'a, Pg> {
+pub(super) fn bind_new<'a, DB>(sql: Sql<'a, DB>, t: &'a Task) -> Sql<'a, DB>
+where
+    DB: diesel::backend::Backend,
+    str: ToSql<Text, DB>,
+    i32: ToSql<Integer, DB>,
+    i64: ToSql<BigInt, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+{
     let (role_id, staff_id) = match &t.assignee {
         Assignee::Role(r) => (Some(r.as_str()), None),
         Assignee::Staff(s) => (None, Some(s.as_str())),
@@ -458,16 +440,10 @@ pub fn save_if_unchanged(conn: &mut DbConnection, next: &Task, before: &Task) ->
     Ok(n == 1)
 }
 
-/// What [`save_change`] wrote: how many deliveries it stopped, and its event's number.
-pub struct Saved {
-    pub stopped: usize,
-    pub seq: i32,
-}
-
 /// Everything a status change writes on its own: the task saved if nobody changed it since
 /// `before` ([`save_if_unchanged`]), whoever was being chased no longer chased
 /// ([`super::outbox::cancel_chasing`]), and the change's event. `None` when the task had
-/// changed: read it again and decide again.
+/// changed: read it again and decide again; otherwise how many deliveries it stopped.
 ///
 /// On PostgreSQL, outside a transaction (see `Store::whole_then_read`), this is one
 /// statement with no `BEGIN` and `COMMIT`: the event is inserted from the task's update, so
@@ -484,20 +460,20 @@ pub fn save_change(
     before: &Task,
     at: DateTime<Utc>,
     event: NewEvent,
-) -> AppResult<Option<Saved>> {
+) -> AppResult<Option<usize>> {
+    use super::events::{bind_event, EVENT_VALUES, INSERT_EVENT};
     use super::outbox::{stop_chasing_sql, NO_LONGER_NEEDED};
     use crate::domain::delivery::Delivery;
     use diesel::result::{DatabaseErrorKind, Error};
     static AFTER: LazyLock<String> = LazyLock::new(|| {
         format!(
             " RETURNING id), stopped AS ({} RETURNING 1), \
-             appended AS (INSERT INTO task_events \
-             (task_id, seq, at, actor_id, kind, from_status, to_status, detail) \
-             SELECT id, coalesce((SELECT max(e.seq) FROM task_events e \
-             WHERE e.task_id = saved.id), 0) + 1, ?, ?, ?, ?, ?, ? FROM saved RETURNING seq) \
+             appended AS ({INSERT_EVENT} SELECT id, coalesce((SELECT max(e.seq) \
+             FROM task_events e WHERE e.task_id = saved.id), 0) + 1, {EVENT_VALUES} \
+             FROM saved RETURNING seq) \
              SELECT (SELECT count(*) FROM saved) AS saved, \
              (SELECT count(*) FROM stopped) AS stopped, \
-             (SELECT max(seq) FROM appended) AS seq",
+             (SELECT count(*) FROM appended) AS appended",
             stop_chasing_sql("IN (SELECT id FROM saved)")
         )
     });
@@ -507,8 +483,8 @@ pub fn save_change(
         saved: i64,
         #[diesel(sql_type = BigInt)]
         stopped: i64,
-        #[diesel(sql_type = Nullable<Integer>)]
-        seq: Option<i32>,
+        #[diesel(sql_type = BigInt)]
+        appended: i64,
     }
     let alone = !super::in_transaction(conn);
     let c = match conn {
@@ -518,12 +494,11 @@ pub fn save_change(
                 return Ok(None);
             }
             let stopped = super::outbox::cancel_chasing(conn, &next.id)?;
-            let seq = super::events::append_event(conn, &next.id, at, event)?;
-            return Ok(Some(Saved { stopped, seq }));
+            super::events::append_event(conn, &next.id, at, event)?;
+            return Ok(Some(stopped));
         }
     };
-    let detail = event.detail.map(|d| d.to_string());
-    let counts = task_update(
+    let sql = task_update(
         changed_columns(next, before),
         &next.id,
         before.version,
@@ -531,23 +506,14 @@ pub fn save_change(
     )
     .bind::<Text, _>(Delivery::Cancelled.code())
     .bind::<Text, _>(NO_LONGER_NEEDED)
-    .bind::<Text, _>(Delivery::Pending.code())
-    .bind::<Timestamp, _>(to_db(at))
-    .bind::<Nullable<Text>, _>(event.actor)
-    .bind::<Text, _>(event.kind)
-    .bind::<Nullable<Text>, _>(event.from.map(|s| s.code()))
-    .bind::<Nullable<Text>, _>(event.to.map(|s| s.code()))
-    .bind::<Nullable<Text>, _>(detail.as_deref())
-    .get_result::<Counts>(c);
+    .bind::<Text, _>(Delivery::Pending.code());
+    let counts = bind_event(sql, at, &event).get_result::<Counts>(c);
     match counts {
         Ok(Counts {
             saved: 1,
             stopped,
-            seq: Some(seq),
-        }) => Ok(Some(Saved {
-            stopped: stopped as usize,
-            seq,
-        })),
+            appended: 1,
+        }) => Ok(Some(stopped as usize)),
         Ok(_) => Ok(None),
         Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
             if info.table_name() == Some("task_events") =>
