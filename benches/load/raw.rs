@@ -31,17 +31,14 @@
 //! On SQLite the connections take turns to write (as the service's one writer does), each
 //! transaction committing with its own fsync (`synchronous = FULL`).
 use bleepless::domain::task::Policy;
-use bleepless::domain::transition::{assignee_json, decide, Change, Standing};
-use bleepless::domain::{
-    Assignee, Category, NewTask, NhsNumber, OutcomeCode, Priority, Status, Task,
-};
+use bleepless::domain::transition::{decide, Change, Standing};
+use bleepless::domain::{Assignee, Category, NewTask, NhsNumber, OutcomeCode, Priority, Task};
 use bleepless::error::{AppError, AppResult};
 use bleepless::store::events::{self, NewEvent};
 use bleepless::store::outbox::{self, Addressee};
 use bleepless::store::{directory, new_id, tasks, DbConnection, Store};
 use chrono::Utc;
 use diesel::Connection as _;
-use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -124,15 +121,7 @@ fn raise(c: &mut DbConnection, p: &People, policy: &Policy, bed: usize) -> AppRe
         policy,
     );
     tasks::insert(c, &task)?;
-    let detail = json!({ "assignee": assignee_json(&task.assignee), "priority": task.priority });
-    let event = NewEvent {
-        actor: Some(&p.nurse),
-        kind: "raised",
-        from: None,
-        to: Some(Status::Requested),
-        detail: Some(detail),
-    };
-    events::append_event(c, &task.id, now, event)?;
+    events::append_event(c, &task.id, now, NewEvent::raised(&task))?;
     let mut rows = Vec::new();
     outbox::notifications(&task, &p.holder, policy, now, &mut rows);
     outbox::insert(c, &rows)?;

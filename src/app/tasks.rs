@@ -3,7 +3,7 @@
 use super::recipients::standing;
 use super::Ctx;
 use crate::domain::task::{required_text, MAX_TEXT};
-use crate::domain::transition::{assignee_json, decide, Change, Decided, Refusal, WhoMay};
+use crate::domain::transition::{decide, Change, Decided, Refusal, WhoMay};
 use crate::domain::{Action, Assignee, NewTask, Permission, Status, Task};
 use crate::error::{AppError, AppResult};
 use crate::store::directory::{self, Role, Staff};
@@ -117,23 +117,15 @@ pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> Ap
     // the tick has not run since.
     super::rota::catch_up_in_passing(conn, ctx)?;
     let task = Task::raised(new_id(), new, assignee, &by.id, ctx.now, &ctx.policy);
-    let detail = json!({ "assignee": assignee_json(&task.assignee), "priority": task.priority });
-    let raised = NewEvent {
-        actor: Some(&by.id),
-        kind: "raised",
-        from: None,
-        to: Some(Status::Requested),
-        detail: Some(detail),
-    };
     let first = first_notifications(conn, &task, ctx)?;
     if !first.is_empty() {
         // The usual raise: one statement on PostgreSQL (see `store::raised::write`).
-        store::raised::write(conn, &task, raised, &first)?;
+        store::raised::write(conn, &task, &first)?;
         tracing::info!(task_id = %task.id, priority = %task.priority, notifications = first.len(), "task raised");
         return Ok(task);
     }
     store::atomically(conn, |c| {
-        store::raised::write(c, &task, raised, &[])?;
+        store::raised::write(c, &task, &[])?;
         tracing::info!(task_id = %task.id, priority = %task.priority, notifications = 0, "task raised");
         if !all_busy(c, &task, ctx)? {
             return Ok(task);

@@ -21,6 +21,24 @@ pub struct NewEvent<'a> {
     pub detail: Option<Value>,
 }
 
+impl<'a> NewEvent<'a> {
+    /// A task's first event: raised by its raiser, for its assignee, at its priority.
+    pub fn raised(task: &'a crate::domain::Task) -> NewEvent<'a> {
+        use crate::domain::transition::assignee_json;
+        let detail = serde_json::json!({
+            "assignee": assignee_json(&task.assignee),
+            "priority": task.priority,
+        });
+        NewEvent {
+            actor: Some(&task.raised_by),
+            kind: "raised",
+            from: None,
+            to: Some(Status::Requested),
+            detail: Some(detail),
+        }
+    }
+}
+
 /// Appends one event to a task's timeline. The task row must already have been updated in
 /// this transaction: its row lock orders concurrent writers, so the sequence number is free.
 ///

@@ -9,8 +9,8 @@ use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
 use std::sync::LazyLock;
 
-/// Writes a newly raised task, its `raised` event (the task's first: number 1) and its
-/// notifications.
+/// Writes a newly raised task, its `raised` event (the task's first: number 1, see
+/// [`NewEvent::raised`]) and its notifications.
 ///
 /// On PostgreSQL outside a transaction (see `Store::whole_then_read`) this is one
 /// statement, with no `BEGIN` and `COMMIT`: the task's insert, the event's and the
@@ -18,12 +18,7 @@ use std::sync::LazyLock;
 /// The event and the notifications name the task, which the statement itself inserts: the
 /// foreign keys are checked at its end. Inside a transaction, and on SQLite, it is the
 /// three inserts one by one.
-pub fn write(
-    conn: &mut DbConnection,
-    task: &Task,
-    event: NewEvent,
-    notifications: &[NewDelivery],
-) -> AppResult<()> {
+pub fn write(conn: &mut DbConnection, task: &Task, notifications: &[NewDelivery]) -> AppResult<()> {
     static ONE_STATEMENT: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH task AS ({}), raised AS ({INSERT_EVENT} VALUES (?, 1, {EVENT_VALUES})) {}",
@@ -36,14 +31,14 @@ pub fn write(
         DbConnection::Pg(c) if alone => c,
         conn => {
             tasks::insert(conn, task)?;
-            events::append_event(conn, &task.id, task.raised_at, event)?;
+            events::append_event(conn, &task.id, task.raised_at, NewEvent::raised(task))?;
             outbox::insert(conn, notifications)?;
             return Ok(());
         }
     };
     let sql =
         tasks::bind_new(Sql::new(ONE_STATEMENT.as_str()), task).bind::<Text, _>(task.id.as_str());
-    let sql = events::bind_event(sql, task.raised_at, &event);
+    let sql = events::bind_event(sql, task.raised_at, &NewEvent::raised(task));
     outbox::bind_rows(sql, notifications).execute(c)?;
     Ok(())
 }
