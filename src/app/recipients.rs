@@ -89,15 +89,24 @@ pub fn recipients(
     Ok(out)
 }
 
-/// Is this person the task's assignee, or do they hold the role it is assigned to?
-fn is_assignee(conn: &mut DbConnection, task: &Task, who: &Staff) -> AppResult<bool> {
+/// Is this person the task's assignee, or do they hold the role it is assigned to? Whether
+/// they hold it is read, unless the caller read it with the task (`holds_its_bleep`).
+fn is_assignee(
+    conn: &mut DbConnection,
+    task: &Task,
+    who: &Staff,
+    holds_its_bleep: Option<bool>,
+) -> AppResult<bool> {
     Ok(match &task.assignee {
         Assignee::Staff(s) => s == &who.id,
         Assignee::Role(r) => {
             who.active
-                && directory::current_holders(conn, r)?
-                    .iter()
-                    .any(|h| h == &who.id)
+                && match holds_its_bleep {
+                    Some(holds) => holds,
+                    None => directory::current_holders(conn, r)?
+                        .iter()
+                        .any(|h| h == &who.id),
+                }
         }
     })
 }
@@ -122,10 +131,11 @@ fn reached_by_escalation(
 
 /// What this person is to this task when they try `action`, for
 /// [`crate::domain::transition::decide`]. Only what can settle the question is read: nothing
-/// for the person who acknowledged the task, the escalation chain only for acknowledging.
+/// for the person who acknowledged the task, the escalation chain only for acknowledging,
+/// and whether they hold the task's bleep only when `holds_its_bleep` does not already say.
 pub fn standing(
     conn: &mut DbConnection,
-    task: &Task,
+    (task, holds_its_bleep): (&Task, Option<bool>),
     who: &Staff,
     action: Action,
     policy: &Policy,
@@ -147,10 +157,10 @@ pub fn standing(
         Action::Cancel | Action::Reassign => {}
         Action::Start | Action::Complete | Action::Decline if acknowledged_it => {}
         Action::Start | Action::Complete | Action::Decline => {
-            s.is_assignee = is_assignee(conn, task, who)?;
+            s.is_assignee = is_assignee(conn, task, who, holds_its_bleep)?;
         }
         Action::Acknowledge => {
-            s.is_assignee = is_assignee(conn, task, who)?;
+            s.is_assignee = is_assignee(conn, task, who, holds_its_bleep)?;
             s.reached_by_escalation =
                 !s.is_assignee && reached_by_escalation(conn, task, who, policy)?;
         }

@@ -6,9 +6,11 @@ use crate::domain::task::{required_text, MAX_TEXT};
 use crate::domain::transition::{decide, Change, Decided, Refusal, WhoMay};
 use crate::domain::{Action, Assignee, NewTask, Permission, Status, Task};
 use crate::error::{AppError, AppResult};
+use crate::store::acting::{self, Acting};
 use crate::store::directory::{self, Role, Staff};
-use crate::store::events::{self, Event, NewEvent, Person};
+use crate::store::events::{self, Event, NewEvent, Person, Story};
 use crate::store::outbox::{self, NewDelivery};
+use crate::store::tasks::Saved;
 use crate::store::{self, new_id, tasks, DbConnection};
 use serde_json::json;
 
@@ -94,6 +96,18 @@ fn first_notifications(
 /// keeps itself whole (see `Store::whole_then_read`): it reads, then writes one statement,
 /// or, when no one can be notified, its writes and the escalation in one transaction.
 pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> AppResult<Task> {
+    Ok(raise_told(conn, ctx, by, new)?.0)
+}
+
+/// [`raise`], answering too with the new task's story, told without reading it back: its
+/// `raised` event by `by`, and the assignee's name as the raise looked it up. `None` when
+/// the task went on up its chain at once (everyone it is for was busy).
+pub fn raise_told(
+    conn: &mut DbConnection,
+    ctx: &Ctx,
+    by: &Staff,
+    new: NewTask,
+) -> AppResult<(Task, Option<Story>)> {
     if !by.can(Permission::Coordinator) {
         return Err(AppError::Forbidden(
             "only coordinators may raise tasks".into(),
@@ -112,23 +126,31 @@ pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> Ap
             }
         )));
     }
+    let assignee_name = match (&found.staff, &found.role) {
+        (Some(s), _) => Some(s.name.clone()),
+        (None, r) => r.as_ref().map(|r| r.name.clone()),
+    };
     let assignee = assignee_from(assignee_key(&new.assignee)?, found.staff, found.role)?;
     // A task raised a second after a shift boundary reaches the incoming holder, even if
     // the tick has not run since.
     super::rota::catch_up_in_passing(conn, ctx)?;
     let task = Task::raised(new_id(), new, assignee, &by.id, ctx.now, &ctx.policy);
+    let story = Story {
+        events: vec![NewEvent::raised(&task).told(1, task.raised_at, Some(person(by)))],
+        assignee_name,
+    };
     let first = first_notifications(conn, &task, ctx)?;
     if !first.is_empty() {
         // The usual raise: one statement on PostgreSQL (see `store::raised::write`).
         store::raised::write(conn, &task, &first)?;
         tracing::info!(task_id = %task.id, priority = %task.priority, notifications = first.len(), "task raised");
-        return Ok(task);
+        return Ok((task, Some(story)));
     }
     store::atomically(conn, |c| {
         store::raised::write(c, &task, &[])?;
         tracing::info!(task_id = %task.id, priority = %task.priority, notifications = 0, "task raised");
         if !all_busy(c, &task, ctx)? {
-            return Ok(task);
+            return Ok((task, Some(story)));
         }
         // Everyone it is for is busy: it goes on up its chain now, not at its deadline.
         let due_now = Task {
@@ -137,7 +159,7 @@ pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> Ap
         };
         super::escalate::escalate(c, ctx, &[due_now])?;
         tracing::info!(task_id = %task.id, "everyone the task is for is busy; passed on at once");
-        tasks::load(c, &task.id)
+        Ok((tasks::load(c, &task.id)?, None))
     })
 }
 
@@ -217,13 +239,38 @@ pub fn act(
     who: &Staff,
     command: Command,
 ) -> AppResult<Task> {
+    Ok(act_told(conn, ctx, id, who, command)?.0)
+}
+
+/// [`act`], answering too with the task's story as the change left it, when that can be told
+/// without another read: the timeline read with the task (`store::acting`, one statement
+/// with the caller's hold on its bleep) and the change's own event. `None` for a
+/// reassignment (whose assignee's name was not read) and when another event was appended
+/// between the read and the write (the story would miss it).
+pub fn act_told(
+    conn: &mut DbConnection,
+    ctx: &Ctx,
+    id: &str,
+    who: &Staff,
+    command: Command,
+) -> AppResult<(Task, Option<Story>)> {
     let action = command.action();
     // Whoever holds the bleep by the rota now may act, even before the next tick.
     super::rota::catch_up_in_passing(conn, ctx)?;
     let change = command.resolve(|to| resolve_assignee(conn, &to))?;
     for _attempt in 0..5 {
-        let task = tasks::load(conn, id)?;
-        let standing = standing(conn, &task, who, action, &ctx.policy)?;
+        let Acting {
+            task,
+            mut story,
+            holds_its_bleep,
+        } = acting::load(conn, id, &who.id)?;
+        let standing = standing(
+            conn,
+            (&task, Some(holds_its_bleep)),
+            who,
+            action,
+            &ctx.policy,
+        )?;
         let decided = match decide(&task, &change, &standing, ctx.now, &ctx.policy) {
             Ok(d) => d,
             Err(r) => return Err(refused(conn, &task, action, r)?),
@@ -237,8 +284,13 @@ pub fn act(
         } else {
             write(conn)?
         };
-        if let Some(next) = saved {
-            return Ok(next);
+        if let Some((next, event)) = saved {
+            let follows = story.events.last().map_or(0, |e| e.seq) + 1 == event.seq;
+            let told = (follows && action != Action::Reassign).then(|| {
+                story.events.push(event);
+                story
+            });
+            return Ok((next, told));
         }
     }
     Err(AppError::conflict(
@@ -247,8 +299,8 @@ pub fn act(
     ))
 }
 
-/// Writes a decided change and its effects; `None` when the task had changed since it was
-/// read (nothing is written then).
+/// Writes a decided change and its effects; the task as it is now and the change's event,
+/// or `None` when the task had changed since it was read (nothing is written then).
 fn write_change(
     conn: &mut DbConnection,
     ctx: &Ctx,
@@ -256,7 +308,7 @@ fn write_change(
     action: Action,
     task: &Task,
     decided: Decided,
-) -> AppResult<Option<Task>> {
+) -> AppResult<Option<(Task, Event)>> {
     let Decided {
         next,
         kind,
@@ -272,9 +324,12 @@ fn write_change(
         detail,
     };
     // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
-    let Some(stopped) = tasks::save_change(conn, &next, task, ctx.now, event)? else {
+    let mut told = event.told(0, ctx.now, Some(person(who)));
+    let Some(Saved { stopped, seq }) = tasks::save_change(conn, &next, task, ctx.now, event)?
+    else {
         return Ok(None);
     };
+    told.seq = seq;
     if action == Action::Reassign {
         notify_first_recipients(conn, &next, ctx)?;
     }
@@ -290,7 +345,7 @@ fn write_change(
     }
     queue_for_record(conn, &next, ctx)?;
     tracing::info!(task_id = %next.id, from = %from, to = %to, staff_id = %who.id, cancelled = stopped, "task {kind}");
-    Ok(Some(next))
+    Ok(Some((next, told)))
 }
 
 /// Adds a comment to the task's thread. A task already sent to the record is sent again.
@@ -335,15 +390,20 @@ pub fn comment(
     Ok(Event {
         seq,
         at: ctx.now,
-        actor: Some(Person {
-            id: who.id.clone(),
-            name: who.name.clone(),
-        }),
+        actor: Some(person(who)),
         kind: "commented".into(),
         from_status: None,
         to_status: None,
         detail: Some(detail),
     })
+}
+
+/// A member of staff as the timeline names them.
+fn person(who: &Staff) -> Person {
+    Person {
+        id: who.id.clone(),
+        name: who.name.clone(),
+    }
 }
 
 /// Tells whoever raised the task, on their phones, that someone else declined it or

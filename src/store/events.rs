@@ -39,6 +39,22 @@ impl<'a> NewEvent<'a> {
     }
 }
 
+impl NewEvent<'_> {
+    /// The event as the timeline tells it once written as number `seq` at `at`, by `actor`
+    /// (who must be the event's actor, with their name).
+    pub fn told(&self, seq: i32, at: DateTime<Utc>, actor: Option<Person>) -> Event {
+        Event {
+            seq,
+            at,
+            actor,
+            kind: self.kind.to_string(),
+            from_status: self.from.map(|s| s.code().to_string()),
+            to_status: self.to.map(|s| s.code().to_string()),
+            detail: self.detail.clone(),
+        }
+    }
+}
+
 /// Appends one event to a task's timeline. The task row must already have been updated in
 /// this transaction: its row lock orders concurrent writers, so the sequence number is free.
 ///
@@ -190,6 +206,46 @@ pub fn timeline(conn: &mut DbConnection, id: &str) -> AppResult<Vec<Event>> {
     Ok(story(conn, id, None)?.events)
 }
 
+/// An event's columns as a statement reads them, its actor's name joined in (`actor_name`);
+/// all of them empty for a task read with its events when it has none.
+#[derive(QueryableByName)]
+pub(super) struct EventColumns {
+    #[diesel(sql_type = Nullable<Integer>)]
+    seq: Option<i32>,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    at: Option<NaiveDateTime>,
+    #[diesel(sql_type = Nullable<Text>)]
+    actor_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    actor_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    kind: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    from_status: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    to_status: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    detail: Option<String>,
+}
+
+impl EventColumns {
+    /// The event, or none when the row has none.
+    pub(super) fn event(self) -> Option<Event> {
+        Some(Event {
+            seq: self.seq?,
+            at: from_db(self.at?),
+            actor: self.actor_id.map(|id| Person {
+                name: self.actor_name.unwrap_or_default(),
+                id,
+            }),
+            kind: self.kind?,
+            from_status: self.from_status,
+            to_status: self.to_status,
+            detail: self.detail.and_then(|d| serde_json::from_str(&d).ok()),
+        })
+    }
+}
+
 /// A task's timeline with the name of whoever it is assigned to: what the answer to a
 /// command and a task's page need besides the task, in one statement.
 pub struct Story {
@@ -216,22 +272,8 @@ pub fn story(
          WHERE e.task_id = ? ORDER BY e.seq";
     #[derive(QueryableByName)]
     struct Row {
-        #[diesel(sql_type = Integer)]
-        seq: i32,
-        #[diesel(sql_type = Timestamp)]
-        at: NaiveDateTime,
-        #[diesel(sql_type = Nullable<Text>)]
-        actor_id: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        actor_name: Option<String>,
-        #[diesel(sql_type = Text)]
-        kind: String,
-        #[diesel(sql_type = Nullable<Text>)]
-        from_status: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        to_status: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        detail: Option<String>,
+        #[diesel(embed)]
+        event: EventColumns,
         #[diesel(sql_type = Nullable<Text>)]
         assignee_name: Option<String>,
     }
@@ -246,21 +288,7 @@ pub fn story(
         .bind::<Text, _>(id)
         .load(c)?);
     let assignee_name = rows.first().and_then(|r| r.assignee_name.clone());
-    let events = rows
-        .into_iter()
-        .map(|r| Event {
-            seq: r.seq,
-            at: from_db(r.at),
-            actor: r.actor_id.map(|id| Person {
-                name: r.actor_name.unwrap_or_default(),
-                id,
-            }),
-            kind: r.kind,
-            from_status: r.from_status,
-            to_status: r.to_status,
-            detail: r.detail.and_then(|d| serde_json::from_str(&d).ok()),
-        })
-        .collect();
+    let events = rows.into_iter().filter_map(|r| r.event.event()).collect();
     Ok(Story {
         events,
         assignee_name,

@@ -440,10 +440,16 @@ pub fn save_if_unchanged(conn: &mut DbConnection, next: &Task, before: &Task) ->
     Ok(n == 1)
 }
 
+/// What [`save_change`] wrote: how many deliveries it stopped, and its event's number.
+pub struct Saved {
+    pub stopped: usize,
+    pub seq: i32,
+}
+
 /// Everything a status change writes on its own: the task saved if nobody changed it since
 /// `before` ([`save_if_unchanged`]), whoever was being chased no longer chased
 /// ([`super::outbox::cancel_chasing`]), and the change's event. `None` when the task had
-/// changed: read it again and decide again; otherwise how many deliveries it stopped.
+/// changed: read it again and decide again; otherwise what it wrote.
 ///
 /// On PostgreSQL, outside a transaction (see `Store::whole_then_read`), this is one
 /// statement with no `BEGIN` and `COMMIT`: the event is inserted from the task's update, so
@@ -460,7 +466,7 @@ pub fn save_change(
     before: &Task,
     at: DateTime<Utc>,
     event: NewEvent,
-) -> AppResult<Option<usize>> {
+) -> AppResult<Option<Saved>> {
     use super::events::{bind_event, EVENT_VALUES, INSERT_EVENT};
     use super::outbox::{stop_chasing_sql, NO_LONGER_NEEDED};
     use crate::domain::delivery::Delivery;
@@ -473,7 +479,7 @@ pub fn save_change(
              FROM saved RETURNING seq) \
              SELECT (SELECT count(*) FROM saved) AS saved, \
              (SELECT count(*) FROM stopped) AS stopped, \
-             (SELECT count(*) FROM appended) AS appended",
+             (SELECT max(seq) FROM appended) AS appended",
             stop_chasing_sql("IN (SELECT id FROM saved)")
         )
     });
@@ -483,8 +489,8 @@ pub fn save_change(
         saved: i64,
         #[diesel(sql_type = BigInt)]
         stopped: i64,
-        #[diesel(sql_type = BigInt)]
-        appended: i64,
+        #[diesel(sql_type = Nullable<Integer>)]
+        appended: Option<i32>,
     }
     let alone = !super::in_transaction(conn);
     let c = match conn {
@@ -494,8 +500,8 @@ pub fn save_change(
                 return Ok(None);
             }
             let stopped = super::outbox::cancel_chasing(conn, &next.id)?;
-            super::events::append_event(conn, &next.id, at, event)?;
-            return Ok(Some(stopped));
+            let seq = super::events::append_event(conn, &next.id, at, event)?;
+            return Ok(Some(Saved { stopped, seq }));
         }
     };
     let sql = task_update(
@@ -512,8 +518,11 @@ pub fn save_change(
         Ok(Counts {
             saved: 1,
             stopped,
-            appended: 1,
-        }) => Ok(Some(stopped as usize)),
+            appended: Some(seq),
+        }) => Ok(Some(Saved {
+            stopped: stopped as usize,
+            seq,
+        })),
         Ok(_) => Ok(None),
         Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
             if info.table_name() == Some("task_events") =>

@@ -213,9 +213,9 @@ async fn ack_by_link(state: &AppState, token: &str) -> AppResult<super::api::Tas
                 .ok_or_else(|| {
                     AppError::Forbidden("this link's recipient is no longer active".into())
                 })?;
-            let task = commands::act(c, ctx, &claim.task, &who, Command::Acknowledge)?;
+            let told = commands::act_told(c, ctx, &claim.task, &who, Command::Acknowledge)?;
             tracing::info!(task_id = %claim.task, staff_id = %who.id, "acknowledged by link");
-            super::api::one_view(c, task, now)
+            super::api::told_view(c, told, now)
         })
         .await?;
     Ok(view)

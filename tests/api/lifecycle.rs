@@ -62,6 +62,54 @@ async fn raise_acknowledge_start_complete_tells_the_whole_story() {
     assert_eq!(seqs, [1, 2, 3, 4]);
 }
 
+/// Each command's answer is the task as a read straight after it shows it: the timeline the
+/// command tells from what it read and wrote (with no read after the write) is the one
+/// stored, names and all, a comment between two changes included.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_answer_is_the_task_as_a_read_then_shows_it() {
+    let w = Ward::new().await;
+    let (s, answer) = w
+        .app
+        .raise(&w.nurse.token, "Medicine FY1 night", json!({}))
+        .await;
+    assert_eq!(s, 201, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/tasks/{id}");
+    assert_eq!(answer, w.app.get(&path, &w.nurse.token).await.1);
+    w.app.advance(30);
+    let (s, answer) = w.app.act(&id, "acknowledge", &w.amy.token, json!({})).await;
+    assert_eq!(s, 200, "{answer}");
+    assert_eq!(answer, w.app.get(&path, &w.nurse.token).await.1);
+    let comment = json!({ "text": "Bloods bottles are on the trolley" });
+    let (s, _) = w
+        .app
+        .post(&format!("{path}/comments"), &w.nurse.token, comment)
+        .await;
+    assert_eq!(s, 201);
+    w.app.advance(30);
+    for (action, body) in [
+        ("start", json!({})),
+        (
+            "complete",
+            json!({ "outcome": { "code": "done", "text": "Taken" } }),
+        ),
+    ] {
+        let (s, answer) = w.app.act(&id, action, &w.amy.token, body).await;
+        assert_eq!(s, 200, "{answer}");
+        assert_eq!(answer, w.app.get(&path, &w.nurse.token).await.1, "{action}");
+    }
+    assert_eq!(
+        kinds(&w.app.get(&path, &w.nurse.token).await.1),
+        [
+            "raised",
+            "acknowledged",
+            "commented",
+            "started",
+            "completed"
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn acknowledge_deadline_comes_from_the_priority_target() {
     let w = Ward::new().await;

@@ -21,7 +21,7 @@ use actix_web::web;
 use document::Conventions;
 pub use document::{openapi, openapi_json};
 pub use service::health;
-pub use views::{one_view, views, AssigneeView, OutcomeView, TaskView};
+pub use views::{one_view, told_view, views, AssigneeView, OutcomeView, TaskView};
 
 /// Registers each listed handler at its annotated method and path, and derives the OpenAPI
 /// document ([`ApiDoc`]) from the same list. Handlers under `/api/v1` go in the first list,

@@ -1,5 +1,5 @@
 //! Tasks: raise, read, list, the status changes and the thread.
-use super::views::{one_view, raised_view, views};
+use super::views::{one_view, raised_view, told_view, views};
 use super::views::{Comments, TaskList, TaskView};
 use crate::app::tasks::{self as commands, Command};
 use crate::domain::task::{required_text, MAX_BED, MAX_DESCRIPTION, MAX_TEXT};
@@ -89,9 +89,9 @@ pub(super) async fn raise_task(
         .run_whole_then_read(
             move |c, ctx| {
                 let staff = auth.staff(c, ctx.now)?;
-                commands::raise(c, ctx, &staff, new?)
+                commands::raise_told(c, ctx, &staff, new?)
             },
-            move |c, task| raised_view(c, task, now),
+            move |c, told| raised_view(c, told, now),
         )
         .await?;
     Ok(HttpResponse::Created()
@@ -387,9 +387,9 @@ pub(super) async fn act_on_task(
         .run_whole_then_read(
             move |c, ctx| {
                 let staff = auth.staff(c, ctx.now)?;
-                commands::act(c, ctx, &id, &staff, cmd?)
+                commands::act_told(c, ctx, &id, &staff, cmd?)
             },
-            move |c, task| one_view(c, task, now),
+            move |c, told| told_view(c, told, now),
         )
         .await?;
     Ok(HttpResponse::Ok().json(view))

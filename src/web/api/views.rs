@@ -10,7 +10,7 @@ use crate::store::dashboard::{FailedDelivery, WardLine};
 use crate::store::deliveries::{DeliveryView, NotificationView};
 use crate::store::directory;
 use crate::store::directory::{Role, Staff};
-use crate::store::events;
+use crate::store::events::{self, Story};
 use crate::store::receipts::{self, Sighting, SilentDevice};
 use crate::store::DbConnection;
 use chrono::{DateTime, Utc};
@@ -359,25 +359,44 @@ fn view_of(
 /// one statement (the raiser and the acknowledger are among the actors), and who has seen
 /// it while it waits.
 pub fn one_view(conn: &mut DbConnection, task: Task, now: DateTime<Utc>) -> AppResult<TaskView> {
+    told_view(conn, (task, None), now)
+}
+
+/// The same, with the task's story when the command that changed it told it (see
+/// `app::tasks::act_told`): then only who has seen it is read, and that only while it waits.
+pub fn told_view(
+    conn: &mut DbConnection,
+    (task, story): (Task, Option<Story>),
+    now: DateTime<Utc>,
+) -> AppResult<TaskView> {
     let seen_by = sightings_of(conn, std::slice::from_ref(&task))?
         .remove(&task.id)
         .unwrap_or_default();
-    view_with_story(conn, task, seen_by, now)
+    view_with_story(conn, task, seen_by, story, now)
 }
 
 /// The view of a task this request has just raised: no phone can have shown it yet (its
-/// notifications go out after the commit), so no sightings are read.
-pub fn raised_view(conn: &mut DbConnection, task: Task, now: DateTime<Utc>) -> AppResult<TaskView> {
-    view_with_story(conn, task, Vec::new(), now)
+/// notifications go out after the commit), so no sightings are read; nor its story, when
+/// the raise told it (`app::tasks::raise_told`).
+pub fn raised_view(
+    conn: &mut DbConnection,
+    (task, story): (Task, Option<Story>),
+    now: DateTime<Utc>,
+) -> AppResult<TaskView> {
+    view_with_story(conn, task, Vec::new(), story, now)
 }
 
 fn view_with_story(
     conn: &mut DbConnection,
     task: Task,
     seen_by: Vec<Sighting>,
+    story: Option<Story>,
     now: DateTime<Utc>,
 ) -> AppResult<TaskView> {
-    let story = events::story(conn, &task.id, Some(&task.assignee))?;
+    let story = match story {
+        Some(s) => s,
+        None => events::story(conn, &task.id, Some(&task.assignee))?,
+    };
     let (mut staff, mut roles) = (HashMap::new(), HashMap::new());
     for p in story.events.iter().filter_map(|e| e.actor.as_ref()) {
         staff.insert(p.id.clone(), p.name.clone());
