@@ -15,10 +15,16 @@
 //!
 //!   cargo bench --bench load -- [sqlite|postgres|both] [--seconds N] [--workers N] [--preload N]
 //!       [--instances N] [--kill-after S] [--unacked N] [--stat-ack S] [--pool N] [--proxy]
-//!       [--no-raw | --raw-only]
+//!       [--no-raw | --raw-only] [--floor]
+//!
+//! With `--floor` the instances are not Bleepless but the HTTP floor (`load/floor.rs`): the
+//! least any HTTP service must do for the workload, one statement a request and no reads, so
+//! that what an HTTP service can reach on this machine is measured beside the raw limit.
 mod common;
 #[path = "load/escalations.rs"]
 mod escalations;
+#[path = "load/floor.rs"]
+mod floor;
 #[path = "load/http.rs"]
 mod http;
 #[path = "load/instances.rs"]
@@ -55,6 +61,8 @@ pub struct Args {
     proxy: bool,
     service: bool,
     raw: bool,
+    /// The HTTP floor in place of the service.
+    floor: bool,
 }
 
 fn args() -> Args {
@@ -71,6 +79,7 @@ fn args() -> Args {
         proxy: false,
         service: true,
         raw: true,
+        floor: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -81,6 +90,7 @@ fn args() -> Args {
             "--no-raw" => a.raw = false,
             "--raw-only" => a.service = false,
             "--proxy" => a.proxy = true,
+            "--floor" => a.floor = true,
             // `cargo bench` passes this to every bench binary.
             "--bench" => {}
             flag @ ("--seconds" | "--workers" | "--preload" | "--instances" | "--kill-after"
@@ -124,7 +134,8 @@ fn checked(mut a: Args) -> Args {
         }
     }
     if a.unacked == u32::MAX {
-        a.unacked = if several { 2 } else { 0 };
+        // The floor escalates nothing, so it has no escalation check.
+        a.unacked = if several && !a.floor { 2 } else { 0 };
     }
     a
 }
@@ -298,7 +309,15 @@ async fn service(backend: &str, a: &Args, bin: &str) -> (f64, bool) {
         std::fs::write(&path, instances::config_text(a.pool, stat_ack)).unwrap();
         path
     });
-    let mut insts = instances::spawn(bin, &db.url_text, config.as_deref(), a.instances);
+    let exe = std::env::current_exe().expect("this bench's own path");
+    let program = match a.floor {
+        true => (
+            exe.to_str().expect("a path in UTF-8"),
+            &["--floor-server"][..],
+        ),
+        false => (bin, &[][..]),
+    };
+    let mut insts = instances::spawn(program, &db.url_text, config.as_deref(), a.instances);
     instances::wait_ready(&mut insts).await;
     let proxy = if a.instances > 1 || a.proxy {
         Some(Arc::new(
@@ -334,8 +353,17 @@ async fn service(backend: &str, a: &Args, bin: &str) -> (f64, bool) {
     (rate, passed)
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--floor-server") {
+        return floor::serve(&argv[2..]);
+    }
+    tokio::runtime::Runtime::new()
+        .expect("a tokio runtime")
+        .block_on(run());
+}
+
+async fn run() {
     let a = args();
     // BENCH_BIN runs another build of the service, such as one with frame pointers for perf.
     let bin = std::env::var("BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_bleepless").into());
@@ -355,7 +383,8 @@ async fn main() {
             let r = tokio::task::spawn_blocking(move || raw::run(&url, workers, seconds))
                 .await
                 .unwrap();
-            report::raw(&b, workers, &r, rate);
+            let what = if a.floor { "HTTP floor" } else { "service" };
+            report::raw(&b, workers, &r, rate.map(|r| (what, r)));
         }
     }
     if !passed {

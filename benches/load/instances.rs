@@ -29,13 +29,20 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `n` service processes on the database, each on its own port. With several on
-/// SQLite a caller would get a second writer process, so the bench refuses that earlier.
-pub fn spawn(bin: &str, database: &str, config: Option<&Path>, n: usize) -> Vec<Instance> {
+/// Starts `n` service processes on the database, each on its own port: `program` is the
+/// binary and the arguments that come first (the HTTP floor's `--floor-server`). With several
+/// on SQLite a caller would get a second writer process, so the bench refuses that earlier.
+pub fn spawn(
+    (bin, lead): (&str, &[&str]),
+    database: &str,
+    config: Option<&Path>,
+    n: usize,
+) -> Vec<Instance> {
     (0..n)
         .map(|_| {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let mut cmd = Command::new(bin);
+            cmd.args(lead);
             if let Some(path) = config {
                 cmd.arg("--config").arg(path);
             }

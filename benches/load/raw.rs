@@ -44,11 +44,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Who the lifecycle's rows name, read once from the demo hospital.
-struct People {
-    role: String,
-    nurse: String,
-    doctor: String,
-    holder: Vec<Addressee>,
+pub struct People {
+    pub role: String,
+    pub nurse: String,
+    pub doctor: String,
+    pub holder: Vec<Addressee>,
 }
 
 /// The raw run's figures.
@@ -81,7 +81,7 @@ impl Raw {
     }
 }
 
-fn people(store: &Store) -> People {
+pub fn people(store: &Store) -> People {
     store
         .write_now(|c| {
             let role = directory::find_role(c, "Medicine FY1 night")?
@@ -99,19 +99,26 @@ fn people(store: &Store) -> People {
         .expect("the demo hospital's FY1 bleep, nurse and doctor")
 }
 
-/// Transaction 1: the task, its `raised` event and its push.
-fn raise(c: &mut DbConnection, p: &People, policy: &Policy, bed: usize) -> AppResult<Task> {
-    let now = Utc::now();
-    let new = NewTask {
-        nhs_number: NhsNumber::parse("9990000018").expect("a valid test NHS number"),
+/// The workload's task, as the coordinator raises it for the FY1 bleep (the raw loop's
+/// and the HTTP floor's).
+pub fn new_task(role: &str, bed: String) -> AppResult<NewTask> {
+    Ok(NewTask {
+        nhs_number: NhsNumber::parse("9990000018")
+            .map_err(|e| AppError::Internal(e.to_string()))?,
         ward: "Ward 5 (Acute Medicine)".into(),
-        bed: format!("{}", bed % 28 + 1),
+        bed,
         category: Category::parse("bloods").map_err(AppError::Internal)?,
         description: "FBC, U&E and CRP before the ward round".into(),
         priority: Priority::parse("urgent").map_err(AppError::Internal)?,
         news2: None,
-        assignee: p.role.clone(),
-    };
+        assignee: role.to_string(),
+    })
+}
+
+/// Transaction 1: the task, its `raised` event and its push.
+fn raise(c: &mut DbConnection, p: &People, policy: &Policy, bed: usize) -> AppResult<Task> {
+    let now = Utc::now();
+    let new = new_task(&p.role, format!("{}", bed % 28 + 1))?;
     let task = Task::raised(
         new_id(),
         new,
@@ -128,6 +135,32 @@ fn raise(c: &mut DbConnection, p: &People, policy: &Policy, bed: usize) -> AppRe
     Ok(task)
 }
 
+/// The doctor's change of the task at `now`, decided by the domain's rule as the holder of
+/// its bleep: the task after it, and its event (the raw loop's and the HTTP floor's).
+pub fn decided<'a>(
+    doctor: &'a str,
+    task: &Task,
+    to: &Change,
+    now: chrono::DateTime<Utc>,
+    policy: &Policy,
+) -> AppResult<(Task, NewEvent<'a>)> {
+    let standing = Standing {
+        staff_id: doctor.to_string(),
+        is_assignee: true,
+        ..Standing::default()
+    };
+    let d = decide(task, to, &standing, now, policy)
+        .map_err(|r| AppError::Internal(format!("refused: {r:?}")))?;
+    let event = NewEvent {
+        actor: Some(doctor),
+        kind: d.kind,
+        from: Some(d.from),
+        to: Some(d.to),
+        detail: d.detail,
+    };
+    Ok((d.next, event))
+}
+
 /// Transactions 2–4: one status change by the doctor holding the bleep, as a conditional
 /// update and its event.
 fn change(
@@ -138,27 +171,14 @@ fn change(
     to: Change,
 ) -> AppResult<Task> {
     let now = Utc::now();
-    let standing = Standing {
-        staff_id: p.doctor.clone(),
-        is_assignee: true,
-        ..Standing::default()
-    };
-    let d = decide(task, &to, &standing, now, policy)
-        .map_err(|r| AppError::Internal(format!("refused: {r:?}")))?;
-    if !tasks::save_if_unchanged(c, &d.next, task)? {
+    let (next, event) = decided(&p.doctor, task, &to, now, policy)?;
+    if !tasks::save_if_unchanged(c, &next, task)? {
         return Err(AppError::Internal(
             "the task changed under the raw loop".into(),
         ));
     }
-    let event = NewEvent {
-        actor: Some(&p.doctor),
-        kind: d.kind,
-        from: Some(d.from),
-        to: Some(d.to),
-        detail: d.detail,
-    };
     events::append_event(c, &task.id, now, event)?;
-    Ok(d.next)
+    Ok(next)
 }
 
 /// The transactions of a lifecycle, each timed on its own.

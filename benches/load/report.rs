@@ -81,8 +81,9 @@ pub fn service(backend: &str, a: &Args, m: &Measured, insts: &[Instance]) -> f64
     } else {
         ""
     };
+    let what = if a.floor { " of the HTTP floor" } else { "" };
     println!(
-        "\n## {backend}: {} workers, {secs:.0} s, {} tasks preloaded, {} instance(s){front}",
+        "\n## {backend}: {} workers, {secs:.0} s, {} tasks preloaded, {} instance(s){what}{front}",
         a.workers,
         a.preload,
         insts.len()
@@ -130,8 +131,8 @@ pub fn service(backend: &str, a: &Args, m: &Measured, insts: &[Instance]) -> f64
     rate
 }
 
-/// Prints the raw companion's run, and the service's rate as a share of it.
-pub fn raw(backend: &str, connections: usize, r: &Raw, service: Option<f64>) {
+/// Prints the raw companion's run, and the service's (or the floor's) rate as a share of it.
+pub fn raw(backend: &str, connections: usize, r: &Raw, service: Option<(&str, f64)>) {
     let rate = r.lifecycles as f64 / r.secs;
     println!("\n## {backend} raw limit: the same write transactions through diesel, no HTTP, {connections} connections, {:.0} s", r.secs);
     println!(
@@ -154,9 +155,9 @@ pub fn raw(backend: &str, connections: usize, r: &Raw, service: Option<f64>) {
             ("complete", r.complete.clone()),
         ],
     );
-    if let Some(s) = service {
+    if let Some((what, s)) = service {
         println!(
-            "service / raw limit: {:.2} ({s:.0} / {rate:.0} lifecycles/s)",
+            "{what} / raw limit: {:.2} ({s:.0} / {rate:.0} lifecycles/s)",
             s / rate.max(f64::MIN_POSITIVE)
         );
     }
