@@ -159,7 +159,7 @@ async fn run(backend: &str, a: &Args) {
     // group of escalations' pushes as soon as that group is committed. With --alone the
     // tick runs by itself first, to time it without the dispatcher competing.
     let app = bleepless::app::App::new(store.clone(), Arc::new(clock.clone()), policy.clone());
-    let wake = app.wake.clone();
+    let wake = app.doorbell.clone();
     let mut dispatcher = Some(dispatcher);
     let mut handle = None;
     if !a.alone {

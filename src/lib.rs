@@ -203,7 +203,7 @@ impl Application {
             st.config.schedule.clone(),
             escalation::Heartbeat::new(st.config.health.heartbeat_url.clone()),
         ));
-        let worker = tokio::spawn(self.worker.run(st.app.wake.clone()));
+        let worker = tokio::spawn(self.worker.run(st.app.doorbell.clone()));
         let result = self.server.await;
         scheduler.abort();
         worker.abort();

@@ -19,7 +19,6 @@ use crate::error::AppResult;
 use crate::store::{outbox, DbConnection, Store};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use tokio::sync::Notify;
 
 /// What every command is given besides its own input: the time and the escalation policy.
 #[derive(Clone)]
@@ -37,8 +36,8 @@ pub struct App {
     pub store: Store,
     pub clock: SharedClock,
     pub policy: Arc<Policy>,
-    /// Wakes this instance's outbox workers.
-    pub wake: Arc<Notify>,
+    /// Tells this instance's outbox workers what its commands queued.
+    pub doorbell: Arc<outbox::Doorbell>,
     /// Names this instance in heartbeats.
     pub instance: String,
     /// When this instance started.
@@ -56,7 +55,7 @@ impl App {
             store,
             clock,
             policy: Arc::new(policy),
-            wake: Arc::new(Notify::new()),
+            doorbell: Arc::default(),
             instance: uuid::Uuid::new_v4().to_string(),
             last_tick_took: Arc::default(),
             rota: Arc::default(),
@@ -99,13 +98,11 @@ impl App {
         self.woken(out)
     }
 
-    /// Wakes the outbox workers if the command queued something (a command that failed
-    /// queued nothing: its transaction was rolled back).
-    fn woken<T>(&self, out: AppResult<(T, bool)>) -> AppResult<T> {
+    /// Rings the outbox workers' doorbell if the command queued something (a command that
+    /// failed queued nothing: its transaction was rolled back).
+    fn woken<T>(&self, out: AppResult<(T, outbox::Queued)>) -> AppResult<T> {
         let (t, queued) = out?;
-        if queued {
-            self.wake.notify_one();
-        }
+        self.doorbell.ring(queued);
         Ok(t)
     }
 
@@ -137,7 +134,7 @@ impl App {
     {
         let ctx = self.ctx();
         let out = self.store.write_now(|c| command(c, &ctx));
-        self.wake.notify_one();
+        self.doorbell.wake();
         out
     }
 }

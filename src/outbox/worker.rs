@@ -8,13 +8,13 @@ use crate::clock::SharedClock;
 use crate::domain::delivery::{Failure, Kind, Outcome, RetryLimits};
 use crate::error::AppResult;
 use crate::fhir;
-use crate::store::outbox::{self, Row};
+use crate::store::outbox::{self, Doorbell, Row};
 use crate::store::{directory, notifications, receipts, tasks, Store};
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
 use rand::Rng;
 use std::sync::Arc;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 /// How the workers claim, lease and retry (`[dispatch]`); the configuration re-exports it.
 #[derive(Debug, Clone)]
@@ -59,6 +59,14 @@ pub struct Worker {
     pub records: RecordServers,
     /// Names this instance in leases.
     pub owner: String,
+}
+
+/// Which rows a claim takes.
+enum Claim {
+    /// Up to so many of everything due, the longest due first.
+    Due(i64),
+    /// Those of these rows, rung in by this instance's commands, that are ready to send.
+    Rung(Vec<String>),
 }
 
 /// A claimed row, ready to send.
@@ -121,20 +129,25 @@ impl Drop for AbortOnDrop {
 /// The shortest time between two claims.
 const CLAIM_PACE: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// The longest time between two scans for everything due.
+pub const SCAN_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Sends in flight at once, per instance.
 const MAX_IN_FLIGHT: usize = 256;
 
 impl Worker {
-    /// Sends whatever is due, round after round; wakes early when `wake` is notified. Each
+    /// Sends whatever is due, round after round. What this instance's commands ring in
+    /// (`doorbell`) is claimed by id as it comes; everything else due (other instances'
+    /// rows, retries, fallbacks, lapsed leases) by a scan at least every [`SCAN_EVERY`]. Each
     /// send runs on its own and records its own outcome, so a hanging endpoint holds up
     /// nothing but itself (and only until its timeout).
-    pub async fn run(self, wake: Arc<Notify>) {
+    pub async fn run(self, doorbell: Arc<Doorbell>) {
         let me = Arc::new(self);
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         // Outcomes are written by one recorder, many to a transaction, as they come in.
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
         let recorder = {
-            let me = me.clone();
+            let (me, doorbell) = (me.clone(), doorbell.clone());
             tokio::spawn(async move {
                 while let Some(first) = done_rx.recv().await {
                     let mut batch = vec![first];
@@ -144,12 +157,17 @@ impl Worker {
                             Err(_) => break,
                         }
                     }
-                    me.record(batch).await;
+                    let due = me.record(batch).await;
+                    doorbell.ring(outbox::Queued {
+                        any: !due.is_empty(),
+                        due,
+                    });
                 }
             })
         };
         let _stop_recorder = AbortOnDrop(recorder);
         let mut last_claim = tokio::time::Instant::now();
+        let mut last_scan: Option<tokio::time::Instant> = None;
         loop {
             let free = permits.available_permits().min(me.config.batch as usize);
             if free == 0 {
@@ -160,13 +178,31 @@ impl Worker {
             // milliseconds lets one claim carry many requests' deliveries.
             tokio::time::sleep_until(last_claim + CLAIM_PACE).await;
             last_claim = tokio::time::Instant::now();
-            match me.claim(free as i64).await {
-                Ok(jobs) if jobs.is_empty() => {
-                    tokio::select! {
-                        _ = wake.notified() => {}
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-                    }
+            let scan_due =
+                doorbell.scan_asked() || last_scan.is_none_or(|t| t.elapsed() >= SCAN_EVERY);
+            let rung = if scan_due {
+                Vec::new()
+            } else {
+                doorbell.take(free)
+            };
+            let claimed = if scan_due {
+                let claimed = me.claim(Claim::Due(free as i64)).await;
+                // A full batch may leave more due: scan again at once.
+                let full = claimed.as_ref().is_ok_and(|jobs| jobs.len() >= free);
+                last_scan = (!full).then(tokio::time::Instant::now);
+                claimed
+            } else if !rung.is_empty() {
+                me.claim(Claim::Rung(rung)).await
+            } else {
+                let next_scan = last_scan.map_or(last_claim, |t| t + SCAN_EVERY);
+                tokio::select! {
+                    _ = doorbell.rung() => {}
+                    _ = tokio::time::sleep_until(next_scan) => {}
                 }
+                continue;
+            };
+            match claimed {
+                Ok(jobs) if jobs.is_empty() => {}
                 Ok(jobs) => {
                     for job in jobs {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -203,7 +239,7 @@ impl Worker {
 
     /// One round, waiting for every send it started.
     pub async fn dispatch_once(&self) -> AppResult<usize> {
-        let jobs = self.claim(self.config.batch).await?;
+        let jobs = self.claim(Claim::Due(self.config.batch)).await?;
         let n = jobs.len();
         let now = self.clock.now();
         let done = join_all(jobs.iter().map(|j| self.deliver(j, now))).await;
@@ -211,18 +247,25 @@ impl Worker {
         Ok(n)
     }
 
-    /// Claims up to `limit` due rows with a lease: of several instances, each row goes to
-    /// one. The claim is one short write; what to send is read after it commits, off the
-    /// writer.
-    async fn claim(&self, limit: i64) -> AppResult<Vec<Job>> {
+    /// Claims rows with a lease: of several instances, each row goes to one. The claim is
+    /// one short write; what to send is read after it commits, off the writer.
+    async fn claim(&self, which: Claim) -> AppResult<Vec<Job>> {
         let now = self.clock.now();
         let lease_until =
             now + Duration::from_std(self.config.lease).unwrap_or(Duration::seconds(60));
         let owner = self.owner.clone();
         let rows = self
             .store
-            .write_one(move |c| outbox::claim(c, &owner, now, lease_until, limit))
+            .write_one(move |c| match which {
+                Claim::Due(limit) => outbox::claim(c, &owner, now, lease_until, limit),
+                Claim::Rung(ids) => outbox::claim_ids(c, &owner, now, lease_until, &ids),
+            })
             .await?;
+        self.jobs_of(rows).await
+    }
+
+    /// What to send for each claimed row.
+    async fn jobs_of(&self, rows: Vec<Row>) -> AppResult<Vec<Job>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -400,13 +443,15 @@ impl Worker {
     /// Writes outcomes, if this instance still holds their leases. Each statement stands
     /// alone (an outcome, a text that now goes, a device's result), so on PostgreSQL each
     /// commits by itself, without the `BEGIN` and `COMMIT` round trips of a transaction; on
-    /// SQLite they are one command of the writer's group.
-    async fn record(&self, batch: Vec<Done>) {
+    /// SQLite they are one command of the writer's group. Returns the ids of the texts that
+    /// now go (their push failed), to be claimed by id.
+    async fn record(&self, batch: Vec<Done>) -> Vec<String> {
         let (owner, now) = (self.owner.clone(), self.clock.now());
         let ids: Vec<String> = batch.iter().map(|d| d.task_id.clone()).collect();
         let result = self
             .store
             .write_one(move |c| {
+                let mut due = Vec::new();
                 // Sent, the common outcome, is one statement for the whole batch; the others
                 // carry their own error or retry time, one statement each.
                 let sent: Vec<&str> = batch
@@ -424,8 +469,10 @@ impl Worker {
                         tracing::warn!(task_id = %done.task_id, delivery = %done.id, "lease lost before the outcome was recorded");
                     }
                     if let Some(to) = &done.push_failed_to {
-                        if receipts::text_now(c, &done.task_id, to, now)? > 0 {
+                        let texts = receipts::text_now(c, &done.task_id, to, now)?;
+                        if !texts.is_empty() {
                             tracing::info!(task_id = %done.task_id, "push failed; the text message goes now");
+                            due.extend(texts);
                         }
                     }
                 }
@@ -436,15 +483,16 @@ impl Worker {
                         DeviceResult::Failed(e) => notifications::device_result(c, device, Some(e), now)?,
                     }
                 }
-                Ok(())
+                Ok(due)
             })
             .await;
-        if let Err(e) = result {
+        result.unwrap_or_else(|e| {
             // The leases run out and the rows are sent again: at least once, never lost.
             for task_id in ids {
                 tracing::error!(task_id = %task_id, error = %e, "could not record a delivery outcome");
             }
-        }
+            Vec::new()
+        })
     }
 }
 

@@ -180,9 +180,7 @@ pub fn for_the_record(
 /// Writes rows, many to a statement. A text already queued for that person and task is
 /// left as it is (an escalation reaches the same person again).
 pub fn insert(conn: &mut DbConnection, rows: &[NewDelivery]) -> AppResult<usize> {
-    if !rows.is_empty() {
-        QUEUED.set(true);
-    }
+    note_queued(rows);
     let text = Kind::Text.code();
     if rows.iter().all(|r| r.kind != text) {
         return insert_many(conn, rows);
@@ -200,18 +198,96 @@ pub fn insert(conn: &mut DbConnection, rows: &[NewDelivery]) -> AppResult<usize>
 }
 
 thread_local! {
-    /// Whether work on this thread wrote outbox rows since [`queued_by`] last asked.
-    static QUEUED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// What work on this thread queued since [`queued_by`] last asked.
+    static QUEUED: std::cell::RefCell<Queued> = const {
+        std::cell::RefCell::new(Queued { any: false, due: Vec::new() })
+    };
 }
 
-/// Runs a command and says whether it queued anything for the outbox workers, so that
-/// they are woken only for work (a claim that finds nothing is a statement for nothing:
-/// after an acknowledgement or a completion, most of the time).
-pub fn queued_by<T>(command: impl FnOnce() -> AppResult<T>) -> AppResult<(T, bool)> {
-    QUEUED.set(false);
+/// What a command queued for the outbox workers: whether anything, and the ids of the rows
+/// due at once, for its instance's workers to claim by id (see [`Doorbell`]).
+#[derive(Default)]
+pub struct Queued {
+    pub any: bool,
+    pub due: Vec<String>,
+}
+
+fn note_queued(rows: &[NewDelivery]) {
+    if rows.is_empty() {
+        return;
+    }
+    QUEUED.with_borrow_mut(|q| {
+        q.any = true;
+        let due = rows.iter().filter(|r| r.due_at <= r.created_at);
+        q.due.extend(due.map(|r| r.id.clone()));
+    });
+}
+
+/// Runs a command and says what it queued for the outbox workers, so that they are woken
+/// only for work (a claim that finds nothing is a statement for nothing: after an
+/// acknowledgement or a completion, most of the time), and claim by id what is due at once.
+pub fn queued_by<T>(command: impl FnOnce() -> AppResult<T>) -> AppResult<(T, Queued)> {
+    QUEUED.take();
     let out = command();
-    let queued = QUEUED.replace(false);
+    let mut queued = QUEUED.take();
+    // A row is noted by each layer that writes it (`insert`, then the one statement).
+    queued.due.sort_unstable();
+    queued.due.dedup();
     out.map(|t| (t, queued))
+}
+
+/// How commands tell their instance's outbox workers what they queued: the ids of the rows
+/// due at once, which a worker claims by id (a probe of the primary key each, where the
+/// scan for everything due reads past every row the index still holds for rows already
+/// sent or stopped), and a wake-up. Rows queued by other instances or by the command line,
+/// retries, fallbacks and lapsed leases are found by the workers' regular scan.
+#[derive(Default)]
+pub struct Doorbell {
+    rung: tokio::sync::Notify,
+    due: std::sync::Mutex<Vec<String>>,
+    /// Whether a scan for everything due was asked for since the workers last looked.
+    scan: std::sync::atomic::AtomicBool,
+}
+
+/// The most ids a doorbell holds: past it (no worker is taking them, or a burst outran
+/// them) new ones are left to the scan.
+const DOORBELL_HOLDS: usize = 20_000;
+
+impl Doorbell {
+    /// Tells the workers what a command queued (nothing if it queued nothing).
+    pub fn ring(&self, queued: Queued) {
+        if !queued.any {
+            return;
+        }
+        let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+        let room = DOORBELL_HOLDS.saturating_sub(due.len());
+        due.extend(queued.due.into_iter().take(room));
+        drop(due);
+        self.rung.notify_one();
+    }
+
+    /// Wakes the workers to scan for everything due.
+    pub fn wake(&self) {
+        self.scan.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.rung.notify_one();
+    }
+
+    /// Was a scan asked for ([`Doorbell::wake`]) since this was last asked?
+    pub fn scan_asked(&self) -> bool {
+        self.scan.swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Up to `n` of the ids rung in, oldest first.
+    pub fn take(&self, n: usize) -> Vec<String> {
+        let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+        let n = n.min(due.len());
+        due.drain(..n).collect()
+    }
+
+    /// Waits until it is rung.
+    pub async fn rung(&self) {
+        self.rung.notified().await
+    }
 }
 
 /// Writes rows that may not already be there. On PostgreSQL, many rows go in as one
@@ -240,9 +316,7 @@ pub(super) const INSERT_UNNEST: &str = "INSERT INTO outbox (id, kind, destinatio
 /// [`queued_by`]).
 pub(super) fn bind_rows<'a>(sql: Sql<'a, Pg>, rows: &'a [NewDelivery]) -> Sql<'a, Pg> {
     use diesel::sql_types::{Array, BigInt, Integer};
-    if !rows.is_empty() {
-        QUEUED.set(true);
-    }
+    note_queued(rows);
     let text = |f: fn(&NewDelivery) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
     sql.bind::<Array<Text>, _>(text(|r| &r.id))
         .bind::<Array<Text>, _>(text(|r| r.kind))
@@ -356,22 +430,56 @@ pub fn claim(
         return claim_pg(c, owner, now, lease_until, limit);
     }
     let ids = due_ids(conn, now, limit)?;
+    claim_ids(conn, owner, now, lease_until, &ids)
+}
+
+/// Claims for `owner` those of these rows that are ready to send (see [`Doorbell`]), the
+/// longest due first. On PostgreSQL a row another instance's claim or a command holds is
+/// passed over (`SKIP LOCKED`): the command stops it or the scan finds it.
+pub fn claim_ids(
+    conn: &mut DbConnection,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    ids: &[String],
+) -> AppResult<Vec<Row>> {
+    static SQLITE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE outbox SET {CLAIMED} WHERE {} AND id IN {} RETURNING {COLUMNS}",
+            ready(BY_ID),
+            <diesel::sqlite::Sqlite as super::sql::IdList>::IDS
+        )
+    });
+    // `= ANY` of an array, not `IN IDS`: PostgreSQL kept a plan for the latter, made while
+    // the table was small, that read the whole outbox (157 pages a claim under the load).
+    static PG: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE outbox SET {CLAIMED} WHERE id IN (SELECT id FROM outbox WHERE {} \
+             AND id = ANY(?) FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}",
+            ready(BY_ID)
+        )
+    });
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let sql = format!(
-        "UPDATE outbox SET {CLAIMED} WHERE {} AND id IN IDS RETURNING {COLUMNS}",
-        ready(BY_ID),
-    );
     let (now, lease_until) = (to_db(now), to_db(lease_until));
-    let mut rows: Vec<Row> = on_backend!(conn, |c| Sql::with_ids(&sql)
-        .bind::<Text, _>(owner)
-        .bind::<Timestamp, _>(lease_until)
-        .bind::<Timestamp, _>(now)
-        .bind::<Timestamp, _>(now)
-        .bind_ids(&ids)
-        .load(c)?);
+    // The same four parameters first on either backend, then the ids.
+    macro_rules! claimed {
+        ($sql:expr) => {
+            Sql::new($sql.as_str())
+                .bind::<Text, _>(owner)
+                .bind::<Timestamp, _>(lease_until)
+                .bind::<Timestamp, _>(now)
+                .bind::<Timestamp, _>(now)
+        };
+    }
+    let mut rows: Vec<Row> = match conn {
+        DbConnection::Pg(c) => claimed!(PG)
+            .bind::<diesel::sql_types::Array<Text>, _>(&ids)
+            .load(c)?,
+        DbConnection::Sqlite(c) => claimed!(SQLITE).bind_ids(&ids).load(c)?,
+    };
     rows.sort_by_key(|r| r.due_at);
     Ok(rows)
 }

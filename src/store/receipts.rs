@@ -3,7 +3,7 @@
 //! per person and device whether a bleep was delivered, seen and answered.
 use super::events::{append_event, NewEvent};
 use super::schema::{delivery_receipts, outbox, push_subscriptions, staff};
-use super::sql::{load_by_ids, on_backend, Sql};
+use super::sql::{load_by_ids, on_backend, IdRow, Sql};
 use super::{from_db, to_db, DbConnection};
 use crate::domain::delivery::{silent, Delivery, Kind, SHOW_WITHIN};
 use crate::error::{AppError, AppResult};
@@ -122,20 +122,23 @@ fn cancel_texts(conn: &mut DbConnection, task_id: &str, staff_id: &str) -> AppRe
 
 /// Sends the texts waiting for this person on this task now: their push failed. A text
 /// already tried is left to its own retry time (a provider's `Retry-After` is honoured).
+/// The ids of the texts now due, for the workers to claim by id.
 pub fn text_now(
     conn: &mut DbConnection,
     task_id: &str,
     staff_id: &str,
     now: DateTime<Utc>,
-) -> AppResult<usize> {
+) -> AppResult<Vec<String>> {
     const NOW: &str = "UPDATE outbox SET due_at = ? \
-         WHERE task_id = ? AND recipient_id = ? AND kind = 'text' AND status = 'pending' AND attempts = 0 AND due_at > ?";
-    Ok(on_backend!(conn, |c| Sql::new(NOW)
+         WHERE task_id = ? AND recipient_id = ? AND kind = 'text' AND status = 'pending' AND attempts = 0 AND due_at > ? \
+         RETURNING id";
+    let rows: Vec<IdRow> = on_backend!(conn, |c| Sql::new(NOW)
         .bind::<Timestamp, _>(to_db(now))
         .bind::<Text, _>(task_id)
         .bind::<Text, _>(staff_id)
         .bind::<Timestamp, _>(to_db(now))
-        .execute(c)?))
+        .load(c)?);
+    Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
 /// Who has had each of these tasks on screen, as (task, person) pairs: for texts about to

@@ -159,6 +159,17 @@ impl TestApp {
         base
     }
 
+    /// Another instance that serves requests only, its tick and dispatcher not running: what
+    /// it queues is left for the other instances' dispatchers to find.
+    pub async fn another_instance_serving_only(&mut self) -> String {
+        let app = start(self.config.clone(), self.clock.clone()).await;
+        let base = format!("http://{}", app.addr);
+        self.others.push(app.handle());
+        let (server, _due) = app.serve_only();
+        tokio::spawn(server);
+        base
+    }
+
     /// Stops this instance (server, scheduler and dispatcher) and starts a fresh one on the
     /// same database: a restart.
     pub async fn restart_after(&mut self, down_for_secs: i64) {

@@ -287,3 +287,47 @@ async fn rows_waiting_in_both_old_outboxes_move_to_the_one_outbox() {
     assert_eq!(pending["last_error"], "record server answered 500");
     assert_eq!(pending["next_attempt_at"], "2026-11-26T01:21:00Z");
 }
+
+/// A raise's push goes at once from the instance that queued it (its dispatcher is rung with
+/// the row's id); one queued by an instance whose dispatcher is not running is found and
+/// sent by another instance's regular scan, within a few hundred milliseconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_queued_where_no_dispatcher_runs_is_sent_by_another_instance() {
+    use crate::escalation::{payload, register};
+    use crate::support::push_service::PushService;
+    let push = PushService::start().await;
+    let mut w = Ward::new().await;
+    let quiet = w.app.another_instance_serving_only().await;
+    let phone = push.new_subscription();
+    register(&w.app, &w.amy, &phone).await;
+    let mut raised = Vec::new();
+    for base in [quiet, w.app.base.clone()] {
+        let res = w
+            .app
+            .client
+            .post(format!("{base}/api/v1/tasks"))
+            .bearer_auth(&w.nurse.token)
+            .json(
+                &json!({ "nhs_number": NHS_1, "ward": WARD, "bed": "3", "category": "review",
+                           "description": "Review please", "priority": "stat", "assignee": w.fy1 }),
+            )
+            .send()
+            .await
+            .unwrap();
+        let (s, t) = read(res).await;
+        assert_eq!(s, 201, "{t}");
+        raised.push(t["id"].as_str().unwrap().to_string());
+        let got = push
+            .wait_for_received(raised.len(), std::time::Duration::from_secs(5))
+            .await;
+        assert_eq!(got.len(), raised.len(), "each raise's push arrives");
+    }
+    let mut pushed: Vec<String> = push
+        .received_for(&phone.endpoint)
+        .iter()
+        .map(|r| payload(r)["task_id"].as_str().unwrap().to_string())
+        .collect();
+    pushed.sort();
+    raised.sort();
+    assert_eq!(pushed, raised, "one push for each task, none twice");
+}
