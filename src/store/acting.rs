@@ -1,8 +1,10 @@
 //! What a status change reads before it decides, as one statement (one snapshot, one round
-//! trip): the task, its timeline with each actor's name and the assignee's, and whether the
-//! caller holds the bleep the task is assigned to. The change's answer is then that
-//! timeline and the change's own event (see `app::tasks::act_told`), with no read after the
-//! write; on PostgreSQL each of those reads was a round trip of its own.
+//! trip): the task, its timeline with each actor's name and the assignee's, whether the
+//! caller holds the bleep the task is assigned to, and, when the caller came with a staff
+//! token, who that is. The change's answer is then that timeline and the change's own event
+//! (see `app::tasks::act_told`), with no read after the write; on PostgreSQL each of those
+//! reads was a round trip of its own.
+use super::directory::{hash_token, staff_of, Staff};
 use super::events::{EventColumns, Story};
 use super::sql::{on_backend, Sql};
 use super::tasks::{TaskRow, COLUMNS};
@@ -13,6 +15,15 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Nullable, Text};
 use std::sync::LazyLock;
 
+/// Who is acting, as the read finds them.
+pub enum Who<'a> {
+    /// A member of staff already known, by id.
+    Id(&'a str),
+    /// Whoever holds this staff token (`bleepless staff token`) and is active: the read
+    /// checks it, and finds nothing at all when it is not one.
+    Token(&'a str),
+}
+
 /// A task about to be changed, as one statement read it.
 pub struct Acting {
     pub task: Task,
@@ -20,27 +31,37 @@ pub struct Acting {
     /// Does the caller hold, now, the on-call role the task is assigned to? (False for a
     /// task assigned to a person.)
     pub holds_its_bleep: bool,
+    /// The caller, as the statement read them.
+    pub caller: Option<Staff>,
 }
 
-/// Reads the task `id` for a status change by `who` (a staff id).
-pub fn load(conn: &mut DbConnection, id: &str, who: &str) -> AppResult<Acting> {
-    static READ: LazyLock<String> = LazyLock::new(|| {
-        let task: Vec<String> = COLUMNS
-            .split(',')
-            .map(|c| format!("t.{}", c.trim()))
-            .collect();
-        format!(
-            "SELECT {}, e.seq, e.at, e.actor_id, s.name AS actor_name, e.kind, \
-             e.from_status, e.to_status, e.detail, \
-             coalesce((SELECT name FROM oncall_roles WHERE id = t.assignee_role_id), \
-                      (SELECT name FROM staff WHERE id = t.assignee_staff_id)) AS assignee_name, \
-             EXISTS (SELECT 1 FROM role_holdings h WHERE h.role_id = t.assignee_role_id \
-                     AND h.staff_id = ? AND h.held_until IS NULL) AS holds_its_bleep \
-             FROM tasks t LEFT JOIN task_events e ON e.task_id = t.id \
-             LEFT JOIN staff s ON s.id = e.actor_id WHERE t.id = ? ORDER BY e.seq",
-            task.join(", ")
-        )
-    });
+/// The statement, with how it finds the caller (`c`) as the first parameter.
+fn read_as(caller: &str) -> String {
+    let task: Vec<String> = COLUMNS
+        .split(',')
+        .map(|c| format!("t.{}", c.trim()))
+        .collect();
+    format!(
+        "SELECT {}, e.seq, e.at, e.actor_id, s.name AS actor_name, e.kind, \
+         e.from_status, e.to_status, e.detail, \
+         coalesce((SELECT name FROM oncall_roles WHERE id = t.assignee_role_id), \
+                  (SELECT name FROM staff WHERE id = t.assignee_staff_id)) AS assignee_name, \
+         EXISTS (SELECT 1 FROM role_holdings h WHERE h.role_id = t.assignee_role_id \
+                 AND h.staff_id = c.id AND h.held_until IS NULL) AS holds_its_bleep, \
+         c.id AS caller_id, c.name AS caller_name, c.email AS caller_email, \
+         c.permissions AS caller_permissions, c.active AS caller_active \
+         FROM tasks t {caller} LEFT JOIN task_events e ON e.task_id = t.id \
+         LEFT JOIN staff s ON s.id = e.actor_id WHERE t.id = ? ORDER BY e.seq",
+        task.join(", ")
+    )
+}
+
+/// Reads the task `id` for a status change by `who`. Not found when there is no such task,
+/// or when `who` is a token that is no active member of staff's.
+pub fn load(conn: &mut DbConnection, id: &str, who: Who) -> AppResult<Acting> {
+    static BY_ID: LazyLock<String> = LazyLock::new(|| read_as("LEFT JOIN staff c ON c.id = ?"));
+    static BY_TOKEN: LazyLock<String> =
+        LazyLock::new(|| read_as("JOIN staff c ON c.token_hash = ? AND c.active"));
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(embed)]
@@ -51,14 +72,38 @@ pub fn load(conn: &mut DbConnection, id: &str, who: &str) -> AppResult<Acting> {
         assignee_name: Option<String>,
         #[diesel(sql_type = Bool)]
         holds_its_bleep: bool,
+        #[diesel(sql_type = Nullable<Text>)]
+        caller_id: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        caller_name: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        caller_email: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        caller_permissions: Option<String>,
+        #[diesel(sql_type = Nullable<Bool>)]
+        caller_active: Option<bool>,
     }
-    let rows: Vec<Row> = on_backend!(conn, |c| Sql::new(READ.as_str())
-        .bind::<Text, _>(who)
+    let (sql, key) = match who {
+        Who::Id(staff) => (BY_ID.as_str(), staff.to_string()),
+        Who::Token(token) => (BY_TOKEN.as_str(), hash_token(token)),
+    };
+    let rows: Vec<Row> = on_backend!(conn, |c| Sql::new(sql)
+        .bind::<Text, _>(key.as_str())
         .bind::<Text, _>(id)
         .load(c)?);
     let mut rows = rows.into_iter();
     let Some(first) = rows.next() else {
         return Err(AppError::NotFound(format!("no task with id {id}")));
+    };
+    let caller = match (first.caller_id, first.caller_name) {
+        (Some(id), Some(name)) => Some(staff_of(
+            id,
+            name,
+            first.caller_email,
+            first.caller_permissions.as_deref().unwrap_or_default(),
+            first.caller_active.unwrap_or(false),
+        )),
+        _ => None,
     };
     let (assignee_name, holds_its_bleep) = (first.assignee_name, first.holds_its_bleep);
     let task: Task = first.task.try_into()?;
@@ -73,5 +118,6 @@ pub fn load(conn: &mut DbConnection, id: &str, who: &str) -> AppResult<Acting> {
             assignee_name,
         },
         holds_its_bleep,
+        caller,
     })
 }

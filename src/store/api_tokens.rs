@@ -12,7 +12,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 /// Personal tokens start with this, so that a leaked one is recognisable.
-const PREFIX: &str = "blpt_";
+pub const PREFIX: &str = "blpt_";
 
 /// A token as its owner sees it in the list: never the token itself.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -63,14 +63,25 @@ struct StaffRow {
 
 impl From<StaffRow> for Staff {
     fn from(r: StaffRow) -> Self {
-        Staff {
-            id: r.id,
-            name: r.name,
-            email: r.email,
-            // Stored by us, so valid; an unreadable list grants nothing rather than failing.
-            roles: parse_permissions(&r.permissions).unwrap_or_default(),
-            active: r.active,
-        }
+        staff_of(r.id, r.name, r.email, &r.permissions, r.active)
+    }
+}
+
+/// A member of staff from their row's columns, however a statement read them.
+pub(super) fn staff_of(
+    id: String,
+    name: String,
+    email: Option<String>,
+    permissions: &str,
+    active: bool,
+) -> Staff {
+    Staff {
+        id,
+        name,
+        email,
+        // Stored by us, so valid; an unreadable list grants nothing rather than failing.
+        roles: parse_permissions(permissions).unwrap_or_default(),
+        active,
     }
 }
 

@@ -2,7 +2,7 @@
 //! the task and a button, because mail scanners open links by themselves; pressing it (POST)
 //! acknowledges. A link works once, for the person it was sent to, until it expires.
 use super::AppState;
-use crate::app::tasks::{self as commands, Command};
+use crate::app::tasks::{self as commands, Actor, Command};
 use crate::domain::{Category, Priority};
 use crate::error::{AppError, AppResult};
 use crate::store::schema::used_ack_links;
@@ -213,7 +213,13 @@ async fn ack_by_link(state: &AppState, token: &str) -> AppResult<super::api::Tas
                 .ok_or_else(|| {
                     AppError::Forbidden("this link's recipient is no longer active".into())
                 })?;
-            let told = commands::act_told(c, ctx, &claim.task, &who, Command::Acknowledge)?;
+            let told = commands::act_told(
+                c,
+                ctx,
+                &claim.task,
+                Actor::Known(&who),
+                Command::Acknowledge,
+            )?;
             tracing::info!(task_id = %claim.task, staff_id = %who.id, "acknowledged by link");
             super::api::told_view(c, told, now)
         })

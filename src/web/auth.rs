@@ -84,6 +84,15 @@ impl Credentials {
         }))
     }
 
+    /// The bearer token, when it is a staff token (`bleepless staff token`), not a personal
+    /// API token: a command may check it with its own first read (see `app::tasks::Actor`).
+    pub fn staff_token(&self) -> Option<&str> {
+        match &self.0 {
+            Credential::Bearer(t) if !t.starts_with(api_tokens::PREFIX) => Some(t),
+            _ => None,
+        }
+    }
+
     /// The active member of staff these credentials belong to, or why not.
     pub fn staff(&self, conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Staff> {
         match &self.0 {

@@ -225,3 +225,71 @@ async fn the_tokens_page_makes_shows_once_and_revokes() {
     assert_eq!(res.status().as_u16(), 403);
     let _ = hidden;
 }
+
+/// A status change checks its caller before anything else, whatever token they bring: a
+/// staff token is checked by the task's own read, a personal token in full. A token that is
+/// no one's is refused with why (401), whether or not the task exists, never told 404; a
+/// leaver's staff token stops at once, even on a task they hold.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_change_checks_its_caller_first_whatever_the_token() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let id = app.raised(&w.nurse.token, &w.fy1, json!({})).await;
+    for task in [id.as_str(), "no-such-task"] {
+        for token in ["not-a-real-token", "blpt_forged"] {
+            let (s, body) = app.act(task, "acknowledge", token, json!({})).await;
+            assert_eq!(s, 401, "{task} {token}: {body}");
+            assert!(body.to_string().contains("token is not valid"), "{body}");
+        }
+    }
+    let (s, body) = app
+        .act("no-such-task", "acknowledge", &w.amy.token, json!({}))
+        .await;
+    assert_eq!(s, 404, "{body}");
+
+    let (s, made) = app
+        .post(
+            "/api/v1/me/tokens",
+            &w.amy.token,
+            json!({ "name": "handover script", "days": 1 }),
+        )
+        .await;
+    assert_eq!(s, 201, "{made}");
+    let personal = made["token"].as_str().unwrap();
+    let (s, t) = app.act(&id, "acknowledge", personal, json!({})).await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["acknowledged_by"]["id"], w.amy.id.as_str());
+    let (s, t) = app.act(&id, "start", &w.amy.token, json!({})).await;
+    assert_eq!((s, t["status"].as_str()), (200, Some("in-progress")), "{t}");
+
+    let admin = app.staff("Sam Admin", "admin").await;
+    let leave = format!("/api/v1/staff/{}/deactivate", w.amy.id);
+    assert_eq!(app.post(&leave, &admin.token, json!({})).await.0, 200);
+    let done = json!({ "outcome": { "code": "done", "text": "Taken" } });
+    let (s, body) = app.act(&id, "complete", &w.amy.token, done).await;
+    assert_eq!(s, 401, "{body}");
+    let (_, t) = app
+        .get(&format!("/api/v1/tasks/{id}"), &w.nurse.token)
+        .await;
+    assert_eq!(
+        t["status"], "in-progress",
+        "nothing was written for the leaver"
+    );
+
+    // Inactive by any other way (a row edited by hand), the token stops as well.
+    let other = app.raised(&w.nurse.token, &w.fy1, json!({})).await;
+    let ben = w.ben.id.clone();
+    app.write(move |c, _| {
+        use bleepless::store::schema::staff;
+        use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+        diesel::update(staff::table.find(ben))
+            .set(staff::active.eq(false))
+            .execute(c)?;
+        Ok(())
+    })
+    .await;
+    let (s, body) = app
+        .act(&other, "acknowledge", &w.ben.token, json!({}))
+        .await;
+    assert_eq!(s, 401, "{body}");
+}
