@@ -7,9 +7,9 @@ use crate::domain::transition::{decide, Change, Decided, Refusal, WhoMay};
 use crate::domain::{Action, Assignee, NewTask, Permission, Status, Task};
 use crate::error::{AppError, AppResult};
 use crate::store::acting::{self, Acting, Who};
-use crate::store::directory::{self, Role, Staff};
+use crate::store::directory::{self, Lookup, Role, Staff};
 use crate::store::events::{self, Event, NewEvent, Person, Story};
-use crate::store::outbox::{self, NewDelivery};
+use crate::store::outbox::{self, Addressee, NewDelivery};
 use crate::store::tasks::Saved;
 use crate::store::{self, new_id, tasks, DbConnection};
 use serde_json::json;
@@ -18,9 +18,17 @@ use serde_json::json;
 /// staff id or a role's id or name.
 pub type Command = Change<String>;
 
-fn resolve_assignee(conn: &mut DbConnection, key: &str) -> AppResult<Assignee> {
+fn resolve_assignee(conn: &mut DbConnection, key: &str, ctx: &Ctx) -> AppResult<Assignee> {
     let key = assignee_key(key)?;
-    let found = directory::assignee_lookup(conn, None, key)?;
+    let found = directory::assignee_lookup(
+        conn,
+        Lookup {
+            ward: None,
+            key,
+            caller_token: None,
+            now: ctx.now,
+        },
+    )?;
     assignee_from(key, found.staff, found.role)
 }
 
@@ -84,36 +92,63 @@ fn first_notifications(
     ctx: &Ctx,
 ) -> AppResult<Vec<NewDelivery>> {
     let to = outbox::first_addressees(conn, &task.assignee, ctx.now)?;
+    Ok(notifications_to(task, &to, ctx))
+}
+
+/// The task's first notifications to `to`, whoever it reaches now.
+fn notifications_to(task: &Task, to: &[Addressee], ctx: &Ctx) -> Vec<NewDelivery> {
     if to.is_empty() {
         tracing::warn!(task_id = %task.id, "no one holds the bleep this task is for");
     }
     let mut rows = Vec::new();
-    outbox::notifications(task, &to, &ctx.policy, ctx.now, &mut rows);
-    Ok(rows)
+    outbox::notifications(task, to, &ctx.policy, ctx.now, &mut rows);
+    rows
 }
 
 /// Raises a task: writes it and its `raised` event, and queues its first notifications. It
 /// keeps itself whole (see `Store::whole_then_read`): it reads, then writes one statement,
 /// or, when no one can be notified, its writes and the escalation in one transaction.
 pub fn raise(conn: &mut DbConnection, ctx: &Ctx, by: &Staff, new: NewTask) -> AppResult<Task> {
-    Ok(raise_told(conn, ctx, by, new)?.0)
+    Ok(raise_told(conn, ctx, Actor::Known(by), new)?.0)
 }
 
 /// [`raise`], answering too with the new task's story, told without reading it back: its
-/// `raised` event by `by`, and the assignee's name as the raise looked it up. `None` when
-/// the task went on up its chain at once (everyone it is for was busy).
+/// `raised` event by its raiser, and the assignee's name as the raise looked it up. `None`
+/// when the task went on up its chain at once (everyone it is for was busy).
+///
+/// Its reads are one statement (`directory::assignee_lookup`): the ward, the assignee, who
+/// the task reaches now and, for a staff token, the raiser.
 pub fn raise_told(
     conn: &mut DbConnection,
     ctx: &Ctx,
-    by: &Staff,
+    actor: Actor,
     new: NewTask,
 ) -> AppResult<(Task, Option<Story>)> {
+    // A task raised a second after a shift boundary reaches the incoming holder, even if
+    // the tick has not run since: who holds the bleep is read after this.
+    super::rota::catch_up_in_passing(conn, ctx)?;
+    let caller_token = match &actor {
+        Actor::Token { token, .. } => Some(*token),
+        Actor::Known(_) => None,
+    };
+    let lookup = Lookup {
+        ward: Some(&new.ward),
+        key: new.assignee.trim(),
+        caller_token,
+        now: ctx.now,
+    };
+    let mut found = directory::assignee_lookup(conn, lookup)?;
+    let by = match (&actor, found.caller.take()) {
+        (Actor::Known(by), _) => (*by).clone(),
+        (Actor::Token { .. }, Some(by)) => by,
+        (Actor::Token { .. }, None) => actor.checked(conn)?,
+    };
+    let by = &by;
     if !by.can(Permission::Coordinator) {
         return Err(AppError::Forbidden(
             "only coordinators may raise tasks".into(),
         ));
     }
-    let found = directory::assignee_lookup(conn, Some(&new.ward), new.assignee.trim())?;
     if !found.ward_known {
         let known = directory::list_wards(conn)?;
         return Err(AppError::Unprocessable(format!(
@@ -131,15 +166,12 @@ pub fn raise_told(
         (None, r) => r.as_ref().map(|r| r.name.clone()),
     };
     let assignee = assignee_from(assignee_key(&new.assignee)?, found.staff, found.role)?;
-    // A task raised a second after a shift boundary reaches the incoming holder, even if
-    // the tick has not run since.
-    super::rota::catch_up_in_passing(conn, ctx)?;
     let task = Task::raised(new_id(), new, assignee, &by.id, ctx.now, &ctx.policy);
     let story = Story {
         events: vec![NewEvent::raised(&task).told(1, task.raised_at, Some(person(by)))],
         assignee_name,
     };
-    let first = first_notifications(conn, &task, ctx)?;
+    let first = notifications_to(&task, &found.reached, ctx);
     if !first.is_empty() {
         // The usual raise: one statement on PostgreSQL (see `store::raised::write`).
         store::raised::write(conn, &task, &first)?;
@@ -322,7 +354,7 @@ pub fn act_told(
     };
     // Whoever holds the bleep by the rota now may act, even before the next tick.
     super::rota::catch_up_in_passing(conn, ctx)?;
-    let change = command.resolve(|to| resolve_assignee(conn, &to))?;
+    let change = command.resolve(|to| resolve_assignee(conn, &to, ctx))?;
     for _attempt in 0..5 {
         let (read, who) = read_for(conn, id, &actor, &known)?;
         let Acting {

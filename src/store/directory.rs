@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 mod lookup;
 use lookup::names_by_id;
-pub use lookup::{assignee_lookup, names, AssigneeLookup};
+pub use lookup::{assignee_lookup, names, AssigneeLookup, Lookup};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Staff {

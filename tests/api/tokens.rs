@@ -293,3 +293,42 @@ async fn a_status_change_checks_its_caller_first_whatever_the_token() {
         .await;
     assert_eq!(s, 401, "{body}");
 }
+
+/// A raise checks its caller the same way: a staff token with the raise's own lookup, a
+/// personal token in full; a token that is no one's is a 401 even when the raise names an
+/// unknown ward or assignee, and a doctor's token may not raise (403).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_raise_checks_its_caller_first_whatever_the_token() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    for token in ["not-a-real-token", "blpt_forged"] {
+        for over in [
+            json!({}),
+            json!({ "ward": "No Such Ward" }),
+            json!({ "bed": "" }),
+        ] {
+            let (s, body) = app.raise(token, &w.fy1, over.clone()).await;
+            assert_eq!(s, 401, "{token} {over}: {body}");
+            assert!(body.to_string().contains("token is not valid"), "{body}");
+        }
+    }
+    let (s, body) = app.raise(&w.amy.token, &w.fy1, json!({})).await;
+    assert_eq!(s, 403, "{body}");
+    let (s, made) = app
+        .post(
+            "/api/v1/me/tokens",
+            &w.nurse.token,
+            json!({ "name": "ward script", "days": 1 }),
+        )
+        .await;
+    assert_eq!(s, 201, "{made}");
+    let (s, t) = app
+        .raise(made["token"].as_str().unwrap(), &w.fy1, json!({}))
+        .await;
+    assert_eq!(s, 201, "{t}");
+    assert_eq!(t["raised_by"]["id"], w.nurse.id.as_str());
+    let (s, t) = app.raise(&w.nurse.token, &w.fy1, json!({})).await;
+    assert_eq!(s, 201, "{t}");
+    assert_eq!(t["raised_by"]["name"], "Sister Grace Okafor");
+    assert_eq!(t["timeline"][0]["actor"]["id"], w.nurse.id.as_str());
+}

@@ -2,6 +2,7 @@
 use super::views::{one_view, raised_view, told_view, views};
 use super::views::{Comments, TaskList, TaskView};
 use crate::app::tasks::{self as commands, Actor, Command};
+use crate::app::Ctx;
 use crate::domain::task::{required_text, MAX_BED, MAX_DESCRIPTION, MAX_TEXT};
 use crate::domain::timeline::Event;
 use crate::domain::Action;
@@ -67,6 +68,36 @@ impl RaiseBody {
     }
 }
 
+/// Runs a task's command as the caller. With a staff token the command's own first read
+/// checks it (see [`Actor`]: a statement fewer); any other credentials are checked first.
+/// An input that is not valid is answered after the credentials are checked, so a caller
+/// who may not act learns nothing more.
+fn as_caller<I, T>(
+    c: &mut DbConnection,
+    ctx: &Ctx,
+    auth: &Credentials,
+    input: AppResult<I>,
+    command: impl FnOnce(&mut DbConnection, Actor, I) -> AppResult<T>,
+) -> AppResult<T> {
+    let input = match input {
+        Ok(input) => input,
+        Err(e) => {
+            auth.staff(c, ctx.now)?;
+            return Err(e);
+        }
+    };
+    let Some(token) = auth.staff_token() else {
+        let staff = auth.staff(c, ctx.now)?;
+        return command(c, Actor::Known(&staff), input);
+    };
+    let otherwise = |c: &mut DbConnection| auth.staff(c, ctx.now);
+    let actor = Actor::Token {
+        token,
+        otherwise: &otherwise,
+    };
+    command(c, actor, input)
+}
+
 /// Raises a task: it is assigned, notified and escalated until someone acknowledges it.
 #[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
     request_body = RaiseBody,
@@ -88,8 +119,9 @@ pub(super) async fn raise_task(
         .app
         .run_whole_then_read(
             move |c, ctx| {
-                let staff = auth.staff(c, ctx.now)?;
-                commands::raise_told(c, ctx, &staff, new?)
+                as_caller(c, ctx, &auth, new, |c, by, new| {
+                    commands::raise_told(c, ctx, by, new)
+                })
             },
             move |c, told| raised_view(c, told, now),
         )
@@ -386,25 +418,9 @@ pub(super) async fn act_on_task(
         .app
         .run_whole_then_read(
             move |c, ctx| {
-                let cmd = match cmd {
-                    Ok(cmd) => cmd,
-                    Err(e) => {
-                        // Checked after the credentials, as above.
-                        auth.staff(c, ctx.now)?;
-                        return Err(e);
-                    }
-                };
-                let Some(token) = auth.staff_token() else {
-                    let staff = auth.staff(c, ctx.now)?;
-                    return commands::act_told(c, ctx, &id, Actor::Known(&staff), cmd);
-                };
-                // A staff token is checked by the task's own read (one statement fewer).
-                let otherwise = |c: &mut DbConnection| auth.staff(c, ctx.now);
-                let actor = Actor::Token {
-                    token,
-                    otherwise: &otherwise,
-                };
-                commands::act_told(c, ctx, &id, actor, cmd)
+                as_caller(c, ctx, &auth, cmd, |c, by, cmd| {
+                    commands::act_told(c, ctx, &id, by, cmd)
+                })
             },
             move |c, told| told_view(c, told, now),
         )
