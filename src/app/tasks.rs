@@ -302,35 +302,23 @@ fn read_for(
     actor: &Actor,
     known: &Option<Staff>,
 ) -> AppResult<(Acting, Staff)> {
-    let token = match (known, actor) {
-        (Some(who), _) => return Ok((acting::load(conn, id, Who::Id(&who.id))?, who.clone())),
-        (None, Actor::Known(who)) => {
-            return Ok((acting::load(conn, id, Who::Id(&who.id))?, (*who).clone()))
+    if let (None, Actor::Token { token, .. }) = (known, actor) {
+        match acting::load(conn, id, Who::Token(token)) {
+            Ok(mut read) => {
+                if let Some(who) = read.caller.take() {
+                    return Ok((read, who));
+                }
+            }
+            // No task, or no one's token: which one, the full check and a read by id tell.
+            Err(AppError::NotFound(_)) => {}
+            Err(e) => return Err(e),
         }
-        (None, Actor::Token { token, .. }) => token,
-    };
-    match acting::load(conn, id, Who::Token(token)) {
-        Ok(Acting {
-            caller: Some(who),
-            task,
-            story,
-            holds_its_bleep,
-        }) => {
-            let read = Acting {
-                task,
-                story,
-                holds_its_bleep,
-                caller: None,
-            };
-            Ok((read, who))
-        }
-        // No task, or no one's token: which one, the full check and a read by id tell.
-        Ok(_) | Err(AppError::NotFound(_)) => {
-            let who = actor.checked(conn)?;
-            Ok((acting::load(conn, id, Who::Id(&who.id))?, who))
-        }
-        Err(e) => Err(e),
     }
+    let who = match known {
+        Some(who) => who.clone(),
+        None => actor.checked(conn)?,
+    };
+    Ok((acting::load(conn, id, Who::Id(&who.id))?, who))
 }
 
 /// [`act`], answering too with the task's story as the change left it, when that can be told
