@@ -44,6 +44,34 @@
   show();
   if (!target) return;
 
+  // Keep what someone chose or typed and left (an outcome picked, a reason half-written):
+  // a refresh must not put a field back to its default, or "Could not be done" would be
+  // sent as the first choice, "Done". Fields are known by their id, or card and name.
+  const fieldKey = (f) => f.id || `${f.closest('[id]')?.id}|${f.form?.getAttribute('action')}|${f.name}|${f.type === 'radio' ? f.value : ''}`;
+  function choices() {
+    const kept = new Map();
+    for (const f of target.querySelectorAll('input, select, textarea')) {
+      if (!f.name || f.type === 'hidden') continue;
+      if (f.type === 'checkbox' || f.type === 'radio') {
+        if (f.checked !== f.defaultChecked) kept.set(fieldKey(f), { checked: f.checked });
+      } else if (f.tagName === 'SELECT') {
+        if ([...f.options].some((o) => o.selected !== o.defaultSelected)) kept.set(fieldKey(f), { value: f.value });
+      } else if (f.value !== f.defaultValue) {
+        kept.set(fieldKey(f), { value: f.value });
+      }
+    }
+    return kept;
+  }
+  function restore(kept) {
+    if (!kept.size) return;
+    for (const f of target.querySelectorAll('input, select, textarea')) {
+      const was = kept.get(fieldKey(f));
+      if (!was) continue;
+      if ('checked' in was) f.checked = was.checked;
+      else if (f.tagName !== 'SELECT' || [...f.options].some((o) => o.value === was.value)) f.value = was.value;
+    }
+  }
+
   let busy = false, again = false;
   async function refresh() {
     if (busy) { again = true; return; }
@@ -60,8 +88,10 @@
           // Keep open what someone opened (Complete, Decline, Thread): a refresh must not shut it.
           const key = (d) => `${d.closest('[id]')?.id}|${d.querySelector('summary')?.textContent.trim().split(' ')[0]}`;
           const open = new Set([...target.querySelectorAll('details[open]')].map(key));
+          const chosen = choices();
           target.innerHTML = html;
           for (const d of target.querySelectorAll('details')) if (open.has(key(d))) d.open = true;
+          restore(chosen);
           document.dispatchEvent(new CustomEvent('bleepless:refreshed'));
         }
       }

@@ -104,6 +104,13 @@ test('a clinician completes with an outcome code alone; "could not be done" asks
   await card.locator('summary', { hasText: 'Complete' }).click();
   await checkPage(page, 'my bleeps, complete open', { phone: true });
   await card.locator('select[name=outcome_code]').selectOption('unable');
+  // The list refreshes under the doctor's thumb (another change came in): what they chose stays.
+  await page.evaluate(() => new Promise((done) => {
+    document.activeElement?.blur();
+    document.addEventListener('bleepless:refreshed', done, { once: true });
+    window.bleeplessRefresh();
+  }));
+  assert.equal(await card.locator('select[name=outcome_code]').inputValue(), 'unable');
   // Not done: the page that says why is written in place (the press went by fetch).
   await card.locator('button.primary').click();
   await page.waitForFunction(() => /needs a few words/.test(document.body.textContent));
