@@ -91,9 +91,10 @@ impl App {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection, &Ctx) -> AppResult<T> + Send + 'static,
     {
+        let lease = self.doorbell.lease(ctx.now);
         let out = self
             .store
-            .write(move |c| outbox::queued_by(|| command(c, &ctx)))
+            .write(move |c| outbox::queued_by(lease, || command(c, &ctx)))
             .await;
         self.woken(out)
     }
@@ -116,10 +117,11 @@ impl App {
         G: FnOnce(&mut DbConnection, T) -> AppResult<V> + Send + 'static,
     {
         let ctx = self.ctx();
+        let lease = self.doorbell.lease(ctx.now);
         let out = self
             .store
             .whole_then_read(
-                move |c| outbox::queued_by(|| command(c, &ctx)),
+                move |c| outbox::queued_by(lease, || command(c, &ctx)),
                 |c, (t, queued)| read(c, t).map(|v| (v, queued)),
             )
             .await;

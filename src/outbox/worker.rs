@@ -142,6 +142,7 @@ impl Worker {
     /// send runs on its own and records its own outcome, so a hanging endpoint holds up
     /// nothing but itself (and only until its timeout).
     pub async fn run(self, doorbell: Arc<Doorbell>) {
+        doorbell.served_by(&self.owner, self.config.lease);
         let me = Arc::new(self);
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         // Outcomes are written by one recorder, many to a transaction, as they come in.
@@ -161,6 +162,7 @@ impl Worker {
                     doorbell.ring(outbox::Queued {
                         any: !due.is_empty(),
                         due,
+                        leased: Vec::new(),
                     });
                 }
             })
@@ -180,10 +182,13 @@ impl Worker {
             last_claim = tokio::time::Instant::now();
             let scan_due =
                 doorbell.scan_asked() || last_scan.is_none_or(|t| t.elapsed() >= SCAN_EVERY);
-            let rung = if scan_due {
-                Vec::new()
-            } else {
-                doorbell.take(free)
+            let leased = match scan_due {
+                true => Vec::new(),
+                false => doorbell.take_leased(free),
+            };
+            let rung = match scan_due || !leased.is_empty() {
+                true => Vec::new(),
+                false => doorbell.take(free),
             };
             let claimed = if scan_due {
                 let claimed = me.claim(Claim::Due(free as i64)).await;
@@ -191,6 +196,8 @@ impl Worker {
                 let full = claimed.as_ref().is_ok_and(|jobs| jobs.len() >= free);
                 last_scan = (!full).then(tokio::time::Instant::now);
                 claimed
+            } else if !leased.is_empty() {
+                me.jobs_of(me.still_held(leased)).await
             } else if !rung.is_empty() {
                 me.claim(Claim::Rung(rung)).await
             } else {
@@ -262,6 +269,22 @@ impl Worker {
             })
             .await?;
         self.jobs_of(rows).await
+    }
+
+    /// Of rows written leased to this instance, those to send now: all but any that waited
+    /// here so long that less than half their lease is left, which could run out while
+    /// they are sent and let another instance send them too. Those are left to a scan,
+    /// which takes them once their lease has run out.
+    fn still_held(&self, rows: Vec<Row>) -> Vec<Row> {
+        let half = Duration::from_std(self.config.lease / 2).unwrap_or(Duration::MAX);
+        let cutoff = crate::store::to_db(self.clock.now() + half);
+        let (held, late): (Vec<Row>, Vec<Row>) = rows
+            .into_iter()
+            .partition(|r| r.lease_until.is_some_and(|until| until >= cutoff));
+        for row in late {
+            tracing::warn!(task_id = %row.task_id, delivery = %row.id, "a delivery waited past half its lease; left to the next instance's scan after it runs out");
+        }
+        held
     }
 
     /// What to send for each claimed row.

@@ -39,6 +39,9 @@ pub struct NewDelivery {
     attempts: i32,
     due_at: NaiveDateTime,
     created_at: NaiveDateTime,
+    /// Set when the row is written already leased to its instance (see [`Lease`]).
+    lease_owner: Option<String>,
+    lease_until: Option<NaiveDateTime>,
 }
 
 impl NewDelivery {
@@ -56,6 +59,37 @@ impl NewDelivery {
             attempts: 0,
             due_at: to_db(now),
             created_at: to_db(now),
+            lease_owner: None,
+            lease_until: None,
+        }
+    }
+
+    /// Due at once, waiting, and not a text (a text is written only if none is queued
+    /// for that person and task yet, so it may not be written at all): a row that a lease
+    /// may take as it is written.
+    fn leasable(&self) -> bool {
+        self.status == Delivery::Pending.code()
+            && self.due_at <= self.created_at
+            && self.kind != Kind::Text.code()
+    }
+
+    /// The row as a claim of it would have returned it.
+    fn claimed(&self) -> Row {
+        Row {
+            id: self.id.clone(),
+            kind: self.kind.to_string(),
+            destination: self.destination.clone(),
+            task_id: self.task_id.clone(),
+            task_version: self.task_version,
+            level: self.level,
+            recipient_id: self.recipient_id.clone(),
+            status: self.status.to_string(),
+            attempts: self.attempts,
+            due_at: self.due_at,
+            last_error: None,
+            created_at: self.created_at,
+            sent_at: None,
+            lease_until: self.lease_until,
         }
     }
 }
@@ -157,6 +191,8 @@ pub fn notice_opening(
         attempts: 0,
         due_at: to_db(now),
         created_at: to_db(now),
+        lease_owner: None,
+        lease_until: None,
         id,
     });
 }
@@ -180,10 +216,10 @@ pub fn for_the_record(
 /// Writes rows, many to a statement. A text already queued for that person and task is
 /// left as it is (an escalation reaches the same person again).
 pub fn insert(conn: &mut DbConnection, rows: &[NewDelivery]) -> AppResult<usize> {
-    note_queued(rows);
+    let rows = queue(rows);
     let text = Kind::Text.code();
     if rows.iter().all(|r| r.kind != text) {
-        return insert_many(conn, rows);
+        return insert_many(conn, &rows);
     }
     let (texts, others): (Vec<NewDelivery>, Vec<NewDelivery>) =
         rows.iter().cloned().partition(|r| r.kind == text);
@@ -200,16 +236,52 @@ pub fn insert(conn: &mut DbConnection, rows: &[NewDelivery]) -> AppResult<usize>
 thread_local! {
     /// What work on this thread queued since [`queued_by`] last asked.
     static QUEUED: std::cell::RefCell<Queued> = const {
-        std::cell::RefCell::new(Queued { any: false, due: Vec::new() })
+        std::cell::RefCell::new(Queued { any: false, due: Vec::new(), leased: Vec::new() })
     };
+    /// The lease the command running on this thread gives the rows it queues that are due
+    /// at once (see [`queued_by`]).
+    static LEASE: std::cell::RefCell<Option<Lease>> = const { std::cell::RefCell::new(None) };
 }
 
-/// What a command queued for the outbox workers: whether anything, and the ids of the rows
-/// due at once, for its instance's workers to claim by id (see [`Doorbell`]).
+/// What a command queued for the outbox workers: whether anything, the ids of the rows
+/// due at once, for its instance's workers to claim by id (see [`Doorbell`]), and the rows
+/// it wrote already leased to its instance, which they send without a claim.
 #[derive(Default)]
 pub struct Queued {
     pub any: bool,
     pub due: Vec<String>,
+    pub leased: Vec<Row>,
+}
+
+/// A lease given to rows as they are written: the instance whose dispatcher sends them,
+/// and until when no other instance may take them. It is what that dispatcher's claim
+/// would have written a few milliseconds later, without the claim's statement.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub until: DateTime<Utc>,
+}
+
+/// The rows, those due at once leased if the running command gives a lease.
+fn leased(rows: &[NewDelivery]) -> std::borrow::Cow<'_, [NewDelivery]> {
+    use std::borrow::Cow;
+    LEASE.with_borrow(|lease| match lease {
+        Some(lease) if rows.iter().any(NewDelivery::leasable) => Cow::Owned(
+            rows.iter()
+                .map(|r| match r.leasable() {
+                    true => NewDelivery {
+                        status: Delivery::Sending.code(),
+                        attempts: r.attempts + 1,
+                        lease_owner: Some(lease.owner.clone()),
+                        lease_until: Some(to_db(lease.until)),
+                        ..r.clone()
+                    },
+                    false => r.clone(),
+                })
+                .collect(),
+        ),
+        _ => Cow::Borrowed(rows),
+    })
 }
 
 fn note_queued(rows: &[NewDelivery]) {
@@ -218,21 +290,30 @@ fn note_queued(rows: &[NewDelivery]) {
     }
     QUEUED.with_borrow_mut(|q| {
         q.any = true;
-        let due = rows.iter().filter(|r| r.due_at <= r.created_at);
-        q.due.extend(due.map(|r| r.id.clone()));
+        for r in rows {
+            if r.lease_owner.is_some() {
+                q.leased.push(r.claimed());
+            } else if r.due_at <= r.created_at {
+                q.due.push(r.id.clone());
+            }
+        }
     });
 }
 
 /// Runs a command and says what it queued for the outbox workers, so that they are woken
 /// only for work (a claim that finds nothing is a statement for nothing: after an
 /// acknowledgement or a completion, most of the time), and claim by id what is due at once.
-pub fn queued_by<T>(command: impl FnOnce() -> AppResult<T>) -> AppResult<(T, Queued)> {
+/// With a `lease` (its instance's dispatcher runs: [`Doorbell::lease`]), the rows due at
+/// once are written already leased to that dispatcher, which sends them with no claim.
+pub fn queued_by<T>(
+    lease: Option<Lease>,
+    command: impl FnOnce() -> AppResult<T>,
+) -> AppResult<(T, Queued)> {
     QUEUED.take();
+    LEASE.set(lease);
     let out = command();
-    let mut queued = QUEUED.take();
-    // A row is noted by each layer that writes it (`insert`, then the one statement).
-    queued.due.sort_unstable();
-    queued.due.dedup();
+    LEASE.take();
+    let queued = QUEUED.take();
     out.map(|t| (t, queued))
 }
 
@@ -241,29 +322,66 @@ pub fn queued_by<T>(command: impl FnOnce() -> AppResult<T>) -> AppResult<(T, Que
 /// scan for everything due reads past every row the index still holds for rows already
 /// sent or stopped), and a wake-up. Rows queued by other instances or by the command line,
 /// retries, fallbacks and lapsed leases are found by the workers' regular scan.
+///
+/// While this instance's dispatcher runs ([`Doorbell::served_by`]), its commands write the
+/// rows due at once already leased to it ([`Doorbell::lease`]) and hand it the rows
+/// themselves: no claim at all. Should the instance stop before sending them, their lease
+/// runs out and another instance's scan takes them, as it would rows claimed and not sent.
 #[derive(Default)]
 pub struct Doorbell {
     rung: tokio::sync::Notify,
     due: std::sync::Mutex<Vec<String>>,
+    leased: std::sync::Mutex<Vec<Row>>,
+    /// The dispatcher that takes leased rows: its name in leases, and their length.
+    dispatcher: std::sync::OnceLock<(String, std::time::Duration)>,
     /// Whether a scan for everything due was asked for since the workers last looked.
     scan: std::sync::atomic::AtomicBool,
 }
 
 /// The most ids a doorbell holds: past it (no worker is taking them, or a burst outran
-/// them) new ones are left to the scan.
+/// them) new ones are left to the scan. Past as many leased rows, commands stop leasing.
 const DOORBELL_HOLDS: usize = 20_000;
 
 impl Doorbell {
-    /// Tells the workers what a command queued (nothing if it queued nothing).
+    /// Says that this instance's dispatcher runs, named `owner` in leases of `length`: from
+    /// now on its commands lease what they queue due at once to it.
+    pub fn served_by(&self, owner: &str, length: std::time::Duration) {
+        let _ = self.dispatcher.set((owner.to_string(), length));
+    }
+
+    /// The lease a command starting `now` gives the rows it queues due at once: none when
+    /// no dispatcher runs here, or while it is this far behind.
+    pub fn lease(&self, now: DateTime<Utc>) -> Option<Lease> {
+        let (owner, length) = self.dispatcher.get()?;
+        let held = self.leased.lock().unwrap_or_else(|e| e.into_inner()).len();
+        (held < DOORBELL_HOLDS).then(|| Lease {
+            owner: owner.clone(),
+            until: now + chrono::Duration::from_std(*length).unwrap_or(chrono::Duration::MAX),
+        })
+    }
+
+    /// Tells the workers what a command queued (nothing if it queued nothing). Leased rows
+    /// are all kept: they are this instance's to send.
     pub fn ring(&self, queued: Queued) {
         if !queued.any {
             return;
+        }
+        if !queued.leased.is_empty() {
+            let mut leased = self.leased.lock().unwrap_or_else(|e| e.into_inner());
+            leased.extend(queued.leased);
         }
         let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
         let room = DOORBELL_HOLDS.saturating_sub(due.len());
         due.extend(queued.due.into_iter().take(room));
         drop(due);
         self.rung.notify_one();
+    }
+
+    /// Up to `n` of the rows written leased to this instance, oldest first.
+    pub fn take_leased(&self, n: usize) -> Vec<Row> {
+        let mut leased = self.leased.lock().unwrap_or_else(|e| e.into_inner());
+        let n = n.min(leased.len());
+        leased.drain(..n).collect()
     }
 
     /// Wakes the workers to scan for everything due.
@@ -308,15 +426,23 @@ fn insert_many(conn: &mut DbConnection, rows: &[NewDelivery]) -> AppResult<usize
 /// `INSERT INTO outbox … SELECT * FROM unnest(…)`, one array a column, bound by
 /// [`bind_rows`].
 pub(super) const INSERT_UNNEST: &str = "INSERT INTO outbox (id, kind, destination, dedupe_key, \
-     task_id, task_version, level, recipient_id, status, attempts, due_at, created_at) \
+     task_id, task_version, level, recipient_id, status, attempts, due_at, created_at, \
+     lease_owner, lease_until) \
      SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], \
-     ?::int8[], ?::int4[], ?::text[], ?::text[], ?::int4[], ?::timestamp[], ?::timestamp[])";
+     ?::int8[], ?::int4[], ?::text[], ?::text[], ?::int4[], ?::timestamp[], ?::timestamp[], \
+     ?::text[], ?::timestamp[])";
 
-/// Binds the rows as [`INSERT_UNNEST`]'s arrays, and counts them as queued (see
-/// [`queued_by`]).
+/// Rows as they are to be written ([`leased`] where the command gives a lease), noted as
+/// queued (see [`queued_by`]); for a writer that binds them itself ([`bind_rows`]).
+pub(super) fn queue(rows: &[NewDelivery]) -> std::borrow::Cow<'_, [NewDelivery]> {
+    let rows = leased(rows);
+    note_queued(&rows);
+    rows
+}
+
+/// Binds the rows as [`INSERT_UNNEST`]'s arrays.
 pub(super) fn bind_rows<'a>(sql: Sql<'a, Pg>, rows: &'a [NewDelivery]) -> Sql<'a, Pg> {
     use diesel::sql_types::{Array, BigInt, Integer};
-    note_queued(rows);
     let text = |f: fn(&NewDelivery) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
     sql.bind::<Array<Text>, _>(text(|r| &r.id))
         .bind::<Array<Text>, _>(text(|r| r.kind))
@@ -334,6 +460,14 @@ pub(super) fn bind_rows<'a>(sql: Sql<'a, Pg>, rows: &'a [NewDelivery]) -> Sql<'a
         .bind::<Array<Integer>, _>(rows.iter().map(|r| r.attempts).collect::<Vec<_>>())
         .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.due_at).collect::<Vec<_>>())
         .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            rows.iter()
+                .map(|r| r.lease_owner.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Timestamp>>, _>(
+            rows.iter().map(|r| r.lease_until).collect::<Vec<_>>(),
+        )
 }
 
 /// Why a notification was not sent after all.
@@ -382,10 +516,12 @@ pub struct Row {
     pub last_error: Option<String>,
     pub created_at: NaiveDateTime,
     pub sent_at: Option<NaiveDateTime>,
+    /// Until when the instance sending it holds it.
+    pub lease_until: Option<NaiveDateTime>,
 }
 
 const COLUMNS: &str = "id, kind, destination, task_id, task_version, level, recipient_id, \
-                       status, attempts, due_at, last_error, created_at, sent_at";
+                       status, attempts, due_at, last_error, created_at, sent_at, lease_until";
 
 /// Rows ready to send: waiting and due, or claimed by an instance whose lease ran out.
 /// Both parameters are the time now. `status` is how to name the status column (see

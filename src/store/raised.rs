@@ -36,9 +36,10 @@ pub fn write(conn: &mut DbConnection, task: &Task, notifications: &[NewDelivery]
             return Ok(());
         }
     };
+    let notifications = outbox::queue(notifications);
     let sql =
         tasks::bind_new(Sql::new(ONE_STATEMENT.as_str()), task).bind::<Text, _>(task.id.as_str());
     let sql = events::bind_event(sql, task.raised_at, &NewEvent::raised(task));
-    outbox::bind_rows(sql, notifications).execute(c)?;
+    outbox::bind_rows(sql, &notifications).execute(c)?;
     Ok(())
 }

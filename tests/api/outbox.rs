@@ -331,3 +331,102 @@ async fn a_push_queued_where_no_dispatcher_runs_is_sent_by_another_instance() {
     raised.sort();
     assert_eq!(pushed, raised, "one push for each task, none twice");
 }
+
+/// While an instance's dispatcher runs, its commands write the deliveries due at once
+/// already leased to it, as its claim would have a few milliseconds later, and hand it the
+/// rows themselves: no claim statement, and no other instance can take them meanwhile.
+/// Should the instance stop before sending, the lease runs out and another instance's scan
+/// takes them. Without a running dispatcher the rows wait to be claimed, as before.
+#[tokio::test]
+async fn deliveries_due_at_once_are_written_leased_to_the_running_dispatcher() {
+    use bleepless::app::App;
+    use bleepless::clock::Clock;
+    use bleepless::domain::task::Policy;
+    use bleepless::store::outbox;
+    use bleepless::store::schema::outbox as table;
+    use diesel::prelude::*;
+    let app = TestApp::spawn_draining(|_| {}).await;
+    let amy = app.staff("Amy Patel", "clinician").await;
+    let now = app.clock.now();
+    let lease = std::time::Duration::from_secs(120);
+    let queue = |served: bool| {
+        let command = App::new(
+            app.store.clone(),
+            std::sync::Arc::new(app.clock.clone()),
+            Policy::default(),
+        );
+        if served {
+            command.doorbell.served_by("instance-a", lease);
+        }
+        let to = amy.id.clone();
+        async move {
+            let id = command
+                .run(move |c, ctx| {
+                    let mut rows = Vec::new();
+                    outbox::notice(&to, "Rota", "You hold a new bleep", ctx.now, &mut rows);
+                    outbox::insert(c, &rows)?;
+                    Ok(rows.len())
+                })
+                .await
+                .unwrap();
+            assert_eq!(id, 1);
+            let leased = command.doorbell.take_leased(10);
+            let rung = command.doorbell.take(10);
+            (leased, rung)
+        }
+    };
+    let state = |id: String| {
+        app.write(move |c, _| {
+            Ok(table::table
+                .find(&id)
+                .select((table::status, table::lease_owner, table::attempts))
+                .first::<(String, Option<String>, i32)>(c)?)
+        })
+    };
+
+    let (leased, rung) = queue(true).await;
+    assert!(rung.is_empty(), "nothing left to claim");
+    let [row] = &leased[..] else {
+        panic!("one row handed over, got {}", leased.len())
+    };
+    let written = state(row.id.clone()).await;
+    assert_eq!(
+        written,
+        ("sending".to_string(), Some("instance-a".to_string()), 1),
+        "written as a claim by instance-a would have left it"
+    );
+    assert_eq!((row.status.as_str(), row.attempts), ("sending", 1));
+    assert_eq!(
+        row.lease_until,
+        Some(bleepless::store::to_db(
+            now + chrono::Duration::seconds(120)
+        ))
+    );
+    let claim = |at: chrono::DateTime<chrono::Utc>| {
+        app.write(move |c, _| {
+            outbox::claim(c, "instance-b", at, at + chrono::Duration::seconds(120), 10)
+        })
+    };
+    assert!(
+        claim(now).await.is_empty(),
+        "no other instance takes a leased row"
+    );
+    let later = now + chrono::Duration::seconds(121);
+    let taken = claim(later).await;
+    assert_eq!(
+        taken
+            .iter()
+            .map(|r| (&r.id, r.attempts))
+            .collect::<Vec<_>>(),
+        [(&row.id, 2)],
+        "once the lease has run out (its instance stopped) another instance takes it"
+    );
+
+    let (leased, rung) = queue(false).await;
+    assert!(leased.is_empty(), "no dispatcher here: nothing leased");
+    assert_eq!(rung.len(), 1, "its id is rung in, to be claimed");
+    assert_eq!(
+        state(rung[0].clone()).await,
+        ("pending".to_string(), None, 0)
+    );
+}
