@@ -429,6 +429,21 @@ mod tests {
         }
     }
 
+    /// A row written leased is sent while at least half its lease is left, so the lease
+    /// must outlast two of the slowest sends.
+    #[test]
+    fn the_lease_outlasts_twice_the_slowest_send() {
+        let push = "[push]\ntimeout_seconds = 10\n";
+        assert!(load_file(&format!("{push}[dispatch]\nlease_seconds = 21\n")).is_ok());
+        let e = load_file(&format!("{push}[dispatch]\nlease_seconds = 20\n"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("dispatch") && e.contains("twice the slowest send (10 s"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn oidc_and_auth_are_checked_naming_the_key_and_the_secret_is_hidden() {
         let good = "[oidc]\nname = \"NHS CIS2\"\n\

@@ -256,9 +256,11 @@ pub(super) fn lease_outlasts_sends(
         .map(|e| e.timeout * 3)
         .unwrap_or_default()
         .max(push.timeout);
-    if dispatch.lease <= slowest {
+    // Twice: a row written leased waits for its dispatcher, which sends it only while at
+    // least half its lease is left (`outbox::worker`), and a send must end within it.
+    if dispatch.lease <= slowest * 2 {
         return Err(ConfigError(format!(
-            "{}: lease_seconds ({}) must be more than the slowest send ({} s, from the push and email timeouts)",
+            "{}: lease_seconds ({}) must be more than twice the slowest send ({} s, from the push and email timeouts)",
             src.key("dispatch"),
             dispatch.lease.as_secs(),
             slowest.as_secs()
