@@ -350,11 +350,6 @@ impl Worker {
                     .iter()
                     .filter_map(|r| r.recipient_id.as_deref())
                     .collect();
-                let push_ids: Vec<&str> = rows
-                    .iter()
-                    .filter(|r| r.kind == Kind::Push.code())
-                    .filter_map(|r| r.recipient_id.as_deref())
-                    .collect();
                 let is_text = |r: &&Row| r.kind == Kind::Text.code();
                 let text_to: Vec<&str> = rows
                     .iter()
@@ -367,8 +362,7 @@ impl Worker {
                     .map(|r| r.task_id.as_str())
                     .collect();
                 let tasks = tasks::get_many(c, &task_ids)?;
-                let staff = directory::staff_by_ids(c, &staff_ids)?;
-                let devices = notifications::devices_of(c, &push_ids)?;
+                let staff = directory::staff_with_devices(c, &staff_ids)?;
                 let mobiles = notifications::mobiles(c, &text_to)?;
                 let seen = receipts::seen(c, &text_about)?;
                 let mut jobs = Vec::with_capacity(rows.len());
@@ -378,14 +372,14 @@ impl Worker {
                         continue;
                     };
                     let recipient = row.recipient_id.as_deref().unwrap_or_default();
-                    let devices = if row.kind == Kind::Push.code() {
-                        devices.get(recipient).cloned().unwrap_or_default()
-                    } else {
-                        Vec::new()
+                    let (recipient_staff, devices) = match staff.get(recipient) {
+                        Some((s, d)) if row.kind == Kind::Push.code() => (Some(s), d.clone()),
+                        Some((s, _)) => (Some(s), Vec::new()),
+                        None => (None, Vec::new()),
                     };
                     let text = row.kind == Kind::Text.code();
                     jobs.push(Job::Notify(Box::new(notification::Job {
-                        recipient: staff.get(recipient).cloned(),
+                        recipient: recipient_staff.cloned(),
                         devices,
                         mobile: text.then(|| mobiles.get(recipient).cloned()).flatten(),
                         seen: text && seen.contains(&(row.task_id.clone(), recipient.to_string())),
