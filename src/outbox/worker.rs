@@ -197,7 +197,18 @@ impl Worker {
                 last_scan = (!full).then(tokio::time::Instant::now);
                 claimed
             } else if !leased.is_empty() {
-                me.jobs_of(me.still_held(leased)).await
+                let held = me.still_held(leased);
+                let jobs = me.jobs_of(held.clone()).await;
+                if jobs.is_err() {
+                    // Theirs to send still: tried again after the pause below, until half
+                    // their lease is gone (then a scan takes them once it has run out).
+                    doorbell.ring(outbox::Queued {
+                        any: true,
+                        due: Vec::new(),
+                        leased: held,
+                    });
+                }
+                jobs
             } else if !rung.is_empty() {
                 me.claim(Claim::Rung(rung)).await
             } else {
