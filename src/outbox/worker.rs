@@ -9,7 +9,7 @@ use crate::domain::delivery::{Failure, Kind, Outcome, RetryLimits};
 use crate::error::AppResult;
 use crate::fhir;
 use crate::store::outbox::{self, Doorbell, Row};
-use crate::store::{directory, notifications, receipts, tasks, Store};
+use crate::store::{notifications, receipts, tasks, Store};
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
 use rand::Rng;
@@ -373,7 +373,7 @@ impl Worker {
                     .map(|r| r.task_id.as_str())
                     .collect();
                 let tasks = tasks::get_many(c, &task_ids)?;
-                let staff = directory::staff_with_devices(c, &staff_ids)?;
+                let staff = notifications::staff_with_devices(c, &staff_ids)?;
                 let mobiles = notifications::mobiles(c, &text_to)?;
                 let seen = receipts::seen(c, &text_about)?;
                 let mut jobs = Vec::with_capacity(rows.len());

@@ -1,5 +1,4 @@
 //! Staff, wards, on-call roles ("bleeps") and who holds them.
-use super::notifications::Device;
 use super::schema::{oncall_roles, role_holdings, staff, wards};
 use super::{from_db, new_id, to_db, DbConnection};
 use crate::domain::staff::{format_permissions, parse_permissions};
@@ -54,8 +53,8 @@ impl Staff {
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = staff)]
-struct StaffRow {
-    id: String,
+pub(super) struct StaffRow {
+    pub(super) id: String,
     name: String,
     email: Option<String>,
     permissions: String,
@@ -213,32 +212,6 @@ pub fn staff_by_ids(conn: &mut DbConnection, ids: &[&str]) -> AppResult<HashMap<
             (s.id.clone(), s)
         })
         .collect())
-}
-
-/// These people, each with their registered devices (oldest first), in one read: what
-/// notifications to them need. Someone not found is left out.
-pub fn staff_with_devices(
-    conn: &mut DbConnection,
-    ids: &[&str],
-) -> AppResult<HashMap<String, (Staff, Vec<Device>)>> {
-    use super::schema::push_subscriptions as devices;
-    let mut out: HashMap<String, (Staff, Vec<Device>)> = HashMap::new();
-    if ids.is_empty() {
-        return Ok(out);
-    }
-    let rows: Vec<(StaffRow, Option<Device>)> = staff::table
-        .left_join(devices::table.on(devices::staff_id.eq(staff::id)))
-        .filter(staff::id.eq_any(ids))
-        .order((staff::id, devices::created_at.asc()))
-        .select((StaffRow::as_select(), Option::<Device>::as_select()))
-        .load(conn)?;
-    for (person, device) in rows {
-        let (_, theirs) = out
-            .entry(person.id.clone())
-            .or_insert_with(|| (Staff::from(person), Vec::new()));
-        theirs.extend(device);
-    }
-    Ok(out)
 }
 
 /// Finds a member of staff by id, email or exact name (for the command line).

@@ -1,5 +1,6 @@
 //! How a clinician is reached: their devices (their browsers' push subscriptions) and their
 //! mobile number for text messages.
+use super::directory::{Staff, StaffRow};
 use super::schema::push_subscriptions;
 use super::sql::{on_backend, Sql};
 use super::{new_id, to_db, DbConnection};
@@ -7,6 +8,7 @@ use crate::error::{AppError, AppResult};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Serialize, Queryable, Selectable)]
 #[diesel(table_name = push_subscriptions)]
@@ -223,4 +225,30 @@ pub fn mobiles(
         .into_iter()
         .filter_map(|(id, m)| m.map(|m| (id, m)))
         .collect())
+}
+
+/// These people, each with their registered devices (oldest first), in one read: what
+/// notifications to them need. Someone not found is left out.
+pub fn staff_with_devices(
+    conn: &mut DbConnection,
+    ids: &[&str],
+) -> AppResult<HashMap<String, (Staff, Vec<Device>)>> {
+    use super::schema::{push_subscriptions as devices, staff};
+    let mut out: HashMap<String, (Staff, Vec<Device>)> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let rows: Vec<(StaffRow, Option<Device>)> = staff::table
+        .left_join(devices::table.on(devices::staff_id.eq(staff::id)))
+        .filter(staff::id.eq_any(ids))
+        .order((staff::id, devices::created_at.asc()))
+        .select((StaffRow::as_select(), Option::<Device>::as_select()))
+        .load(conn)?;
+    for (person, device) in rows {
+        let (_, theirs) = out
+            .entry(person.id.clone())
+            .or_insert_with(|| (Staff::from(person), Vec::new()));
+        theirs.extend(device);
+    }
+    Ok(out)
 }
