@@ -132,7 +132,13 @@ pub fn service(backend: &str, a: &Args, m: &Measured, insts: &[Instance]) -> f64
 }
 
 /// Prints the raw companion's run, and the service's (or the floor's) rate as a share of it.
-pub fn raw(backend: &str, connections: usize, r: &Raw, service: Option<(&str, f64)>) {
+pub fn raw(
+    backend: &str,
+    connections: usize,
+    r: &Raw,
+    before: Option<&Raw>,
+    service: Option<(&str, f64)>,
+) {
     let rate = r.lifecycles as f64 / r.secs;
     println!("\n## {backend} raw limit: the same write transactions through diesel, no HTTP, {connections} connections, {:.0} s", r.secs);
     println!(
@@ -155,10 +161,24 @@ pub fn raw(backend: &str, connections: usize, r: &Raw, service: Option<(&str, f6
             ("complete", r.complete.clone()),
         ],
     );
-    if let Some((what, s)) = service {
-        println!(
+    let Some((what, s)) = service else { return };
+    match before {
+        Some(b) => {
+            let first = b.lifecycles as f64 / b.secs;
+            let mean = (first + rate) / 2.0;
+            println!(
+                "raw limit before the {what}: {first:.0} lifecycles/s, after: {rate:.0}; mean {mean:.0}"
+            );
+            println!(
+                "{what} / raw limit: {:.2} ({s:.0} / {mean:.0} lifecycles/s; against the run before {:.2}, after {:.2})",
+                s / mean.max(f64::MIN_POSITIVE),
+                s / first.max(f64::MIN_POSITIVE),
+                s / rate.max(f64::MIN_POSITIVE)
+            );
+        }
+        None => println!(
             "{what} / raw limit: {:.2} ({s:.0} / {rate:.0} lifecycles/s)",
             s / rate.max(f64::MIN_POSITIVE)
-        );
+        ),
     }
 }
