@@ -170,6 +170,8 @@ impl Worker {
         let _stop_recorder = AbortOnDrop(recorder);
         let mut last_claim = tokio::time::Instant::now();
         let mut last_scan: Option<tokio::time::Instant> = None;
+        // The last round took all it could, so more is waiting: the next goes at once.
+        let mut full = false;
         loop {
             let free = permits.available_permits().min(me.config.batch as usize);
             if free == 0 {
@@ -177,8 +179,12 @@ impl Worker {
                 continue;
             }
             // Under load every request wakes the worker; claiming at most every few
-            // milliseconds lets one claim carry many requests' deliveries.
-            tokio::time::sleep_until(last_claim + CLAIM_PACE).await;
+            // milliseconds lets one claim carry many requests' deliveries. A burst (the
+            // tick's escalations) is not paced: its rows are waiting already, and 10,000
+            // of them at 50 a round would otherwise wait a second on the pace alone.
+            if !full {
+                tokio::time::sleep_until(last_claim + CLAIM_PACE).await;
+            }
             last_claim = tokio::time::Instant::now();
             let scan_due =
                 doorbell.scan_asked() || last_scan.is_none_or(|t| t.elapsed() >= SCAN_EVERY);
@@ -190,10 +196,11 @@ impl Worker {
                 true => Vec::new(),
                 false => doorbell.take(free),
             };
+            full = leased.len() >= free || rung.len() >= free;
             let claimed = if scan_due {
                 let claimed = me.claim(Claim::Due(free as i64)).await;
                 // A full batch may leave more due: scan again at once.
-                let full = claimed.as_ref().is_ok_and(|jobs| jobs.len() >= free);
+                full = claimed.as_ref().is_ok_and(|jobs| jobs.len() >= free);
                 last_scan = (!full).then(tokio::time::Instant::now);
                 claimed
             } else if !leased.is_empty() {
@@ -479,30 +486,22 @@ impl Worker {
         let result = self
             .store
             .write_one(move |c| {
-                let mut due = Vec::new();
-                // Sent, the common outcome, is one statement for the whole batch; the others
-                // carry their own error or retry time, one statement each.
-                let sent: Vec<&str> = batch
+                // Rows with the same outcome are one statement (see `outbox::record`), and
+                // so are the texts that failed pushes bring forward.
+                let outcomes: Vec<(&str, &Outcome)> =
+                    batch.iter().map(|d| (d.id.as_str(), &d.outcome)).collect();
+                let recorded = outbox::record(c, &outcomes, &owner, now)?;
+                for done in batch.iter().filter(|d| !recorded.contains(&d.id)) {
+                    tracing::warn!(task_id = %done.task_id, delivery = %done.id, "lease lost before the outcome was recorded");
+                }
+                let failed: Vec<(&str, &str)> = batch
                     .iter()
-                    .filter(|d| matches!(d.outcome, Outcome::Sent))
-                    .map(|d| d.id.as_str())
+                    .filter_map(|d| Some((d.task_id.as_str(), d.push_failed_to.as_deref()?)))
                     .collect();
-                let recorded = outbox::record_sent(c, &sent, &owner, now)?;
-                for done in &batch {
-                    let held = match done.outcome {
-                        Outcome::Sent => recorded.contains(done.id.as_str()),
-                        _ => outbox::record(c, &done.id, &owner, &done.outcome, now)?,
-                    };
-                    if !held {
-                        tracing::warn!(task_id = %done.task_id, delivery = %done.id, "lease lost before the outcome was recorded");
-                    }
-                    if let Some(to) = &done.push_failed_to {
-                        let texts = receipts::text_now(c, &done.task_id, to, now)?;
-                        if !texts.is_empty() {
-                            tracing::info!(task_id = %done.task_id, "push failed; the text message goes now");
-                            due.extend(texts);
-                        }
-                    }
+                let mut due = Vec::new();
+                for (task_id, text) in receipts::texts_now(c, &failed, now)? {
+                    tracing::info!(task_id = %task_id, "push failed; the text message goes now");
+                    due.push(text);
                 }
                 for (device, result) in device_results(&batch) {
                     match result {
