@@ -443,60 +443,73 @@ fn claim_pg(
     Ok(rows)
 }
 
-/// Records that these rows were sent, in one statement, and returns those whose lease this
-/// instance still held (only they are recorded).
+/// Records that these rows were sent, if this instance still holds their leases: one
+/// statement however many. Returns the ids recorded.
 pub fn record_sent(
     conn: &mut DbConnection,
     ids: &[&str],
     owner: &str,
     now: DateTime<Utc>,
 ) -> AppResult<HashSet<String>> {
-    // The rows are found by id (`BY_ID`).
-    let record_sent = format!(
-        "UPDATE outbox SET status = 'sent', sent_at = ?, lease_until = NULL, last_error = NULL \
-         WHERE id IN IDS AND {BY_ID} = 'sending' AND lease_owner = ? RETURNING id"
-    );
-    let mut held = HashSet::new();
-    for chunk in ids.chunks(1000) {
-        let rows: Vec<IdRow> = on_backend!(conn, |c| Sql::with_ids(&record_sent)
-            .bind::<Timestamp, _>(to_db(now))
-            .bind_ids(chunk)
-            .bind::<Text, _>(owner)
-            .load(c)?);
-        held.extend(rows.into_iter().map(|r| r.id));
-    }
-    Ok(held)
+    let sent: Vec<(&str, &Outcome)> = ids.iter().map(|&id| (id, &Outcome::Sent)).collect();
+    record(conn, &sent, owner, now)
 }
 
-/// Records an attempt's outcome, if this instance still holds the lease.
+/// Records attempts' outcomes, if this instance still holds their leases. Rows with the
+/// same outcome (sent; failed for the same reason; cancelled) are one statement however
+/// many; a retry carries its own time, so it is one of its own. Returns the ids recorded.
 pub fn record(
     conn: &mut DbConnection,
-    id: &str,
+    outcomes: &[(&str, &Outcome)],
     owner: &str,
-    outcome: &Outcome,
     now: DateTime<Utc>,
-) -> AppResult<bool> {
-    // One statement for every outcome, by hand so that it is prepared once per connection
-    // (see `store::sql`). Only the lease holder may record.
-    const RECORD: &str = "UPDATE outbox SET status = ?, due_at = coalesce(?, due_at), \
+) -> AppResult<HashSet<String>> {
+    // By hand so that it is prepared once per connection (see `store::sql`); the rows are
+    // found by id (`BY_ID`). Only the lease holder may record.
+    let record = format!(
+        "UPDATE outbox SET status = ?, due_at = coalesce(?, due_at), \
          sent_at = coalesce(?, sent_at), lease_until = NULL, last_error = ? \
-         WHERE id = ? AND status = 'sending' AND lease_owner = ?";
-    let (status, due_at, sent_at, error): (Delivery, _, _, Option<&str>) = match outcome {
-        Outcome::Sent => (Delivery::Sent, None, Some(to_db(now)), None),
-        Outcome::Retry { at, error } => (Delivery::Pending, Some(to_db(*at)), None, Some(error)),
-        Outcome::Failing { at, error } => (Delivery::Failing, Some(to_db(*at)), None, Some(error)),
-        Outcome::Cancelled => (Delivery::Cancelled, None, None, Some(NO_LONGER_NEEDED)),
-        Outcome::Failed { error } => (Delivery::Failed, None, None, Some(error)),
-    };
-    let n = on_backend!(conn, |c| Sql::new(RECORD)
-        .bind::<Text, _>(status.code())
-        .bind::<Nullable<Timestamp>, _>(due_at)
-        .bind::<Nullable<Timestamp>, _>(sent_at)
-        .bind::<Nullable<Text>, _>(error)
-        .bind::<Text, _>(id)
-        .bind::<Text, _>(owner)
-        .execute(c)?);
-    Ok(n == 1)
+         WHERE id IN IDS AND {BY_ID} = 'sending' AND lease_owner = ? RETURNING id"
+    );
+    type Written<'a> = (
+        Delivery,
+        Option<NaiveDateTime>,
+        Option<NaiveDateTime>,
+        Option<&'a str>,
+    );
+    let mut groups: Vec<(Written, Vec<&str>)> = Vec::new();
+    for &(id, outcome) in outcomes {
+        let written: Written = match outcome {
+            Outcome::Sent => (Delivery::Sent, None, Some(to_db(now)), None),
+            Outcome::Retry { at, error } => {
+                (Delivery::Pending, Some(to_db(*at)), None, Some(error))
+            }
+            Outcome::Failing { at, error } => {
+                (Delivery::Failing, Some(to_db(*at)), None, Some(error))
+            }
+            Outcome::Cancelled => (Delivery::Cancelled, None, None, Some(NO_LONGER_NEEDED)),
+            Outcome::Failed { error } => (Delivery::Failed, None, None, Some(error)),
+        };
+        match groups.iter_mut().find(|(w, _)| *w == written) {
+            Some((_, ids)) => ids.push(id),
+            None => groups.push((written, vec![id])),
+        }
+    }
+    let mut held = HashSet::new();
+    for ((status, due_at, sent_at, error), ids) in &groups {
+        for chunk in ids.chunks(1000) {
+            let rows: Vec<IdRow> = on_backend!(conn, |c| Sql::with_ids(&record)
+                .bind::<Text, _>(status.code())
+                .bind::<Nullable<Timestamp>, _>(*due_at)
+                .bind::<Nullable<Timestamp>, _>(*sent_at)
+                .bind::<Nullable<Text>, _>(*error)
+                .bind_ids(chunk)
+                .bind::<Text, _>(owner)
+                .load(c)?);
+            held.extend(rows.into_iter().map(|r| r.id));
+        }
+    }
+    Ok(held)
 }
 
 /// Whoever a task assigned to `assignee` is for right now, with their addresses, in one

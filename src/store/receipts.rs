@@ -2,8 +2,9 @@
 //! it took the push (`push_subscriptions.last_success_at`) and the acknowledgement, they say
 //! per person and device whether a bleep was delivered, seen and answered.
 use super::events::{append_event, NewEvent};
+use super::outbox::BY_ID;
 use super::schema::{delivery_receipts, outbox, push_subscriptions, staff};
-use super::sql::{load_by_ids, on_backend, IdRow, Sql};
+use super::sql::{load_by_ids, on_backend, Sql};
 use super::{from_db, to_db, DbConnection};
 use crate::domain::delivery::{silent, Delivery, Kind, SHOW_WITHIN};
 use crate::error::{AppError, AppResult};
@@ -120,25 +121,46 @@ fn cancel_texts(conn: &mut DbConnection, task_id: &str, staff_id: &str) -> AppRe
     .execute(conn)?)
 }
 
-/// Sends the texts waiting for this person on this task now: their push failed. A text
-/// already tried is left to its own retry time (a provider's `Retry-After` is honoured).
-/// The ids of the texts now due, for the workers to claim by id.
-pub fn text_now(
+/// Sends now the texts waiting for these people about these tasks, as (task, person) pairs:
+/// their push failed. One statement however many pairs. A text already tried is left to its
+/// own retry time (a provider's `Retry-After` is honoured). Returns the texts now due, as
+/// (task, text) ids, for the workers to claim by id.
+pub fn texts_now(
     conn: &mut DbConnection,
-    task_id: &str,
-    staff_id: &str,
+    failed: &[(&str, &str)],
     now: DateTime<Utc>,
-) -> AppResult<Vec<String>> {
-    const NOW: &str = "UPDATE outbox SET due_at = ? \
-         WHERE task_id = ? AND recipient_id = ? AND kind = 'text' AND status = 'pending' AND attempts = 0 AND due_at > ? \
-         RETURNING id";
-    let rows: Vec<IdRow> = on_backend!(conn, |c| Sql::new(NOW)
+) -> AppResult<Vec<(String, String)>> {
+    // Found by task (`outbox_by_task`), then matched by task and person together.
+    // The status written as `BY_ID`: named plainly, SQLite read every pending row due later
+    // by the `outbox_due` index instead (`EXPLAIN QUERY PLAN`), every text still waiting.
+    let now_sql = format!(
+        "UPDATE outbox SET due_at = ? \
+         WHERE task_id IN IDS AND {BY_ID} = 'pending' AND kind = 'text' AND attempts = 0 \
+         AND due_at > ? AND task_id || ' ' || recipient_id IN IDS \
+         RETURNING task_id, id"
+    );
+    #[derive(diesel::QueryableByName)]
+    struct Due {
+        #[diesel(sql_type = Text)]
+        task_id: String,
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let mut tasks: Vec<&str> = failed.iter().map(|(task, _)| *task).collect();
+    tasks.sort_unstable();
+    tasks.dedup();
+    let pairs: Vec<String> = failed.iter().map(|(t, p)| format!("{t} {p}")).collect();
+    let pairs: Vec<&str> = pairs.iter().map(String::as_str).collect();
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Due> = on_backend!(conn, |c| Sql::with_ids(&now_sql)
         .bind::<Timestamp, _>(to_db(now))
-        .bind::<Text, _>(task_id)
-        .bind::<Text, _>(staff_id)
+        .bind_ids(&tasks)
         .bind::<Timestamp, _>(to_db(now))
+        .bind_ids(&pairs)
         .load(c)?);
-    Ok(rows.into_iter().map(|r| r.id).collect())
+    Ok(rows.into_iter().map(|r| (r.task_id, r.id)).collect())
 }
 
 /// Who has had each of these tasks on screen, as (task, person) pairs: for texts about to

@@ -568,3 +568,78 @@ async fn a_clinician_sets_their_mobile_on_my_bleeps() {
         .unwrap();
     assert_eq!(res.status(), 403, "no change without the form's token");
 }
+
+/// The texts that failed pushes bring forward go out in one statement for many pushes: each
+/// brings forward the text of its own person about its own task, never another's text about
+/// the same task or the same person's about another task.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_push_brings_forward_only_its_own_persons_text_about_its_own_task() {
+    use bleepless::store::receipts;
+    use bleepless::store::schema::outbox;
+    use diesel::prelude::*;
+    let w = Ward::draining().await;
+    let app = &w.app;
+    let a = app.raised(&w.nurse.token, &w.fy1, json!({})).await;
+    let b = app.raised(&w.nurse.token, &w.fy1, json!({})).await;
+    let (amy, ben) = (w.amy.id.clone(), w.ben.id.clone());
+    // A text waits an hour for each of: Amy about A, Ben about A, Amy about B.
+    let waiting = [(&a, &amy), (&a, &ben), (&b, &amy)];
+    let rows: Vec<(String, String, String)> = waiting
+        .iter()
+        .map(|(t, p)| (format!("text-{t}-{p}"), t.to_string(), p.to_string()))
+        .collect();
+    let written = rows.clone();
+    app.write(move |c, now| {
+        let later = (now + chrono::Duration::hours(1)).naive_utc();
+        for (id, task, person) in &written {
+            diesel::insert_into(outbox::table)
+                .values((
+                    outbox::id.eq(id),
+                    outbox::dedupe_key.eq(id),
+                    outbox::task_id.eq(task),
+                    outbox::level.eq(0),
+                    outbox::recipient_id.eq(person),
+                    outbox::kind.eq("text"),
+                    outbox::destination.eq(""),
+                    outbox::task_version.eq(1i64),
+                    outbox::status.eq("pending"),
+                    outbox::attempts.eq(0),
+                    outbox::due_at.eq(later),
+                    outbox::created_at.eq(now.naive_utc()),
+                ))
+                .execute(c)?;
+        }
+        Ok(())
+    })
+    .await;
+    // Amy's push about A failed, and Ben's about B (he has no text about B).
+    let (fa, fb, fam, fben) = (a.clone(), b.clone(), amy.clone(), ben.clone());
+    let now = app
+        .write(move |c, now| {
+            let failed = [(fa.as_str(), fam.as_str()), (fb.as_str(), fben.as_str())];
+            Ok((receipts::texts_now(c, &failed, now)?, now))
+        })
+        .await;
+    let (due, at) = now;
+    assert_eq!(due, [(a.clone(), rows[0].0.clone())]);
+    let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let mut when: Vec<(String, bool)> = app
+        .write(move |c, _| {
+            Ok(outbox::table
+                .filter(outbox::id.eq_any(&ids))
+                .select((outbox::id, outbox::due_at))
+                .load::<(String, chrono::NaiveDateTime)>(c)?
+                .into_iter()
+                .map(|(id, due_at)| (id, due_at <= at.naive_utc()))
+                .collect())
+        })
+        .await;
+    when.sort();
+    let mut expected: Vec<(String, bool)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.0.clone(), i == 0))
+        .collect();
+    expected.sort();
+    assert_eq!(when, expected, "only Amy's text about A goes now");
+}
