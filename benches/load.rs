@@ -18,8 +18,8 @@
 //!       [--no-raw | --raw-only] [--floor]
 //!
 //! Before the run (service and raw loop alike) the database holds `--preload` completed tasks
-//! of history (10,000 by default), each with its sent push, and fresh statistics: see
-//! [`history`].
+//! of history (10,000 by default), each with its sent push, and on PostgreSQL fresh
+//! statistics: see [`history`].
 //!
 //! With `--floor` the instances are not Bleepless but the HTTP floor (`load/floor.rs`): the
 //! least any HTTP service must do for the workload, one statement a request and no reads, so
@@ -165,8 +165,8 @@ fn demo_db(backend: &str, bin: &str) -> (BenchDb, String, String) {
 }
 
 /// Gives the database the history a running hospital's has before the run: `n` completed
-/// tasks, each with its `raised` event and its sent push, then fresh statistics
-/// (`ANALYZE`). Without them a new PostgreSQL database is measured in a state no hospital's
+/// tasks, each with its `raised` event and its sent push, then, on PostgreSQL, fresh
+/// statistics (`ANALYZE`). Without them a new PostgreSQL database is measured in a state no hospital's
 /// stays in: autovacuum first analyzes a table a minute or more after it starts to fill,
 /// and until then a prepared statement's generic plan is made for a table thought empty.
 /// A connection that drew such a plan early kept it for the whole run: a lookup of three
@@ -210,8 +210,15 @@ fn history(db: &BenchDb, n: usize) {
             Ok(())
         })
         .unwrap();
-    let mut conn = store.conn().unwrap();
-    diesel::connection::SimpleConnection::batch_execute(&mut *conn, "ANALYZE").unwrap();
+    // Not on SQLite, which the service never analyzes either: with `sqlite_stat4` there,
+    // SQLite prepares a statement again each time new values are bound to it (perf:
+    // `sqlite3Reprepare` under `sqlite3_step`, a fifth of the writer's time), and the
+    // service ran at about half its rate (`BENCH_SQLITE_ANALYZE=1` to see it); with
+    // `sqlite_stat1` alone its plans were worse still.
+    if std::env::var_os("BENCH_SQLITE_ANALYZE").is_some() || !store.is_sqlite() {
+        let mut conn = store.conn().unwrap();
+        diesel::connection::SimpleConnection::batch_execute(&mut *conn, "ANALYZE").unwrap();
+    }
 }
 
 /// What the timed part of a service run measured.
