@@ -5,10 +5,11 @@ use super::{from_db, to_db, DbConnection};
 pub use crate::domain::timeline::{Event, Person};
 use crate::domain::Status;
 use crate::error::AppResult;
+use crate::store::stamp::Stamp;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::serialize::ToSql;
-use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{Integer, Nullable, Text};
 use serde_json::Value;
 use std::sync::LazyLock;
 
@@ -99,12 +100,12 @@ pub(super) fn bind_event<'s, DB>(
     e: &NewEvent<'s>,
 ) -> Sql<'s, DB>
 where
-    DB: diesel::backend::Backend,
-    NaiveDateTime: ToSql<Timestamp, DB>,
+    DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<Stamp>,
+    NaiveDateTime: ToSql<Stamp, DB>,
     str: ToSql<Text, DB>,
     String: ToSql<Text, DB>,
 {
-    sql.bind::<Timestamp, _>(to_db(at))
+    sql.bind::<Stamp, _>(to_db(at))
         .bind::<Nullable<Text>, _>(e.actor)
         .bind::<Text, _>(e.kind)
         .bind::<Nullable<Text>, _>(e.from.map(|s| s.code()))
@@ -176,7 +177,7 @@ pub fn insert_events(conn: &mut DbConnection, rows: &[NewEventRow]) -> AppResult
             Sql::new(UNNEST)
                 .bind::<Array<Text>, _>(rows.iter().map(|r| r.task_id.as_str()).collect::<Vec<_>>())
                 .bind::<Array<Integer>, _>(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
-                .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+                .bind::<Array<Stamp>, _>(rows.iter().map(|r| r.at).collect::<Vec<_>>())
                 .bind::<Array<Nullable<Text>>, _>(
                     rows.iter()
                         .map(|r| r.actor_id.as_deref())
@@ -212,7 +213,7 @@ pub fn timeline(conn: &mut DbConnection, id: &str) -> AppResult<Vec<Event>> {
 pub(super) struct EventColumns {
     #[diesel(sql_type = Nullable<Integer>)]
     seq: Option<i32>,
-    #[diesel(sql_type = Nullable<Timestamp>)]
+    #[diesel(sql_type = Nullable<Stamp>)]
     at: Option<NaiveDateTime>,
     #[diesel(sql_type = Nullable<Text>)]
     actor_id: Option<String>,

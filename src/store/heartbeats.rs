@@ -5,9 +5,10 @@ use super::sql::{on_backend, Sql};
 use super::{from_db, to_db, DbConnection};
 use crate::domain::delivery::Delivery;
 use crate::error::AppResult;
+use crate::store::stamp::Stamp;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text, Timestamp};
+use diesel::sql_types::{BigInt, Text};
 
 /// The escalation tick ran.
 pub const TICK: &str = "escalation-tick";
@@ -28,7 +29,7 @@ pub fn beat(
          count = heartbeats.count + excluded.count";
     on_backend!(conn, |c| Sql::new(BEAT)
         .bind::<Text, _>(name)
-        .bind::<Timestamp, _>(to_db(at))
+        .bind::<Stamp, _>(to_db(at))
         .bind::<Text, _>(instance)
         .bind::<BigInt, _>(add)
         .execute(c)?);

@@ -25,6 +25,7 @@ pub mod schema;
 pub mod sessions;
 pub mod settings;
 pub mod sql;
+pub mod stamp;
 pub mod tasks;
 pub mod throttle;
 

@@ -176,14 +176,15 @@ pub fn device_result(
     error: Option<&str>,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    use diesel::sql_types::{Text, Timestamp};
+    use crate::store::stamp::Stamp;
+    use diesel::sql_types::Text;
     // By hand, so that each is prepared once per connection (see `store::sql`).
     const DELIVERED: &str =
         "UPDATE push_subscriptions SET last_success_at = ?, last_error = NULL WHERE id = ?";
     const FAILED: &str = "UPDATE push_subscriptions SET last_error = ? WHERE id = ?";
     match error {
         None => on_backend!(conn, |c| Sql::new(DELIVERED)
-            .bind::<Timestamp, _>(to_db(now))
+            .bind::<Stamp, _>(to_db(now))
             .bind::<Text, _>(id)
             .execute(c)?),
         Some(e) => on_backend!(conn, |c| Sql::new(FAILED)

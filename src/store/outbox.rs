@@ -9,10 +9,11 @@ use crate::domain::delivery::{Delivery, Kind, Outcome, WAITING_SQL};
 use crate::domain::task::Policy;
 use crate::domain::Task;
 use crate::error::AppResult;
+use crate::store::stamp::Stamp;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Text, Timestamp};
+use diesel::sql_types::{Nullable, Text};
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
@@ -250,16 +251,14 @@ pub(super) fn bind_rows<'a>(sql: Sql<'a, Pg>, rows: &'a [NewDelivery]) -> Sql<'a
         )
         .bind::<Array<Text>, _>(text(|r| r.status))
         .bind::<Array<Integer>, _>(rows.iter().map(|r| r.attempts).collect::<Vec<_>>())
-        .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.due_at).collect::<Vec<_>>())
-        .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind::<Array<Stamp>, _>(rows.iter().map(|r| r.due_at).collect::<Vec<_>>())
+        .bind::<Array<Stamp>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind::<Array<Nullable<Text>>, _>(
             rows.iter()
                 .map(|r| r.lease_owner.as_deref())
                 .collect::<Vec<_>>(),
         )
-        .bind::<Array<Nullable<Timestamp>>, _>(
-            rows.iter().map(|r| r.lease_until).collect::<Vec<_>>(),
-        )
+        .bind::<Array<Nullable<Stamp>>, _>(rows.iter().map(|r| r.lease_until).collect::<Vec<_>>())
 }
 
 /// Why a notification was not sent after all.
@@ -304,11 +303,15 @@ pub struct Row {
     pub recipient_id: Option<String>,
     pub status: String,
     pub attempts: i32,
+    #[diesel(sql_type = Stamp)]
     pub due_at: NaiveDateTime,
     pub last_error: Option<String>,
+    #[diesel(sql_type = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(sql_type = Nullable<Stamp>)]
     pub sent_at: Option<NaiveDateTime>,
     /// Until when the instance sending it holds it.
+    #[diesel(sql_type = Nullable<Stamp>)]
     pub lease_until: Option<NaiveDateTime>,
 }
 
@@ -339,8 +342,8 @@ fn due_ids(conn: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> AppResult
     );
     let now = to_db(now);
     let ids: Vec<IdRow> = on_backend!(conn, |c| Sql::new(sql.as_str())
-        .bind::<Timestamp, _>(now)
-        .bind::<Timestamp, _>(now)
+        .bind::<Stamp, _>(now)
+        .bind::<Stamp, _>(now)
         .load(c)?);
     Ok(ids.into_iter().map(|i| i.id).collect())
 }
@@ -397,9 +400,9 @@ pub fn claim_ids(
         ($sql:expr) => {
             Sql::new($sql.as_str())
                 .bind::<Text, _>(owner)
-                .bind::<Timestamp, _>(lease_until)
-                .bind::<Timestamp, _>(now)
-                .bind::<Timestamp, _>(now)
+                .bind::<Stamp, _>(lease_until)
+                .bind::<Stamp, _>(now)
+                .bind::<Stamp, _>(now)
         };
     }
     let mut rows: Vec<Row> = match conn {
@@ -434,9 +437,9 @@ fn claim_pg(
     let (now, lease_until) = (to_db(now), to_db(lease_until));
     let mut rows: Vec<Row> = Sql::new(sql)
         .bind::<Text, _>(owner)
-        .bind::<Timestamp, _>(lease_until)
-        .bind::<Timestamp, _>(now)
-        .bind::<Timestamp, _>(now)
+        .bind::<Stamp, _>(lease_until)
+        .bind::<Stamp, _>(now)
+        .bind::<Stamp, _>(now)
         .bind::<diesel::sql_types::BigInt, _>(limit)
         .load(c)?;
     rows.sort_by_key(|r| r.due_at);
@@ -500,8 +503,8 @@ pub fn record(
         for chunk in ids.chunks(1000) {
             let rows: Vec<IdRow> = on_backend!(conn, |c| Sql::with_ids(&record)
                 .bind::<Text, _>(status.code())
-                .bind::<Nullable<Timestamp>, _>(*due_at)
-                .bind::<Nullable<Timestamp>, _>(*sent_at)
+                .bind::<Nullable<Stamp>, _>(*due_at)
+                .bind::<Nullable<Stamp>, _>(*sent_at)
                 .bind::<Nullable<Text>, _>(*error)
                 .bind_ids(chunk)
                 .bind::<Text, _>(owner)
@@ -541,7 +544,7 @@ pub fn first_addressees(
     };
     let rows: Vec<Found> = on_backend!(conn, |c| Sql::new(text)
         .bind::<Text, _>(id.as_str())
-        .bind::<Timestamp, _>(to_db(now))
+        .bind::<Stamp, _>(to_db(now))
         .load(c)?);
     Ok(rows
         .into_iter()

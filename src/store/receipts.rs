@@ -8,9 +8,10 @@ use super::sql::{load_by_ids, on_backend, Sql};
 use super::{from_db, to_db, DbConnection};
 use crate::domain::delivery::{silent, Delivery, Kind, SHOW_WITHIN};
 use crate::error::{AppError, AppResult};
+use crate::store::stamp::Stamp;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Timestamp};
+use diesel::sql_types::Text;
 use serde::Serialize;
 use serde_json::json;
 
@@ -99,7 +100,7 @@ pub fn record_shown(
 fn touch_if_waiting(conn: &mut DbConnection, task_id: &str, now: DateTime<Utc>) -> AppResult<bool> {
     const TOUCH: &str = "UPDATE tasks SET updated_at = ? WHERE id = ? AND status = 'requested'";
     let n = on_backend!(conn, |c| Sql::new(TOUCH)
-        .bind::<Timestamp, _>(to_db(now))
+        .bind::<Stamp, _>(to_db(now))
         .bind::<Text, _>(task_id)
         .execute(c)?);
     Ok(n == 1)
@@ -155,9 +156,9 @@ pub fn texts_now(
         return Ok(Vec::new());
     }
     let rows: Vec<Due> = on_backend!(conn, |c| Sql::with_ids(&now_sql)
-        .bind::<Timestamp, _>(to_db(now))
+        .bind::<Stamp, _>(to_db(now))
         .bind_ids(&tasks)
-        .bind::<Timestamp, _>(to_db(now))
+        .bind::<Stamp, _>(to_db(now))
         .bind_ids(&pairs)
         .load(c)?);
     Ok(rows.into_iter().map(|r| (r.task_id, r.id)).collect())
@@ -206,7 +207,7 @@ pub fn sightings(
         staff_id: String,
         #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
         name: Option<String>,
-        #[diesel(sql_type = diesel::sql_types::Timestamp)]
+        #[diesel(sql_type = crate::store::stamp::Stamp)]
         at: chrono::NaiveDateTime,
     }
     let mut out: std::collections::HashMap<String, Vec<Sighting>> = Default::default();

@@ -260,7 +260,7 @@ pub fn slots_naming(
             for _ in 0..2 {
                 q = q.bind_ids(chunk);
                 for t in [earliest, from, to] {
-                    q = q.bind::<diesel::sql_types::Timestamp, _>(t);
+                    q = q.bind::<crate::store::stamp::Stamp, _>(t);
                 }
             }
             q.load(c)?
@@ -435,7 +435,7 @@ pub fn available_holders(
          AND (s.busy_until IS NULL OR s.busy_until <= ?)";
     let rows: Vec<IdRow> = on_backend!(conn, |c| Sql::new(AVAILABLE)
         .bind::<diesel::sql_types::Text, _>(role_id)
-        .bind::<diesel::sql_types::Timestamp, _>(to_db(now))
+        .bind::<crate::store::stamp::Stamp, _>(to_db(now))
         .load(c)?);
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
@@ -529,7 +529,7 @@ pub fn end_holdings(
     for chunk in ids.chunks(1000) {
         let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
         n += on_backend!(conn, |c| Sql::with_ids(END)
-            .bind::<diesel::sql_types::Timestamp, _>(to_db(now))
+            .bind::<crate::store::stamp::Stamp, _>(to_db(now))
             .bind_ids(&chunk)
             .execute(c)?);
     }

@@ -7,10 +7,11 @@ use super::sql::{on_backend, IdRow, Sql};
 use super::{from_db, to_db, DbConnection};
 use crate::domain::{Assignee, Category, OutcomeCode, Priority, Status, Task};
 use crate::error::{AppError, AppResult};
+use crate::store::stamp::Stamp;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use std::sync::LazyLock;
 
 /// A task's row. Its columns, in this order, are [`COLUMNS`].
@@ -29,18 +30,25 @@ pub(super) struct TaskRow {
     assignee_role_id: Option<String>,
     assignee_staff_id: Option<String>,
     raised_by: String,
+    #[diesel(sql_type = Stamp)]
     raised_at: NaiveDateTime,
+    #[diesel(sql_type = Stamp)]
     ack_deadline: NaiveDateTime,
     acknowledged_by: Option<String>,
+    #[diesel(sql_type = Nullable<Stamp>)]
     acknowledged_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = Nullable<Stamp>)]
     started_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = Nullable<Stamp>)]
     ended_at: Option<NaiveDateTime>,
     outcome_code: Option<String>,
     outcome_text: Option<String>,
     status_reason: Option<String>,
     escalation_level: i32,
+    #[diesel(sql_type = Nullable<Stamp>)]
     next_escalation_at: Option<NaiveDateTime>,
     version: i64,
+    #[diesel(sql_type = Stamp)]
     updated_at: NaiveDateTime,
 }
 
@@ -213,7 +221,8 @@ pub fn save_escalations(
 ) -> AppResult<std::collections::HashSet<String>> {
     match conn {
         DbConnection::Pg(pg) => {
-            use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
+            use crate::store::stamp::Stamp;
+            use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
             let mut out = std::collections::HashSet::new();
             for chunk in next.chunks(1000) {
                 let ids: Vec<&str> = chunk.iter().map(|t| t.id.as_str()).collect();
@@ -233,15 +242,16 @@ pub fn save_escalations(
                 .bind::<Array<Text>, _>(ids)
                 .bind::<Array<BigInt>, _>(versions)
                 .bind::<Array<Integer>, _>(levels)
-                .bind::<Array<Nullable<Timestamp>>, _>(next_at)
-                .bind::<Timestamp, _>(to_db(now))
+                .bind::<Array<Nullable<Stamp>>, _>(next_at)
+                .bind::<Stamp, _>(to_db(now))
                 .load(pg)?;
                 out.extend(rows.into_iter().map(|r| r.id));
             }
             Ok(out)
         }
         DbConnection::Sqlite(lite) => {
-            use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
+            use crate::store::stamp::Stamp;
+            use diesel::sql_types::{Integer, Nullable, Text};
             // One statement per (level, next deadline), the tasks and the versions they
             // were read at passed as one JSON array: a statement per task cost 100 µs.
             let mut by_target: std::collections::BTreeMap<_, Vec<(&str, i64)>> = Default::default();
@@ -263,8 +273,8 @@ pub fn save_escalations(
                          RETURNING tasks.id",
                     )
                     .bind::<Integer, _>(level)
-                    .bind::<Nullable<Timestamp>, _>(next_at.map(to_db))
-                    .bind::<Timestamp, _>(to_db(now))
+                    .bind::<Nullable<Stamp>, _>(next_at.map(to_db))
+                    .bind::<Stamp, _>(to_db(now))
                     .bind::<Text, _>(serde_json::to_string(chunk).unwrap_or_default())
                     .load(lite)?;
                     out.extend(rows.into_iter().map(|r| r.id));
@@ -291,11 +301,11 @@ pub fn insert(conn: &mut DbConnection, t: &Task) -> AppResult<()> {
 /// Binds a newly raised task's columns, as [`INSERT`] names them.
 pub(super) fn bind_new<'a, DB>(sql: Sql<'a, DB>, t: &'a Task) -> Sql<'a, DB>
 where
-    DB: diesel::backend::Backend,
+    DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<Stamp>,
     str: ToSql<Text, DB>,
     i32: ToSql<Integer, DB>,
     i64: ToSql<BigInt, DB>,
-    NaiveDateTime: ToSql<Timestamp, DB>,
+    NaiveDateTime: ToSql<Stamp, DB>,
 {
     let (role_id, staff_id) = match &t.assignee {
         Assignee::Role(r) => (Some(r.as_str()), None),
@@ -313,12 +323,12 @@ where
         .bind::<Nullable<Text>, _>(role_id)
         .bind::<Nullable<Text>, _>(staff_id)
         .bind::<Text, _>(t.raised_by.as_str())
-        .bind::<Timestamp, _>(to_db(t.raised_at))
-        .bind::<Timestamp, _>(to_db(t.ack_deadline))
+        .bind::<Stamp, _>(to_db(t.raised_at))
+        .bind::<Stamp, _>(to_db(t.ack_deadline))
         .bind::<Integer, _>(t.escalation_level)
-        .bind::<Nullable<Timestamp>, _>(t.next_escalation_at.map(to_db))
+        .bind::<Nullable<Stamp>, _>(t.next_escalation_at.map(to_db))
         .bind::<BigInt, _>(t.version)
-        .bind::<Timestamp, _>(to_db(t.updated_at))
+        .bind::<Stamp, _>(to_db(t.updated_at))
 }
 
 /// Marks a task changed without changing what it says (a comment was added): a new version,
@@ -388,11 +398,11 @@ fn task_update<'a, DB>(
 where
     DB: diesel::backend::Backend
         + diesel::sql_types::HasSqlType<Text>
-        + diesel::sql_types::HasSqlType<Timestamp>
+        + diesel::sql_types::HasSqlType<Stamp>
         + diesel::sql_types::HasSqlType<Integer>
         + diesel::sql_types::HasSqlType<BigInt>,
     &'a str: diesel::serialize::ToSql<Text, DB>,
-    NaiveDateTime: diesel::serialize::ToSql<Timestamp, DB>,
+    NaiveDateTime: diesel::serialize::ToSql<Stamp, DB>,
     i32: diesel::serialize::ToSql<Integer, DB>,
     i64: diesel::serialize::ToSql<BigInt, DB>,
 {
@@ -406,7 +416,7 @@ where
     for (_, value) in changed {
         sql = match value {
             ColumnValue::Text(v) => sql.bind::<Nullable<Text>, _>(v),
-            ColumnValue::Time(v) => sql.bind::<Nullable<Timestamp>, _>(v),
+            ColumnValue::Time(v) => sql.bind::<Nullable<Stamp>, _>(v),
             ColumnValue::Int(v) => sql.bind::<Integer, _>(v),
             ColumnValue::BigInt(v) => sql.bind::<BigInt, _>(v),
         };

@@ -46,7 +46,8 @@ pub fn assignee_lookup(conn: &mut DbConnection, l: Lookup) -> AppResult<Assignee
          AND (s.busy_until IS NULL OR s.busy_until <= ?) \
          UNION ALL SELECT 'caller', id, name, email, permissions, active, NULL \
          FROM staff WHERE token_hash = ? AND active";
-    use diesel::sql_types::{Bool, Nullable, Text, Timestamp};
+    use crate::store::stamp::Stamp;
+    use diesel::sql_types::{Bool, Nullable, Text};
     #[derive(QueryableByName)]
     struct Found {
         #[diesel(sql_type = Text)]
@@ -68,13 +69,13 @@ pub fn assignee_lookup(conn: &mut DbConnection, l: Lookup) -> AppResult<Assignee
     let token = l.caller_token.map(hash_token);
     let rows: Vec<Found> = on_backend!(conn, |c| Sql::new(LOOKUP)
         .bind::<Nullable<Text>, _>(l.ward)
-        .bind::<Timestamp, _>(now)
+        .bind::<Stamp, _>(now)
         .bind::<Text, _>(key)
         .bind::<Text, _>(key)
         .bind::<Text, _>(key)
         .bind::<Text, _>(key)
         .bind::<Text, _>(key)
-        .bind::<Timestamp, _>(now)
+        .bind::<Stamp, _>(now)
         .bind::<Nullable<Text>, _>(token.as_deref())
         .load(c)?);
     let mut out = AssigneeLookup {

@@ -18,12 +18,12 @@ pub fn next_boundary(
          UNION ALL SELECT min(ends_at) FROM rota_shifts WHERE ends_at > ?) AS b";
     #[derive(QueryableByName)]
     struct Next {
-        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
+        #[diesel(sql_type = diesel::sql_types::Nullable<crate::store::stamp::Stamp>)]
         at: Option<NaiveDateTime>,
     }
     let row: Next = on_backend!(conn, |c| Sql::new(NEXT)
-        .bind::<diesel::sql_types::Timestamp, _>(to_db(now))
-        .bind::<diesel::sql_types::Timestamp, _>(to_db(now))
+        .bind::<crate::store::stamp::Stamp, _>(to_db(now))
+        .bind::<crate::store::stamp::Stamp, _>(to_db(now))
         .get_result(c)?);
     Ok(row.at.map(from_db))
 }
@@ -42,7 +42,7 @@ pub fn roles_changing(
     let rows: Vec<IdRow> = on_backend!(conn, |c| {
         let mut q = Sql::new(CHANGING);
         for t in [a, u, a, u] {
-            q = q.bind::<diesel::sql_types::Timestamp, _>(t);
+            q = q.bind::<crate::store::stamp::Stamp, _>(t);
         }
         q.load(c)?
     });
@@ -113,8 +113,8 @@ pub fn due_roles(
     };
     let rows: Vec<Due> = Sql::new(DUE)
         .bind::<diesel::sql_types::Text, _>(APPLIED)
-        .bind::<diesel::sql_types::Timestamp, _>(to_db(now))
-        .bind::<diesel::sql_types::Timestamp, _>(to_db(now))
+        .bind::<crate::store::stamp::Stamp, _>(to_db(now))
+        .bind::<crate::store::stamp::Stamp, _>(to_db(now))
         .load(c)?;
     let mut last = None;
     let mut roles = std::collections::BTreeSet::new();
