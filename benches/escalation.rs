@@ -4,7 +4,7 @@
 //! local push endpoint, and reports pushes per second and lateness (due → push received).
 //!
 //!   cargo bench --bench escalation -- [sqlite|postgres|both] [--tasks N] [--open N] [--due N]
-//!       [--alone] [--batch N]
+//!       [--alone] [--batch N] [--keys-ahead N]
 mod common;
 
 use bleepless::clock::{Clock, ManualClock};
@@ -12,7 +12,7 @@ use bleepless::config::DispatchConfig;
 use bleepless::domain::task::Policy;
 use bleepless::outbox::links::LinkSigner;
 use bleepless::outbox::notification::Notifier;
-use bleepless::outbox::push::{generate_vapid_keys, PushSender};
+use bleepless::outbox::push::{generate_vapid_keys, PushSender, DEFAULT_KEYS_AHEAD};
 use bleepless::outbox::record::RecordServers;
 use bleepless::outbox::worker::Worker;
 use bleepless::store::{directory, notifications, Store};
@@ -28,6 +28,8 @@ struct Args {
     alone: bool,
     /// The dispatcher's claim size; the service's default unless `--batch` says otherwise.
     batch: i64,
+    /// Push key pairs made ahead; the service's default unless `--keys-ahead` says otherwise.
+    keys_ahead: usize,
 }
 
 fn args() -> Args {
@@ -38,6 +40,7 @@ fn args() -> Args {
         due: 10_000,
         alone: false,
         batch: DispatchConfig::default().batch,
+        keys_ahead: DEFAULT_KEYS_AHEAD,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -45,6 +48,10 @@ fn args() -> Args {
         match argv[i].as_str() {
             "sqlite" | "postgres" => a.backends = vec![argv[i].clone()],
             "--alone" => a.alone = true,
+            "--keys-ahead" => {
+                a.keys_ahead = common::flag_number(&argv, i, 0..=100_000);
+                i += 1;
+            }
             flag @ ("--tasks" | "--open" | "--due" | "--batch") => {
                 let at_least = usize::from(flag != "--open");
                 let most = if flag == "--batch" { 1000 } else { usize::MAX };
@@ -125,13 +132,23 @@ async fn run(backend: &str, a: &Args) {
             Ok((role.id, nurse.id))
         })
         .unwrap();
+    // Made as the service makes it at start, before the history: its key pairs are made
+    // ahead while the machine is otherwise idle, as they would be between ticks.
+    let vapid = generate_vapid_keys();
+    let push = PushSender::new(
+        &vapid,
+        "mailto:bench@example.nhs.uk",
+        Duration::from_secs(10),
+    )
+    .unwrap()
+    .with_keys_ahead(a.keys_ahead);
     common::preload(
         &store, a.tasks, a.open, a.due, due_at, "Ward 5", &role, &raiser,
     );
 
     let policy = Policy::default();
 
-    let vapid = generate_vapid_keys();
+    let keys_ready = push.keys_in_stock();
     let dispatcher = Worker {
         store: store.clone(),
         clock: Arc::new(clock.clone()),
@@ -140,12 +157,7 @@ async fn run(backend: &str, a: &Args) {
             ..DispatchConfig::default()
         },
         notifier: Notifier {
-            push: PushSender::new(
-                &vapid,
-                "mailto:bench@example.nhs.uk",
-                Duration::from_secs(10),
-            )
-            .unwrap(),
+            push,
             email: None,
             text: None,
             links: LinkSigner::new(b"bench"),
@@ -195,6 +207,7 @@ async fn run(backend: &str, a: &Args) {
     );
     println!("| measure | value |\n|---|---|");
     println!("| one tick: tasks escalated | {n} |");
+    println!("| push key pairs made ahead, at the tick's start | {keys_ready} |");
     println!(
         "| one tick: time (escalate + enqueue) | {:.2} s |",
         tick.as_secs_f64()

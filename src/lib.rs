@@ -122,7 +122,8 @@ impl Application {
     ) -> Result<Application, String> {
         let (vapid, secret) = load_or_make_secrets(&store, &config, clock.now())?;
         let push = outbox::push::PushSender::new(&vapid, &config.push.subject, config.push.timeout)
-            .map_err(|e| format!("push: {e}"))?;
+            .map_err(|e| format!("push: {e}"))?
+            .with_keys_ahead(config.push.keys_ahead);
         let email = match &config.email {
             Some(settings) => {
                 Some(outbox::email::EmailSender::new(settings).map_err(|e| format!("email: {e}"))?)

@@ -84,6 +84,7 @@ impl Config {
             ),
             format!("timeout_seconds = {}", self.push.timeout.as_secs()),
             format!("allowed_hosts = {:?}", self.push.allowed_hosts),
+            format!("keys_ahead = {}", self.push.keys_ahead),
             String::new(),
         ]
     }

@@ -84,6 +84,7 @@ pub(super) struct FilePush {
     pub(super) timeout_seconds: Option<u64>,
     pub(super) allowed_hosts: Option<Vec<String>>,
     pub(super) allow_endpoints: Option<Vec<String>>,
+    pub(super) keys_ahead: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

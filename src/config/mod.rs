@@ -135,6 +135,8 @@ pub struct PushConfig {
     pub allowed_hosts: Vec<String>,
     /// Endpoint origins allowed besides, with no host or address check: for tests only.
     pub allow_endpoints: Vec<String>,
+    /// Encryption key pairs made ahead while the machine is idle, for a burst of pushes.
+    pub keys_ahead: usize,
 }
 
 impl PushConfig {
@@ -267,6 +269,8 @@ impl Config {
                 timeout: Duration::from_secs(2),
                 allowed_hosts: DEFAULT_PUSH_HOSTS.iter().map(|h| h.to_string()).collect(),
                 allow_endpoints: Vec::new(),
+                // A few, so that tests send with pairs made ahead and made as needed.
+                keys_ahead: 4,
             },
             email: None,
             text: None,
@@ -421,6 +425,7 @@ mod tests {
                 "[push]\nallow_endpoints = [\"localhost\"]\n",
                 "allow_endpoints",
             ),
+            ("[push]\nkeys_ahead = 100001\n", "push.keys_ahead"),
             ("[security]\nlockout_minutes = 0\n", "lockout_minutes"),
             ("[metrics]\ntoken = \"short\"\n", "metrics.token"),
         ] {
@@ -435,6 +440,8 @@ mod tests {
     fn the_lease_outlasts_twice_the_slowest_send() {
         let push = "[push]\ntimeout_seconds = 10\n";
         assert!(load_file(&format!("{push}[dispatch]\nlease_seconds = 21\n")).is_ok());
+        let ahead = load_file("[push]\nkeys_ahead = 0\n").unwrap();
+        assert_eq!(ahead.push.keys_ahead, 0);
         let e = load_file(&format!("{push}[dispatch]\nlease_seconds = 20\n"))
             .unwrap_err()
             .0;

@@ -153,6 +153,9 @@ fn vapid(push: &FilePush, src: &Source) -> Result<Option<(String, String)>, Conf
     }
 }
 
+/// The most key pairs `[push] keys_ahead` may ask for (about 20 MB).
+const MAX_KEYS_AHEAD: usize = 100_000;
+
 pub(super) fn push(push: FilePush, src: &Source) -> Result<PushConfig, ConfigError> {
     let vapid = vapid(&push, src)?;
     let allowed_hosts = match push.allowed_hosts {
@@ -170,7 +173,17 @@ pub(super) fn push(push: FilePush, src: &Source) -> Result<PushConfig, ConfigErr
         timeout: Duration::from_secs(push.timeout_seconds.unwrap_or(10).max(1)),
         allowed_hosts,
         allow_endpoints,
+        keys_ahead: push
+            .keys_ahead
+            .unwrap_or(crate::outbox::push::DEFAULT_KEYS_AHEAD),
     };
+    if push.keys_ahead > MAX_KEYS_AHEAD {
+        return Err(ConfigError(format!(
+            "{}: {} is more than {MAX_KEYS_AHEAD} (each pair takes about 200 bytes; 0 makes none ahead)",
+            src.key("push.keys_ahead"),
+            push.keys_ahead
+        )));
+    }
     if !(push.subject.starts_with("mailto:") || push.subject.starts_with("https://")) {
         return Err(ConfigError(format!(
             "{}: {:?} must be a mailto: or https: URL (push services refuse others)",
