@@ -12,7 +12,9 @@ use bleepless::config::DispatchConfig;
 use bleepless::domain::task::Policy;
 use bleepless::outbox::links::LinkSigner;
 use bleepless::outbox::notification::Notifier;
-use bleepless::outbox::push::{generate_vapid_keys, PushSender, DEFAULT_KEYS_AHEAD};
+use bleepless::outbox::push::{
+    generate_vapid_keys, PushSender, DEFAULT_KEYS_AHEAD, MAX_KEYS_AHEAD,
+};
 use bleepless::outbox::record::RecordServers;
 use bleepless::outbox::worker::Worker;
 use bleepless::store::{directory, notifications, Store};
@@ -49,7 +51,7 @@ fn args() -> Args {
             "sqlite" | "postgres" => a.backends = vec![argv[i].clone()],
             "--alone" => a.alone = true,
             "--keys-ahead" => {
-                a.keys_ahead = common::flag_number(&argv, i, 0..=100_000);
+                a.keys_ahead = common::flag_number(&argv, i, 0..=MAX_KEYS_AHEAD);
                 i += 1;
             }
             flag @ ("--tasks" | "--open" | "--due" | "--batch") => {

@@ -12,6 +12,7 @@ use super::{
 use crate::domain::task::AckTargets;
 use crate::outbox::email::{SmtpSecurity, SmtpSettings};
 use crate::outbox::endpoints::EndpointPolicy;
+use crate::outbox::push::{DEFAULT_KEYS_AHEAD, MAX_KEYS_AHEAD};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -153,9 +154,6 @@ fn vapid(push: &FilePush, src: &Source) -> Result<Option<(String, String)>, Conf
     }
 }
 
-/// The most key pairs `[push] keys_ahead` may ask for (about 20 MB).
-const MAX_KEYS_AHEAD: usize = 100_000;
-
 pub(super) fn push(push: FilePush, src: &Source) -> Result<PushConfig, ConfigError> {
     let vapid = vapid(&push, src)?;
     let allowed_hosts = match push.allowed_hosts {
@@ -173,9 +171,7 @@ pub(super) fn push(push: FilePush, src: &Source) -> Result<PushConfig, ConfigErr
         timeout: Duration::from_secs(push.timeout_seconds.unwrap_or(10).max(1)),
         allowed_hosts,
         allow_endpoints,
-        keys_ahead: push
-            .keys_ahead
-            .unwrap_or(crate::outbox::push::DEFAULT_KEYS_AHEAD),
+        keys_ahead: push.keys_ahead.unwrap_or(DEFAULT_KEYS_AHEAD),
     };
     if push.keys_ahead > MAX_KEYS_AHEAD {
         return Err(ConfigError(format!(

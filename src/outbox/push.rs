@@ -145,6 +145,9 @@ pub struct PushSender {
 /// otherwise idle CPU).
 pub const DEFAULT_KEYS_AHEAD: usize = 10_000;
 
+/// The most key pairs `[push] keys_ahead` may ask for (about 20 MB).
+pub const MAX_KEYS_AHEAD: usize = 100_000;
+
 /// How long a signed VAPID JWT is reused (it is valid for twelve hours).
 const SIGNATURE_REUSE: Duration = Duration::from_secs(3600);
 

@@ -29,11 +29,9 @@ use diesel::sqlite::{Sqlite, SqliteType, SqliteValue};
 #[diesel(sqlite_type(name = "Text"))]
 pub struct Stamp;
 
-impl diesel::sql_types::SqlOrd for Stamp {}
-
 /// The text diesel's `format("%F %T%.f")` gives, for years 0 to 9999 and no leap second;
 /// `None` for any other time, which chrono then formats.
-pub fn format(t: &NaiveDateTime) -> Option<String> {
+fn format(t: &NaiveDateTime) -> Option<String> {
     let (year, nanos) = (t.year(), t.nanosecond());
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
         return None;
@@ -72,7 +70,7 @@ fn push_digits(s: &mut String, n: u32, width: u32) {
 
 /// Reads `YYYY-MM-DD HH:MM:SS`, with `.` and 1 to 9 digits of a second or without: what
 /// [`format`] and SQLite's `CURRENT_TIMESTAMP` write. `None` for anything else.
-pub fn parse(s: &str) -> Option<NaiveDateTime> {
+fn parse(s: &str) -> Option<NaiveDateTime> {
     let b = s.as_bytes();
     if b.len() < 19
         || b[4] != b'-'
