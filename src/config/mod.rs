@@ -214,8 +214,21 @@ impl Config {
         let email = sections::email(file.email, src)?;
         let text = text::text(file.text, src)?;
         let dispatch = sections::dispatch(file.dispatch.unwrap_or_default(), src)?;
-        sections::lease_outlasts_sends(&dispatch, &push, email.as_ref(), src)?;
         let record = sections::records(file.record, file.records, src)?;
+        let mut sends = vec![("the push timeout".to_string(), push.timeout)];
+        // A whole email send is bounded by three times its per-operation timeout.
+        sends.extend(
+            email
+                .iter()
+                .map(|e| ("three email timeouts".into(), e.timeout * 3)),
+        );
+        sends.extend(text.iter().map(|t| ("the text timeout".into(), t.timeout)));
+        sends.extend(
+            record
+                .iter()
+                .map(|r| (format!("the {} timeout", r.name), r.timeout)),
+        );
+        sections::lease_outlasts_sends(&dispatch, &sends, src)?;
         let security = sections::security(file.security.unwrap_or_default(), src)?;
         let log_format = sections::log_format(file.log_format, src)?;
         let fhir = sections::fhir(file.fhir.unwrap_or_default(), &public_url, src)?;
@@ -446,9 +459,23 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(
-            e.contains("dispatch") && e.contains("twice the slowest send (10 s"),
+            e.contains("dispatch") && e.contains("twice the slowest send (10 s, the push timeout)"),
             "{e}"
         );
+        // A record server's and a text provider's timeouts count too.
+        let record =
+            "[records.gp]\nbase_url = \"https://fhir.example.nhs.uk\"\ntimeout_seconds = 40\n";
+        let e = load_file(&format!("{record}[dispatch]\nlease_seconds = 80\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("(40 s, the gp timeout)"), "{e}");
+        assert!(load_file(&format!("{record}[dispatch]\nlease_seconds = 81\n")).is_ok());
+        let text = "[text]\nprovider = \"twilio\"\naccount_sid = \"AC1\"\n\
+             auth_token_file = \"DIR/link.secret\"\nfrom = \"Bleepless\"\ntimeout_seconds = 60\nafter_seconds = { stat = 60 }\n";
+        let e = load_file(&format!("{text}[dispatch]\nlease_seconds = 120\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("(60 s, the text timeout)"), "{e}");
     }
 
     #[test]

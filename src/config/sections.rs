@@ -255,21 +255,20 @@ pub(super) fn dispatch(d: FileDispatch, src: &Source) -> Result<DispatchConfig, 
 }
 
 /// A send must finish well inside its lease, or another instance would send it again.
+/// `sends` are the longest each kind of send may take, each named for the error.
 pub(super) fn lease_outlasts_sends(
     dispatch: &DispatchConfig,
-    push: &PushConfig,
-    email: Option<&SmtpSettings>,
+    sends: &[(String, Duration)],
     src: &Source,
 ) -> Result<(), ConfigError> {
-    let slowest = email
-        .map(|e| e.timeout * 3)
-        .unwrap_or_default()
-        .max(push.timeout);
+    let Some((what, slowest)) = sends.iter().max_by_key(|(_, took)| *took) else {
+        return Ok(());
+    };
     // Twice: a row written leased waits for its dispatcher, which sends it only while at
     // least half its lease is left (`outbox::worker`), and a send must end within it.
-    if dispatch.lease <= slowest * 2 {
+    if dispatch.lease <= *slowest * 2 {
         return Err(ConfigError(format!(
-            "{}: lease_seconds ({}) must be more than twice the slowest send ({} s, from the push and email timeouts)",
+            "{}: lease_seconds ({}) must be more than twice the slowest send ({} s, {what})",
             src.key("dispatch"),
             dispatch.lease.as_secs(),
             slowest.as_secs()
