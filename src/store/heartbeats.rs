@@ -4,6 +4,7 @@ use super::schema::{heartbeats, outbox, tasks};
 use super::sql::{on_backend, Sql};
 use super::{from_db, to_db, DbConnection};
 use crate::domain::delivery::Delivery;
+use crate::domain::Status;
 use crate::error::AppResult;
 use crate::store::stamp::Stamp;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -57,11 +58,14 @@ pub fn oldest_waiting_delivery(conn: &mut DbConnection) -> AppResult<Option<Date
 }
 
 /// When the task longest due to escalate fell due (only open, unacknowledged tasks have a
-/// next escalation time).
+/// next escalation time). The first in `tasks_by_escalation` (status, then that time).
 pub fn oldest_due_escalation(conn: &mut DbConnection) -> AppResult<Option<DateTime<Utc>>> {
-    let at: Option<NaiveDateTime> = tasks::table
+    let at: Option<Option<NaiveDateTime>> = tasks::table
+        .filter(tasks::status.eq(Status::Requested.code()))
         .filter(tasks::next_escalation_at.is_not_null())
-        .select(diesel::dsl::min(tasks::next_escalation_at))
-        .get_result(conn)?;
-    Ok(at.map(from_db))
+        .order(tasks::next_escalation_at.asc())
+        .select(tasks::next_escalation_at)
+        .first(conn)
+        .optional()?;
+    Ok(at.flatten().map(from_db))
 }

@@ -18,6 +18,8 @@ pub mod identities;
 pub mod metrics;
 pub mod notifications;
 pub mod outbox;
+#[cfg(test)]
+mod plans;
 pub mod raised;
 pub mod receipts;
 pub mod rota;
