@@ -215,20 +215,14 @@ impl Config {
         let text = text::text(file.text, src)?;
         let dispatch = sections::dispatch(file.dispatch.unwrap_or_default(), src)?;
         let record = sections::records(file.record, file.records, src)?;
-        let mut sends = vec![("the push timeout".to_string(), push.timeout)];
-        // A whole email send is bounded by three times its per-operation timeout.
-        sends.extend(
-            email
-                .iter()
-                .map(|e| ("three email timeouts".into(), e.timeout * 3)),
-        );
-        sends.extend(text.iter().map(|t| ("the text timeout".into(), t.timeout)));
-        sends.extend(
-            record
-                .iter()
-                .map(|r| (format!("the {} timeout", r.name), r.timeout)),
-        );
-        sections::lease_outlasts_sends(&dispatch, &sends, src)?;
+        sections::lease_outlasts_sends(
+            &dispatch,
+            &push,
+            email.as_ref(),
+            text.as_ref(),
+            &record,
+            src,
+        )?;
         let security = sections::security(file.security.unwrap_or_default(), src)?;
         let log_format = sections::log_format(file.log_format, src)?;
         let fhir = sections::fhir(file.fhir.unwrap_or_default(), &public_url, src)?;

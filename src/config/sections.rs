@@ -7,7 +7,7 @@ use super::file::{
 use super::{
     env, parse_schedule, secret_file, ConfigError, DatabaseUrl, DispatchConfig, FhirConfig,
     HealthConfig, LogFormat, MetricsConfig, Overrides, PushConfig, RecordConfig, SecurityConfig,
-    DEFAULT_PUSH_HOSTS, DEFAULT_SCHEDULE,
+    TextConfig, DEFAULT_PUSH_HOSTS, DEFAULT_SCHEDULE,
 };
 use crate::domain::task::AckTargets;
 use crate::outbox::email::{SmtpSecurity, SmtpSettings};
@@ -255,12 +255,24 @@ pub(super) fn dispatch(d: FileDispatch, src: &Source) -> Result<DispatchConfig, 
 }
 
 /// A send must finish well inside its lease, or another instance would send it again.
-/// `sends` are the longest each kind of send may take, each named for the error.
 pub(super) fn lease_outlasts_sends(
     dispatch: &DispatchConfig,
-    sends: &[(String, Duration)],
+    push: &PushConfig,
+    email: Option<&SmtpSettings>,
+    text: Option<&TextConfig>,
+    records: &[RecordConfig],
     src: &Source,
 ) -> Result<(), ConfigError> {
+    // The longest each kind of send may take, named for the error. A whole email send is
+    // bounded by three times its per-operation timeout.
+    let mut sends = vec![("the push timeout".to_string(), push.timeout)];
+    sends.extend(email.map(|e| ("three email timeouts".into(), e.timeout * 3)));
+    sends.extend(text.map(|t| ("the text timeout".into(), t.timeout)));
+    sends.extend(
+        records
+            .iter()
+            .map(|r| (format!("the {} timeout", r.name), r.timeout)),
+    );
     let Some((what, slowest)) = sends.iter().max_by_key(|(_, took)| *took) else {
         return Ok(());
     };
