@@ -143,9 +143,9 @@ impl Worker {
     /// nothing but itself (and only until its timeout).
     pub async fn run(self, doorbell: Arc<Doorbell>) {
         doorbell.served_by(&self.owner, self.config.lease);
+        let batch = usize::try_from(self.config.batch).unwrap_or(1);
         // A round's sends in a burst: half a claim, so that each round's read carries many.
-        let enough =
-            (usize::try_from(self.config.batch).unwrap_or(1) / 2).clamp(1, MAX_IN_FLIGHT / 2);
+        let enough = (batch / 2).clamp(1, MAX_IN_FLIGHT / 2);
         let me = Arc::new(self);
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         // Outcomes are written by one recorder, many to a transaction, as they come in.
@@ -176,7 +176,7 @@ impl Worker {
         // The last round took all it could, so more is waiting: the next goes at once.
         let mut full = false;
         loop {
-            let free = permits.available_permits().min(me.config.batch as usize);
+            let free = permits.available_permits().min(batch);
             if free == 0 || (full && free < enough) {
                 // Every send allowed is out, or work is waiting and few may start: go on
                 // as soon as enough have ended for a round worth its read. (It slept

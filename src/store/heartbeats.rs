@@ -60,12 +60,12 @@ pub fn oldest_waiting_delivery(conn: &mut DbConnection) -> AppResult<Option<Date
 /// When the task longest due to escalate fell due (only open, unacknowledged tasks have a
 /// next escalation time). The first in `tasks_by_escalation` (status, then that time).
 pub fn oldest_due_escalation(conn: &mut DbConnection) -> AppResult<Option<DateTime<Utc>>> {
-    let at: Option<Option<NaiveDateTime>> = tasks::table
+    let at: Option<NaiveDateTime> = tasks::table
         .filter(tasks::status.eq(Status::Requested.code()))
         .filter(tasks::next_escalation_at.is_not_null())
         .order(tasks::next_escalation_at.asc())
-        .select(tasks::next_escalation_at)
+        .select(tasks::next_escalation_at.assume_not_null())
         .first(conn)
         .optional()?;
-    Ok(at.flatten().map(from_db))
+    Ok(at.map(from_db))
 }
