@@ -34,6 +34,17 @@ struct Args {
     keys_ahead: usize,
 }
 
+impl Args {
+    /// How the tick and the dispatcher run, for the report.
+    fn mode(&self) -> &'static str {
+        if self.alone {
+            "tick alone, then dispatch"
+        } else {
+            "dispatcher beside the tick, as in the service"
+        }
+    }
+}
+
 fn args() -> Args {
     let mut a = Args {
         backends: vec!["sqlite".into(), "postgres".into()],
@@ -108,14 +119,15 @@ fn push_endpoint() -> (String, Arc<Mutex<Vec<Instant>>>) {
     (format!("http://{addr}/push/"), arrivals)
 }
 
-async fn run(backend: &str, a: &Args) {
-    let db = BenchDb::new(backend);
-    let store = Store::open(&db.url, 8).unwrap();
-    let clock = ManualClock::new(chrono::Utc::now());
-    let due_at = clock.now();
-    let (endpoint, arrivals) = push_endpoint();
-    let keys = bleepless_keys();
-    let (role, raiser) = store
+/// The ward, the nurse who raised the tasks, and the role they are for, held by a doctor
+/// whose phone is subscribed at `endpoint`: (role id, nurse id).
+fn hospital(
+    store: &Store,
+    endpoint: &str,
+    keys: &(String, String),
+    due_at: chrono::DateTime<chrono::Utc>,
+) -> (String, String) {
+    store
         .write_now(|c| {
             directory::add_ward(c, "Ward 5", due_at)?;
             let (nurse, _) = directory::add_staff(c, "Sister Bench", None, "coordinator", due_at)?;
@@ -133,7 +145,25 @@ async fn run(backend: &str, a: &Args) {
             )?;
             Ok((role.id, nurse.id))
         })
-        .unwrap();
+        .unwrap()
+}
+
+/// Waits until `n` pushes have arrived, or ten minutes have passed.
+async fn until_arrived(arrivals: &Mutex<Vec<Instant>>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while arrivals.lock().unwrap().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn run(backend: &str, a: &Args) {
+    let db = BenchDb::new(backend);
+    let store = Store::open(&db.url, 8).unwrap();
+    let clock = ManualClock::new(chrono::Utc::now());
+    let due_at = clock.now();
+    let (endpoint, arrivals) = push_endpoint();
+    let keys = bleepless_keys();
+    let (role, raiser) = hospital(&store, &endpoint, &keys, due_at);
     // Made as the service makes it at start, before the history: its key pairs are made
     // ahead while the machine is otherwise idle, as they would be between ticks.
     let vapid = generate_vapid_keys();
@@ -189,23 +219,19 @@ async fn run(backend: &str, a: &Args) {
             None => unreachable!("the dispatcher runs once"),
         },
     };
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while arrivals.lock().unwrap().len() < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_arrived(&arrivals, n).await;
     handle.abort();
     let got = arrivals.lock().unwrap().clone();
     let send_secs = send_start.elapsed().as_secs_f64();
     let lateness: Vec<Duration> = got.iter().map(|t| t.duration_since(started)).collect();
-    let mode = if a.alone {
-        "tick alone, then dispatch"
-    } else {
-        "dispatcher beside the tick, as in the service"
-    };
     let (p50, p99, max) = summary(lateness);
     println!(
-        "\n## {backend}: {} tasks stored, {} open, {} due in the same second ({mode}, claims of {})",
-        a.tasks, a.open, a.due, a.batch
+        "\n## {backend}: {} tasks stored, {} open, {} due in the same second ({}, claims of {})",
+        a.tasks,
+        a.open,
+        a.due,
+        a.mode(),
+        a.batch
     );
     println!("| measure | value |\n|---|---|");
     println!("| one tick: tasks escalated | {n} |");

@@ -148,29 +148,12 @@ impl Worker {
         let enough = (batch / 2).clamp(1, MAX_IN_FLIGHT / 2);
         let me = Arc::new(self);
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        // Outcomes are written by one recorder, many to a transaction, as they come in.
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
-        let recorder = {
-            let (me, doorbell) = (me.clone(), doorbell.clone());
-            tokio::spawn(async move {
-                while let Some(first) = done_rx.recv().await {
-                    let mut batch = vec![first];
-                    while batch.len() < 256 {
-                        match done_rx.try_recv() {
-                            Ok(d) => batch.push(d),
-                            Err(_) => break,
-                        }
-                    }
-                    let due = me.record(batch).await;
-                    doorbell.ring(outbox::Queued {
-                        any: !due.is_empty(),
-                        due,
-                        leased: Vec::new(),
-                    });
-                }
-            })
-        };
-        let _stop_recorder = AbortOnDrop(recorder);
+        let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
+        let _stop_recorder = AbortOnDrop(tokio::spawn(Worker::recorder(
+            me.clone(),
+            doorbell.clone(),
+            done_rx,
+        )));
         let mut last_claim = tokio::time::Instant::now();
         let mut last_scan: Option<tokio::time::Instant> = None;
         // The last round took all it could, so more is waiting: the next goes at once.
@@ -254,6 +237,30 @@ impl Worker {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
+        }
+    }
+
+    /// Writes the sends' outcomes as they come in, many to a transaction, and rings in what
+    /// follows from them (a text brought forward by a failed push).
+    async fn recorder(
+        me: Arc<Worker>,
+        doorbell: Arc<Doorbell>,
+        mut done_rx: tokio::sync::mpsc::UnboundedReceiver<Done>,
+    ) {
+        while let Some(first) = done_rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 256 {
+                match done_rx.try_recv() {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
+                }
+            }
+            let due = me.record(batch).await;
+            doorbell.ring(outbox::Queued {
+                any: !due.is_empty(),
+                due,
+                leased: Vec::new(),
+            });
         }
     }
 
