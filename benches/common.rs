@@ -64,6 +64,12 @@ impl BenchDb {
 
 impl Drop for BenchDb {
     fn drop(&mut self) {
+        // BENCH_KEEP_DATABASE=1 leaves a PostgreSQL run's database behind, named on stderr,
+        // to look into its statements by hand afterwards.
+        if let (Some((_, name)), Ok(_)) = (&self.pg, std::env::var("BENCH_KEEP_DATABASE")) {
+            eprintln!("kept the database {name}");
+            return;
+        }
         if let Some((admin, name)) = &self.pg {
             if let Ok(mut c) = PgConnection::establish(admin) {
                 let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -209,6 +209,7 @@ async fn run(backend: &str, a: &Args) {
     if !a.alone {
         handle = dispatcher.take().map(|d| tokio::spawn(d.run(wake.clone())));
     }
+    let cpu_before = CpuMark::now();
     let started = Instant::now();
     let n = bleepless::escalation::tick(&app, due_at).await.unwrap();
     let tick = started.elapsed();
@@ -221,9 +222,55 @@ async fn run(backend: &str, a: &Args) {
     };
     until_arrived(&arrivals, n).await;
     handle.abort();
+    let cpu = cpu_before.elapsed();
     let got = arrivals.lock().unwrap().clone();
-    let send_secs = send_start.elapsed().as_secs_f64();
-    let lateness: Vec<Duration> = got.iter().map(|t| t.duration_since(started)).collect();
+    let burst = Burst {
+        escalated: n,
+        keys_ready,
+        tick,
+        pushes: got.len(),
+        send_secs: send_start.elapsed().as_secs_f64(),
+        lateness: got.iter().map(|t| t.duration_since(started)).collect(),
+        cpu,
+    };
+    report(backend, a, burst);
+}
+
+/// What one run measured.
+struct Burst {
+    escalated: usize,
+    keys_ready: usize,
+    tick: Duration,
+    pushes: usize,
+    send_secs: f64,
+    /// From the tick's start to each push received.
+    lateness: Vec<Duration>,
+    cpu: Cpu,
+}
+
+/// Prints a run's table; with `BENCH_TIMELINE` set, also the pushes received in each tenth
+/// of a second, on stderr.
+fn report(backend: &str, a: &Args, b: Burst) {
+    let Burst {
+        escalated: n,
+        keys_ready,
+        tick,
+        pushes,
+        send_secs,
+        lateness,
+        cpu,
+    } = b;
+    if std::env::var("BENCH_TIMELINE").is_ok() {
+        let mut per =
+            vec![0usize; 1 + lateness.iter().max().map_or(0, |d| d.as_millis() / 100) as usize];
+        for d in &lateness {
+            per[(d.as_millis() / 100) as usize] += 1;
+        }
+        eprintln!(
+            "pushes per 100 ms from the tick's start (the tick ended at {:.0} ms): {per:?}",
+            tick.as_secs_f64() * 1000.0
+        );
+    }
     let (p50, p99, max) = summary(lateness);
     println!(
         "\n## {backend}: {} tasks stored, {} open, {} due in the same second ({}, claims of {})",
@@ -242,9 +289,9 @@ async fn run(backend: &str, a: &Args) {
     );
     println!(
         "| pushes delivered (aes128gcm + VAPID, loopback), from tick start | {} in {:.2} s = {:.0}/s |",
-        got.len(),
+        pushes,
         send_secs,
-        got.len() as f64 / send_secs
+        pushes as f64 / send_secs
     );
     println!(
         "| lateness, start of tick → push received: p50 / p99 / max | {:.0} / {:.0} / {:.0} ms |",
@@ -254,6 +301,47 @@ async fn run(backend: &str, a: &Args) {
         "| lateness p99 + one tick period (5 s), worst case | {:.1} s |",
         p99 / 1000.0 + 5.0
     );
+    println!(
+        "| CPU, tick start → last push: this process (service and endpoint) / PostgreSQL / machine busy | {:.2} s / {:.2} s / {:.0}% |",
+        cpu.process, cpu.postgres, cpu.busy
+    );
+}
+
+/// The CPU used from the tick's start to the last push received.
+struct Cpu {
+    /// This process's: the service's tick and dispatcher, and the push endpoint.
+    process: f64,
+    /// Every PostgreSQL server process's (none on SQLite).
+    postgres: f64,
+    /// The share of the machine's two cores that was busy, in percent.
+    busy: f64,
+}
+
+/// The CPU counters at one moment, to take [`Cpu`] from.
+struct CpuMark {
+    process: Option<f64>,
+    postgres: std::collections::HashMap<u32, f64>,
+    machine: Option<(u64, u64)>,
+}
+
+impl CpuMark {
+    fn now() -> CpuMark {
+        CpuMark {
+            process: common::cpu_seconds(std::process::id()),
+            postgres: common::postgres_cpu(),
+            machine: common::machine_cpu(),
+        }
+    }
+
+    /// The CPU used since this mark.
+    fn elapsed(self) -> Cpu {
+        let now = common::cpu_seconds(std::process::id());
+        Cpu {
+            process: now.zip(self.process).map_or(0.0, |(b, a)| b - a),
+            postgres: common::postgres_cpu_between(&self.postgres, &common::postgres_cpu()),
+            busy: common::machine_busy_since(self.machine).unwrap_or(0.0),
+        }
+    }
 }
 
 /// A browser-like subscription key pair (only the public half and auth secret are needed
