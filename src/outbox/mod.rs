@@ -7,6 +7,7 @@ pub mod email;
 pub mod endpoints;
 pub mod links;
 pub mod notification;
+mod outcomes;
 pub mod push;
 pub mod record;
 pub mod text;

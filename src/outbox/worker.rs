@@ -3,6 +3,7 @@
 //! ([`crate::domain::delivery::Kind::retry_policy`]). It holds no state between rounds, so
 //! several instances can share one database.
 use super::notification::{self, Attempt, DeviceResult, Notifier};
+use super::outcomes::{device_results, gather, Done, RECORD_WAIT_MOST};
 use super::record::RecordServers;
 use crate::clock::SharedClock;
 use crate::domain::delivery::{Failure, Kind, Outcome, RetryLimits};
@@ -93,30 +94,6 @@ impl Job {
     }
 }
 
-struct Done {
-    id: String,
-    task_id: String,
-    /// A push that failed for good to this person: a text waiting for them goes now.
-    push_failed_to: Option<String>,
-    outcome: Outcome,
-    devices: Vec<(String, DeviceResult)>,
-}
-
-/// What to write of each device a batch of sends reached: its latest result, or that it is
-/// gone if its push service said so to any of them. One write per device, not per push: a
-/// doctor's phone that took a hundred pushes in a batch is one row to update.
-fn device_results(batch: &[Done]) -> Vec<(&str, &DeviceResult)> {
-    let mut latest: Vec<(&str, &DeviceResult)> = Vec::new();
-    for (device, result) in batch.iter().flat_map(|d| &d.devices) {
-        match latest.iter_mut().find(|seen| seen.0 == device.as_str()) {
-            Some((_, DeviceResult::Gone)) => {}
-            Some((_, seen)) => *seen = result,
-            None => latest.push((device, result)),
-        }
-    }
-    latest
-}
-
 /// Aborts a background task when its owner stops.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -153,6 +130,7 @@ impl Worker {
             me.clone(),
             doorbell.clone(),
             done_rx,
+            permits.clone(),
         )));
         let mut last_claim = tokio::time::Instant::now();
         let mut last_scan: Option<tokio::time::Instant> = None;
@@ -246,15 +224,13 @@ impl Worker {
         me: Arc<Worker>,
         doorbell: Arc<Doorbell>,
         mut done_rx: tokio::sync::mpsc::UnboundedReceiver<Done>,
+        permits: Arc<Semaphore>,
     ) {
         while let Some(first) = done_rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < 256 {
-                match done_rx.try_recv() {
-                    Ok(d) => batch.push(d),
-                    Err(_) => break,
-                }
-            }
+            // A burst: a quarter of the sends allowed out at once.
+            let sending_hard =
+                || MAX_IN_FLIGHT.saturating_sub(permits.available_permits()) >= MAX_IN_FLIGHT / 4;
+            let batch = gather(first, &mut done_rx, sending_hard, RECORD_WAIT_MOST).await;
             let due = me.record(batch).await;
             doorbell.ring(outbox::Queued {
                 any: !due.is_empty(),
@@ -554,77 +530,5 @@ fn log(row: &Row, outcome: &Outcome) {
             tracing::error!(task_id = %task_id, kind = %kind, attempt, %error, "delivery failed for good")
         }
         Outcome::Cancelled => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn done(id: &str, devices: Vec<(&str, DeviceResult)>) -> Done {
-        Done {
-            id: id.into(),
-            task_id: "t".into(),
-            push_failed_to: None,
-            outcome: Outcome::Sent,
-            devices: devices
-                .into_iter()
-                .map(|(d, r)| (d.to_string(), r))
-                .collect(),
-        }
-    }
-
-    fn summary(batch: &[Done]) -> Vec<(String, String)> {
-        device_results(batch)
-            .into_iter()
-            .map(|(d, r)| {
-                let r = match r {
-                    DeviceResult::Delivered => "delivered".to_string(),
-                    DeviceResult::Gone => "gone".to_string(),
-                    DeviceResult::Failed(e) => format!("failed: {e}"),
-                };
-                (d.to_string(), r)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn each_device_is_written_once_with_its_latest_result_and_gone_stays_gone() {
-        let batch = [
-            done(
-                "n1",
-                vec![
-                    ("phone", DeviceResult::Delivered),
-                    ("tablet", DeviceResult::Gone),
-                ],
-            ),
-            done("n2", vec![("phone", DeviceResult::Failed("503".into()))]),
-            done(
-                "n3",
-                vec![
-                    ("tablet", DeviceResult::Delivered),
-                    ("watch", DeviceResult::Delivered),
-                ],
-            ),
-        ];
-        assert_eq!(
-            summary(&batch),
-            [
-                ("phone".to_string(), "failed: 503".to_string()),
-                ("tablet".to_string(), "gone".to_string()),
-                ("watch".to_string(), "delivered".to_string()),
-            ]
-        );
-        let later = [
-            done(
-                "n4",
-                vec![("phone", DeviceResult::Failed("timeout".into()))],
-            ),
-            done("n5", vec![("phone", DeviceResult::Delivered)]),
-        ];
-        assert_eq!(
-            summary(&later),
-            [("phone".to_string(), "delivered".to_string())]
-        );
     }
 }
