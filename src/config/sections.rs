@@ -13,6 +13,7 @@ use crate::domain::task::AckTargets;
 use crate::outbox::email::{SmtpSecurity, SmtpSettings};
 use crate::outbox::endpoints::EndpointPolicy;
 use crate::outbox::push::{DEFAULT_KEYS_AHEAD, MAX_KEYS_AHEAD};
+use crate::outbox::worker::RECORD_WAIT_MOST;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -277,10 +278,12 @@ pub(super) fn lease_outlasts_sends(
         return Ok(());
     };
     // Twice: a row written leased waits for its dispatcher, which sends it only while at
-    // least half its lease is left (`outbox::worker`), and a send must end within it.
-    if dispatch.lease <= *slowest * 2 {
+    // least half its lease is left (`outbox::worker`), and a send must end within it. Then
+    // its outcome may wait a second to be written, in a burst (`outbox::outcomes`).
+    if dispatch.lease <= *slowest * 2 + RECORD_WAIT_MOST {
         return Err(ConfigError(format!(
-            "{}: lease_seconds ({}) must be more than twice the slowest send ({} s, {what})",
+            "{}: lease_seconds ({}) must be more than twice the slowest send ({} s, {what}) \
+             and a second",
             src.key("dispatch"),
             dispatch.lease.as_secs(),
             slowest.as_secs()

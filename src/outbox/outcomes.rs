@@ -10,7 +10,7 @@ const RECORD_MOST: usize = 1024;
 const RECORD_GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// In a burst, the longest an outcome waits to be written.
-pub(super) const RECORD_WAIT_MOST: std::time::Duration = std::time::Duration::from_secs(1);
+pub const RECORD_WAIT_MOST: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What one send came to.
 pub(super) struct Done {

@@ -3,7 +3,8 @@
 //! ([`crate::domain::delivery::Kind::retry_policy`]). It holds no state between rounds, so
 //! several instances can share one database.
 use super::notification::{self, Attempt, DeviceResult, Notifier};
-use super::outcomes::{device_results, gather, Done, RECORD_WAIT_MOST};
+pub use super::outcomes::RECORD_WAIT_MOST;
+use super::outcomes::{device_results, gather, Done};
 use super::record::RecordServers;
 use crate::clock::SharedClock;
 use crate::domain::delivery::{Failure, Kind, Outcome, RetryLimits};

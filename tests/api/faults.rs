@@ -101,7 +101,7 @@ async fn killing_the_service_mid_tick_and_mid_dispatch_loses_nothing() {
         &config,
         format!(
             "bind = \"127.0.0.1:{port}\"\ndatabase_url = \"{db}\"\n[escalation]\nschedule = \"* * * * * *\"\n\
-             [push]\ntimeout_seconds = 3\nallow_endpoints = [\"http://127.0.0.1\"]\n[dispatch]\nlease_seconds = 7\nbackoff_base_seconds = 1\n"
+             [push]\ntimeout_seconds = 3\nallow_endpoints = [\"http://127.0.0.1\"]\n[dispatch]\nlease_seconds = 8\nbackoff_base_seconds = 1\n"
         ),
     )
     .unwrap();
