@@ -25,6 +25,9 @@ pub struct OidcProvider {
     http: reqwest::Client,
 }
 
+/// How long the provider has to say where it listens (it takes about a second).
+const STARTUP: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/oidc_provider")
 }
@@ -56,8 +59,26 @@ impl OidcProvider {
             .expect("join")
     }
 
+    /// Starts the provider, again if it has not said where it listens within
+    /// [`STARTUP`]: Node 20 has been seen to hang before listening, in a futex wait, when
+    /// started while the machine was busy (one start in many, under the PostgreSQL run).
     fn spawn() -> OidcProvider {
         install();
+        for attempt in 1..=3 {
+            match Self::spawn_once() {
+                Ok(provider) => return provider,
+                Err(mut child) => {
+                    eprintln!("the OpenID provider did not start within {STARTUP:?} (attempt {attempt}); starting it again");
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        panic!("the OpenID provider did not start in three attempts");
+    }
+
+    /// One start: the provider, or its process if it did not print its issuer in time.
+    fn spawn_once() -> Result<OidcProvider, Child> {
         let options = json!({
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
@@ -73,24 +94,28 @@ impl OidcProvider {
             .spawn()
             .expect("node runs (the sign-in tests need Node.js: .ci/run installs it)");
         let out = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(out).lines();
-        let issuer = loop {
-            let line = lines
-                .next()
-                .expect("the provider printed its issuer")
-                .expect("readable");
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if let Some(i) = v["issuer"].as_str() {
-                    break i.to_string();
+        // Its output is read on a thread of its own, which keeps reading (and dropping)
+        // it so that it never blocks on a full pipe.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(out).lines();
+            for line in lines.by_ref().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if let Some(i) = v["issuer"].as_str() {
+                        let _ = tx.send(i.to_string());
+                        break;
+                    }
                 }
             }
-        };
-        // Keep reading (and dropping) its output so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        OidcProvider {
-            issuer,
-            child,
-            http: reqwest::Client::new(),
+            for _ in lines {}
+        });
+        match rx.recv_timeout(STARTUP) {
+            Ok(issuer) => Ok(OidcProvider {
+                issuer,
+                child,
+                http: reqwest::Client::new(),
+            }),
+            Err(_) => Err(child),
         }
     }
 
