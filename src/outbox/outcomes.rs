@@ -39,10 +39,9 @@ pub(super) fn device_results(batch: &[Done]) -> Vec<(&str, &DeviceResult)> {
 
 /// The outcomes to write next, starting with `first`: whatever has come in, and, while a
 /// burst is being sent (`sending_hard`), more as they come, for up to `wait_most`
-/// ([`RECORD_WAIT_MOST`]) or [`RECORD_MOST`] outcomes. In a burst
-/// the sends go first and the book-keeping after, in few transactions: the phones get
-/// their pushes sooner, and a crash meanwhile loses nothing (the rows' leases run out and
-/// they are sent again).
+/// ([`RECORD_WAIT_MOST`]) or [`RECORD_MOST`] outcomes. In a burst the sends go first and
+/// the book-keeping after, in few transactions: the phones get their pushes sooner, and a
+/// crash meanwhile loses nothing (the rows' leases run out and they are sent again).
 pub(super) async fn gather(
     first: Done,
     done_rx: &mut tokio::sync::mpsc::UnboundedReceiver<Done>,
@@ -82,6 +81,10 @@ mod tests {
         }
     }
 
+    fn ids(batch: &[Done]) -> Vec<&str> {
+        batch.iter().map(|d| d.id.as_str()).collect()
+    }
+
     fn summary(batch: &[Done]) -> Vec<(String, String)> {
         device_results(batch)
             .into_iter()
@@ -104,10 +107,7 @@ mod tests {
         tx.send(done("n2", vec![])).unwrap();
         let started = std::time::Instant::now();
         let batch = gather(done("n1", vec![]), &mut rx, || false, wait).await;
-        assert_eq!(
-            batch.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
-            ["n1", "n2"]
-        );
+        assert_eq!(ids(&batch), ["n1", "n2"]);
         assert!(started.elapsed() < wait / 2, "{:?}", started.elapsed());
         // Every send allowed is out: outcomes arriving meanwhile join the batch, which
         // is written once the longest wait has passed.
@@ -118,10 +118,7 @@ mod tests {
         });
         let started = std::time::Instant::now();
         let batch = gather(done("n3", vec![]), &mut rx, || true, wait).await;
-        assert_eq!(
-            batch.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
-            ["n3", "n4"]
-        );
+        assert_eq!(ids(&batch), ["n3", "n4"]);
         assert!(started.elapsed() >= wait, "{:?}", started.elapsed());
         // A full batch is written without waiting, the rest left for the next.
         for i in 0..RECORD_MOST {
