@@ -179,7 +179,20 @@ async fn run(backend: &str, a: &Args) {
     );
 
     let policy = Policy::default();
-
+    let app = bleepless::app::App::new(store.clone(), Arc::new(clock.clone()), policy.clone());
+    // As the scheduler does after the tick before: the pushes this tick will send if nobody
+    // acknowledges are foreseen, and their key agreements made while the machine is idle.
+    let foresee = push.clone();
+    let sight = bleepless::escalation::Foresight {
+        most: a.keys_ahead,
+        take: Arc::new(move |pushes| foresee.foresee(pushes)),
+    };
+    let foreseen = bleepless::escalation::look_ahead(&app, due_at, &sight).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while push.foreseen().1 < push.foreseen().0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let agreed_ready = (foreseen, push.foreseen().1);
     let keys_ready = push.keys_in_stock();
     let dispatcher = Worker {
         store: store.clone(),
@@ -202,7 +215,6 @@ async fn run(backend: &str, a: &Args) {
     // By default as in the service: the dispatcher runs beside the tick and sends each
     // group of escalations' pushes as soon as that group is committed. With --alone the
     // tick runs by itself first, to time it without the dispatcher competing.
-    let app = bleepless::app::App::new(store.clone(), Arc::new(clock.clone()), policy.clone());
     let wake = app.doorbell.clone();
     let mut dispatcher = Some(dispatcher);
     let mut handle = None;
@@ -227,6 +239,7 @@ async fn run(backend: &str, a: &Args) {
     let burst = Burst {
         escalated: n,
         keys_ready,
+        agreed_ready,
         tick,
         pushes: got.len(),
         send_secs: send_start.elapsed().as_secs_f64(),
@@ -240,6 +253,8 @@ async fn run(backend: &str, a: &Args) {
 struct Burst {
     escalated: usize,
     keys_ready: usize,
+    /// Pushes foreseen by the tick before, and their key agreements made by this tick.
+    agreed_ready: (usize, usize),
     tick: Duration,
     pushes: usize,
     send_secs: f64,
@@ -254,6 +269,7 @@ fn report(backend: &str, a: &Args, b: Burst) {
     let Burst {
         escalated: n,
         keys_ready,
+        agreed_ready,
         tick,
         pushes,
         send_secs,
@@ -283,6 +299,10 @@ fn report(backend: &str, a: &Args, b: Burst) {
     println!("| measure | value |\n|---|---|");
     println!("| one tick: tasks escalated | {n} |");
     println!("| push key pairs made ahead, at the tick's start | {keys_ready} |");
+    println!(
+        "| pushes foreseen by the tick before / their key agreements made ahead, at the tick's start | {} / {} |",
+        agreed_ready.0, agreed_ready.1
+    );
     println!(
         "| one tick: time (escalate + enqueue) | {:.2} s |",
         tick.as_secs_f64()

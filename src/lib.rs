@@ -203,6 +203,7 @@ impl Application {
             st.app.clone(),
             st.config.schedule.clone(),
             escalation::Heartbeat::new(st.config.health.heartbeat_url.clone()),
+            foresight(&self.worker, st.config.push.keys_ahead),
         ));
         let worker = tokio::spawn(self.worker.run(st.app.doorbell.clone()));
         let result = self.server.await;
@@ -217,6 +218,8 @@ impl Application {
     pub fn serve_only(self) -> (actix_web::dev::Server, DueWork) {
         let work = DueWork {
             app: self.state.app.clone(),
+            schedule: self.state.config.schedule.clone(),
+            sight: foresight(&self.worker, self.state.config.push.keys_ahead),
             worker: self.worker,
             heartbeat: escalation::Heartbeat::new(self.state.config.health.heartbeat_url.clone()),
         };
@@ -224,20 +227,37 @@ impl Application {
     }
 }
 
+/// The next tick's pushes, foreseen by the scheduler, handed to this instance's push
+/// sender, whose stock makes their key agreements ahead; none when it keeps no stock
+/// (`[push] keys_ahead = 0`).
+fn foresight(worker: &outbox::worker::Worker, most: usize) -> Option<escalation::Foresight> {
+    let push = worker.notifier.push.clone();
+    (most > 0).then(|| escalation::Foresight {
+        most,
+        take: Arc::new(move |pushes| push.foresee(pushes)),
+    })
+}
+
 /// One instance's due work, run on demand.
 pub struct DueWork {
     app: app::App,
+    schedule: cron::Schedule,
+    sight: Option<escalation::Foresight>,
     worker: outbox::worker::Worker,
     heartbeat: escalation::Heartbeat,
 }
 
 impl DueWork {
     /// Runs everything due now to completion: the escalation tick (with its auditor and
-    /// heartbeat), then every delivery due (what the tick queued too). Returns how many
-    /// tasks escalated and deliveries were tried.
+    /// heartbeat) and, as the scheduler does after it, the next tick's pushes foreseen;
+    /// then every delivery due (what the tick queued too). Returns how many tasks
+    /// escalated and deliveries were tried.
     pub async fn drain(&self) -> error::AppResult<(usize, usize)> {
         let now = self.app.clock.now();
         let escalated = escalation::tick_and_beat(&self.app, now, &self.heartbeat).await?;
+        if let (Some(at), Some(sight)) = (self.schedule.after(&now).next(), &self.sight) {
+            escalation::look_ahead(&self.app, at, sight).await;
+        }
         let tried = self.worker.drain().await?;
         Ok((escalated, tried))
     }

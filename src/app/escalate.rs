@@ -6,6 +6,7 @@ use crate::domain::escalation::{escalated, is_due, is_lost, next_step, repaired}
 use crate::domain::{Assignee, Task};
 use crate::error::AppResult;
 use crate::store::events::{self, NewEvent, NewEventRow};
+use crate::store::notifications;
 use crate::store::outbox::{self, Addressee};
 use crate::store::{tasks, to_db, DbConnection};
 use serde_json::json;
@@ -119,6 +120,32 @@ pub fn escalate(conn: &mut DbConnection, ctx: &Ctx, due: &[Task]) -> AppResult<V
     events::insert_events(conn, &rows)?;
     outbox::insert(conn, &queued)?;
     Ok(done)
+}
+
+/// The pushes the tick at `ctx.now` will send if nobody acknowledges first: how many to
+/// each phone, by its subscription's `p256dh` key, for at most `most` tasks falling due by
+/// then, the soonest first. Read only; the escalation's own plan for each (assignee,
+/// level) says who is reached, and each person reached gets a push on each of their
+/// phones. So the push encryption's costly part can be done ahead, while the machine is
+/// idle (`outbox::stock`).
+pub fn foresee(conn: &mut DbConnection, ctx: &Ctx, most: i64) -> AppResult<HashMap<String, usize>> {
+    let mut groups: HashMap<(Assignee, i32), (Task, usize)> = HashMap::new();
+    for task in tasks::due_for_escalation(conn, ctx.now, most)? {
+        let key = (task.assignee.clone(), task.escalation_level);
+        groups.entry(key).or_insert((task, 0)).1 += 1;
+    }
+    let mut pushes: HashMap<String, usize> = HashMap::new();
+    for (task, n) in groups.into_values() {
+        let to = plan(conn, &task, ctx)?.to;
+        let ids: Vec<&str> = to.iter().map(|a| a.id.as_str()).collect();
+        for device in notifications::devices_of(conn, &ids)?
+            .into_values()
+            .flatten()
+        {
+            *pushes.entry(device.p256dh).or_default() += n;
+        }
+    }
+    Ok(pushes)
 }
 
 /// The escalation auditor's command: every unacknowledged task must have its next

@@ -46,6 +46,9 @@ pub struct App {
     pub rota: Arc<rota::RotaQuiet>,
     /// How long this instance's last escalation tick took, in real time (for `/metrics`).
     pub last_tick_took: Arc<std::sync::Mutex<Option<std::time::Duration>>>,
+    /// How many pushes this instance's next tick will send if nobody acknowledges first,
+    /// as foreseen after its last tick (for `/metrics`).
+    pub foreseen: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl App {
@@ -58,6 +61,7 @@ impl App {
             doorbell: Arc::default(),
             instance: uuid::Uuid::new_v4().to_string(),
             last_tick_took: Arc::default(),
+            foreseen: Arc::default(),
             rota: Arc::default(),
         }
     }

@@ -8,6 +8,8 @@ use crate::store::heartbeats::{self, REPAIRS, TICK};
 use crate::store::tasks as task_store;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Tasks escalated per transaction: one commit (and, on PostgreSQL, a handful of round
 /// trips) for many, which is what lets one tick carry thousands falling due at once.
@@ -86,6 +88,48 @@ async fn escalate_chunk(app: &App, ctx: &Ctx, chunk: &[Task]) -> usize {
     }
 }
 
+/// Where the pushes foreseen for the next tick go: to each phone's `p256dh` key, how many
+/// (the push sender makes their key agreements ahead), and the most tasks looked at.
+#[derive(Clone)]
+pub struct Foresight {
+    pub most: usize,
+    pub take: Arc<dyn Fn(&Foreseen) + Send + Sync>,
+}
+
+/// Pushes foreseen: how many to each phone, by its subscription's `p256dh` key.
+pub type Foreseen = HashMap<String, usize>;
+
+/// Foresees the pushes of the tick at `at`, if nobody acknowledges before it, and hands
+/// them to `sight`. Returns how many. A failure is logged and costs nothing else: each
+/// push then does its own encryption in full, as it would have.
+pub async fn look_ahead(app: &App, at: DateTime<Utc>, sight: &Foresight) -> usize {
+    let ctx = app.ctx_at(at);
+    let most = sight.most as i64;
+    match app
+        .store
+        .read(move |c| crate::app::escalate::foresee(c, &ctx, most))
+        .await
+    {
+        Ok(pushes) => {
+            (sight.take)(&pushes);
+            let n = pushes.values().sum();
+            app.foreseen.store(n, std::sync::atomic::Ordering::Relaxed);
+            if n > 0 {
+                tracing::debug!(
+                    pushes = n,
+                    phones = pushes.len(),
+                    "pushes foreseen for the next tick"
+                );
+            }
+            n
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "foreseeing the next tick's pushes failed; each is made in full when sent");
+            0
+        }
+    }
+}
+
 /// The outbound heartbeat: a URL called after every tick, so that an outside monitor (a
 /// dead man's switch such as a healthchecks.io check or a GoAlert heartbeat monitor)
 /// pages someone when the calls stop. The URL may hold a secret, so it is never logged.
@@ -151,8 +195,17 @@ pub async fn tick_and_beat(
 }
 
 /// Runs the tick on the cron schedule, reading time from the clock (so tests can move it).
-pub async fn run_scheduler(app: App, schedule: cron::Schedule, heartbeat: Heartbeat) {
+/// Before the first tick and after each, the next tick's pushes are foreseen (`sight`).
+pub async fn run_scheduler(
+    app: App,
+    schedule: cron::Schedule,
+    heartbeat: Heartbeat,
+    sight: Option<Foresight>,
+) {
     let mut next = schedule.after(&app.clock.now()).next();
+    if let (Some(at), Some(sight)) = (next, &sight) {
+        look_ahead(&app, at, sight).await;
+    }
     let mut last = app.clock.now();
     loop {
         let now = app.clock.now();
@@ -175,6 +228,9 @@ pub async fn run_scheduler(app: App, schedule: cron::Schedule, heartbeat: Heartb
                     Err(e) => tracing::error!(error = %e, "escalation tick failed; will retry"),
                 }
                 next = schedule.after(&now).next();
+                if let (Some(at), Some(sight)) = (next, &sight) {
+                    look_ahead(&app, at, sight).await;
+                }
             }
             None => return,
             _ => {}

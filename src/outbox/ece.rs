@@ -13,19 +13,15 @@
 //! messages share a content key or nonce. The payload is one record: plaintext, the
 //! last-record delimiter 0x02, no padding.
 //!
-//! Making a key pair is about 7% of a burst of pushes' CPU (a tick escalating thousands of
-//! tasks at once). A [`KeyStock`] makes them ahead, on a thread that runs only when the
-//! machine has nothing else to do; each pair is still used for one message only, and when
-//! the stock runs out a pair is made as the message needs it.
+//! A [`KeyStock`] makes key pairs, and the key agreements of the pushes foreseen, ahead,
+//! on a thread that runs only when the machine has nothing else to do; each is still used
+//! for one message only, and when the stock has none a message makes its own.
 
+use super::stock::{key_pair, KeyStock};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
-use ring::agreement::{
-    agree_ephemeral, EphemeralPrivateKey, PublicKey, UnparsedPublicKey, ECDH_P256,
-};
+use ring::agreement::{agree_ephemeral, UnparsedPublicKey, ECDH_P256};
 use ring::hkdf::{KeyType, Salt, HKDF_SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 
 /// The largest plaintext we send; what the big push services accept (as web-push enforces).
 pub const MAX_PAYLOAD: usize = 3052;
@@ -46,131 +42,6 @@ pub enum EceError {
     Random,
 }
 
-/// An ephemeral key pair, used for one message.
-type KeyPair = (EphemeralPrivateKey, PublicKey);
-
-fn key_pair(rng: &SystemRandom) -> Result<KeyPair, EceError> {
-    let private = EphemeralPrivateKey::generate(&ECDH_P256, rng).map_err(|_| EceError::Random)?;
-    let public = private.compute_public_key().map_err(|_| EceError::Random)?;
-    Ok((private, public))
-}
-
-/// Key pairs made ahead of the messages that use them, up to a number, by a thread of the
-/// lowest priority (Linux's `SCHED_IDLE`: it runs when no other thread wants the CPU). Each
-/// pair is taken once. The thread stops when the stock is dropped.
-pub struct KeyStock {
-    shared: Arc<Stocked>,
-}
-
-struct Stocked {
-    pairs: Mutex<Vec<KeyPair>>,
-    /// How many pairs the stock holds when full.
-    size: usize,
-    wake: Condvar,
-    closed: AtomicBool,
-}
-
-/// Pairs made between two looks at the stock.
-const MADE_AT_ONCE: usize = 64;
-
-impl KeyStock {
-    /// A stock of `size` pairs, filled from now on. `size` 0 makes none (and no thread).
-    pub fn new(size: usize) -> KeyStock {
-        let shared = Arc::new(Stocked {
-            pairs: Mutex::new(Vec::with_capacity(size)),
-            size,
-            wake: Condvar::new(),
-            closed: AtomicBool::new(false),
-        });
-        if size > 0 {
-            let filler = shared.clone();
-            let started = std::thread::Builder::new()
-                .name("push-keys".into())
-                .spawn(move || fill(&filler));
-            if let Err(e) = started {
-                tracing::warn!(error = %e, "cannot start the thread that makes push keys ahead; each push makes its own");
-            }
-        }
-        KeyStock { shared }
-    }
-
-    /// A pair made ahead, if the stock has one.
-    fn take(&self) -> Option<KeyPair> {
-        let mut pairs = self.shared.pairs.lock().unwrap_or_else(|e| e.into_inner());
-        let pair = pairs.pop();
-        if pairs.len().is_multiple_of(MADE_AT_ONCE) {
-            self.shared.wake.notify_one();
-        }
-        pair
-    }
-
-    /// How many pairs are in stock now.
-    pub fn len(&self) -> usize {
-        self.shared
-            .pairs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Drop for KeyStock {
-    fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Relaxed);
-        self.shared.wake.notify_all();
-    }
-}
-
-/// The stock's thread: tops it up, a few pairs at a time, until it is dropped.
-fn fill(stock: &Stocked) {
-    lowest_priority();
-    let rng = SystemRandom::new();
-    while !stock.closed.load(Ordering::Relaxed) {
-        let missing = {
-            let pairs = stock.pairs.lock().unwrap_or_else(|e| e.into_inner());
-            if pairs.len() >= stock.size {
-                // Woken by a take, or now and then to see whether the stock was dropped.
-                let _ = stock
-                    .wake
-                    .wait_timeout(pairs, std::time::Duration::from_secs(1));
-                continue;
-            }
-            stock.size - pairs.len()
-        };
-        let made: Vec<KeyPair> = (0..missing.min(MADE_AT_ONCE))
-            .filter_map(|_| key_pair(&rng).ok())
-            .collect();
-        if made.is_empty() {
-            tracing::warn!(
-                "the system random number generator failed; push keys are made as needed"
-            );
-            return;
-        }
-        stock
-            .pairs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(made);
-    }
-}
-
-/// Puts the calling thread below every other: on Linux `SCHED_IDLE`, or else the lowest
-/// nice value. Both apply to this thread only.
-fn lowest_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread (0), with a valid parameter.
-    unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-        }
-    }
-}
-
 /// Encrypts `plaintext` for the user agent whose public key is `ua_public` (65 bytes,
 /// uncompressed) and whose auth secret is `auth` (16 bytes). Returns the request body:
 /// the RFC 8188 header (salt, record size, our ephemeral public key) then the record.
@@ -178,7 +49,8 @@ pub fn encrypt(ua_public: &[u8], auth: &[u8], plaintext: &[u8]) -> Result<Vec<u8
     encrypt_with(None, ua_public, auth, plaintext)
 }
 
-/// As [`encrypt`], with a key pair from `stock` when it has one.
+/// As [`encrypt`], with an agreement made ahead for this phone, or else a key pair made
+/// ahead, when `stock` has one.
 pub fn encrypt_with(
     stock: Option<&KeyStock>,
     ua_public: &[u8],
@@ -197,9 +69,13 @@ pub fn encrypt_with(
     let rng = SystemRandom::new();
     let mut salt = [0u8; 16];
     rng.fill(&mut salt).map_err(|_| EceError::Random)?;
+    if let Some(agreed) = stock.and_then(|s| s.take_agreed(ua_public)) {
+        let (as_public, secret) = (agreed.as_public, agreed.secret);
+        return Ok(seal(&secret, &as_public, ua_public, auth, &salt, plaintext));
+    }
     let (private, as_public) = match stock.and_then(KeyStock::take) {
         Some(pair) => pair,
-        None => key_pair(&rng)?,
+        None => key_pair(&rng).ok_or(EceError::Random)?,
     };
     let peer = UnparsedPublicKey::new(&ECDH_P256, ua_public);
     agree_ephemeral(private, &peer, |ecdh_secret| {

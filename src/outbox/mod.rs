@@ -10,5 +10,6 @@ pub mod notification;
 mod outcomes;
 pub mod push;
 pub mod record;
+pub mod stock;
 pub mod text;
 pub mod worker;

@@ -182,6 +182,11 @@ pub async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> AppResult<H
     if let Some(took) = took {
         sample(&mut out, "bleepless_tick_duration_seconds", "gauge", "How long this instance's last escalation tick took (auditor, escalations, heartbeat row), in real time.", took.as_secs_f64());
     }
+    let foreseen = state
+        .app
+        .foreseen
+        .load(std::sync::atomic::Ordering::Relaxed);
+    sample(&mut out, "bleepless_push_foreseen", "gauge", "Pushes this instance's next escalation tick will send if nobody acknowledges first, foreseen after its last tick; their encryption's key agreements are made ahead while the machine is idle.", foreseen);
     state.request_timings.render(&mut out);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

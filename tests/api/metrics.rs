@@ -2,6 +2,7 @@
 //! what happened (an acknowledgement after 30 s, an escalation, the record deliveries), and
 //! is off without its token.
 use crate::helpers::*;
+use crate::support::push_service::PushService;
 use prometheus_parse::{Sample, Scrape, Value};
 use serde_json::json;
 
@@ -264,4 +265,57 @@ async fn metrics_are_off_without_a_token_and_refuse_a_wrong_one() {
     }
     let (s, _, _) = scrape_raw(&app, Some(TOKEN)).await;
     assert_eq!(s, 200);
+}
+
+/// The tick before a task falls due foresees its escalation's push, so that the push's key
+/// agreement is made ahead, while the machine is idle; the push made with it decrypts at
+/// the phone, and once it is sent nothing more is foreseen.
+#[tokio::test]
+async fn the_tick_before_an_escalation_foresees_its_push() {
+    let push = PushService::start().await;
+    let app = TestApp::spawn_draining(|c| c.metrics.token = Some(TOKEN.into())).await;
+    let w = Ward::with(app).await;
+    let app = &w.app;
+    let chloe = app.staff("Dr Chloe Evans", "clinician").await;
+    let reg = app.role("Medicine registrar night", &[&chloe]).await;
+    let admin = app.staff("Sam Admin", "admin").await;
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/roles/{}/escalate", w.fy1),
+            &admin.token,
+            json!({ "to": reg }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let phone = push.new_subscription();
+    crate::escalation::register(app, &chloe, &phone).await;
+    let foreseen = |m: Vec<Sample>| number(&m, "bleepless_push_foreseen", &[]);
+
+    let id = app
+        .raised(&w.nurse.token, &w.fy1, json!({ "priority": "stat" }))
+        .await;
+    app.drain().await;
+    assert_eq!(
+        foreseen(scrape(app).await.1),
+        0.0,
+        "not due by the next tick"
+    );
+    app.advance(118); // the next tick, at 120 s, is when the stat target runs out
+    app.drain().await;
+    assert_eq!(
+        foreseen(scrape(app).await.1),
+        1.0,
+        "the registrar's one phone"
+    );
+    assert!(push.received().is_empty(), "foreseen, not sent");
+    app.advance(2);
+    assert_eq!(app.drain().await.0, 1, "the task escalated");
+    let got = push.received();
+    assert_eq!(got.len(), 1, "one push, to the registrar's phone");
+    let p = crate::escalation::payload(&got[0]);
+    assert_eq!(
+        (p["task_id"].as_str(), p["level"].as_i64()),
+        (Some(id.as_str()), Some(1))
+    );
+    assert_eq!(foreseen(scrape(app).await.1), 0.0, "nothing more falls due");
 }
