@@ -454,7 +454,9 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(
-            e.contains("dispatch") && e.contains("twice the slowest send (10 s, the push timeout)"),
+            e.contains("dispatch")
+                && e.contains("more than 21 s: twice the slowest send (10 s, the push timeout)")
+                && e.contains("the 1 s an outcome may wait"),
             "{e}"
         );
         // A record server's and a text provider's timeouts count too.

@@ -280,13 +280,16 @@ pub(super) fn lease_outlasts_sends(
     // Twice: a row written leased waits for its dispatcher, which sends it only while at
     // least half its lease is left (`outbox::worker`), and a send must end within it. Then
     // its outcome may wait a second to be written, in a burst (`outbox::outcomes`).
-    if dispatch.lease <= *slowest * 2 + RECORD_WAIT_MOST {
+    let least = *slowest * 2 + RECORD_WAIT_MOST;
+    if dispatch.lease <= least {
         return Err(ConfigError(format!(
-            "{}: lease_seconds ({}) must be more than twice the slowest send ({} s, {what}) \
-             and a second",
+            "{}: lease_seconds ({}) must be more than {} s: twice the slowest send ({} s, \
+             {what}) and the {} s an outcome may wait to be written in a burst",
             src.key("dispatch"),
             dispatch.lease.as_secs(),
-            slowest.as_secs()
+            least.as_secs_f64(),
+            slowest.as_secs(),
+            RECORD_WAIT_MOST.as_secs_f64()
         )));
     }
     Ok(())
