@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Mutex;
 
 pub const CLIENT_ID: &str = "bleepless";
@@ -67,8 +68,8 @@ impl OidcProvider {
         for attempt in 1..=3 {
             match Self::spawn_once() {
                 Ok(provider) => return provider,
-                Err(mut child) => {
-                    eprintln!("the OpenID provider did not start within {STARTUP:?} (attempt {attempt}); starting it again");
+                Err((mut child, why)) => {
+                    eprintln!("the OpenID provider {why} (attempt {attempt}); starting it again");
                     let _ = child.kill();
                     let _ = child.wait();
                 }
@@ -77,8 +78,9 @@ impl OidcProvider {
         panic!("the OpenID provider did not start in three attempts");
     }
 
-    /// One start: the provider, or its process if it did not print its issuer in time.
-    fn spawn_once() -> Result<OidcProvider, Child> {
+    /// One start: the provider, or its process and why, if it did not print its issuer in
+    /// time.
+    fn spawn_once() -> Result<OidcProvider, (Child, String)> {
         let options = json!({
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
@@ -115,7 +117,20 @@ impl OidcProvider {
                 child,
                 http: reqwest::Client::new(),
             }),
-            Err(_) => Err(child),
+            Err(e) => {
+                let why = match (e, child.try_wait()) {
+                    (RecvTimeoutError::Timeout, _) => {
+                        format!("did not say where it listens within {STARTUP:?}")
+                    }
+                    (RecvTimeoutError::Disconnected, Ok(Some(status))) => {
+                        format!("exited before saying where it listens ({status})")
+                    }
+                    (RecvTimeoutError::Disconnected, _) => {
+                        "closed its output before saying where it listens".to_string()
+                    }
+                };
+                Err((child, why))
+            }
         }
     }
 
