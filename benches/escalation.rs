@@ -182,14 +182,15 @@ async fn run(backend: &str, a: &Args) {
     let app = bleepless::app::App::new(store.clone(), Arc::new(clock.clone()), policy.clone());
     // As the scheduler does after the tick before: the pushes this tick will send if nobody
     // acknowledges are foreseen, and their key agreements made while the machine is idle.
-    let foresee = push.clone();
-    let sight = bleepless::escalation::Foresight {
-        most: a.keys_ahead,
-        take: Arc::new(move |pushes| foresee.foresee(pushes)),
-    };
-    let foreseen = bleepless::escalation::look_ahead(&app, due_at, &sight).await;
+    let sight = bleepless::foresight(&push, a.keys_ahead);
+    let foreseen = bleepless::escalation::look_ahead(&app, Some(due_at), sight.as_ref()).await;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while push.foreseen().1 < push.foreseen().0 && Instant::now() < deadline {
+    // All made: as many as the stock holds of those foreseen (at most `--keys-ahead`).
+    let all_made = || {
+        let (held, made) = push.foreseen();
+        made >= held
+    };
+    while !all_made() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let agreed_ready = (foreseen, push.foreseen().1);

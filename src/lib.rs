@@ -203,7 +203,7 @@ impl Application {
             st.app.clone(),
             st.config.schedule.clone(),
             escalation::Heartbeat::new(st.config.health.heartbeat_url.clone()),
-            foresight(&self.worker, st.config.push.keys_ahead),
+            foresight(&self.worker.notifier.push, st.config.push.keys_ahead),
         ));
         let worker = tokio::spawn(self.worker.run(st.app.doorbell.clone()));
         let result = self.server.await;
@@ -219,7 +219,10 @@ impl Application {
         let work = DueWork {
             app: self.state.app.clone(),
             schedule: self.state.config.schedule.clone(),
-            sight: foresight(&self.worker, self.state.config.push.keys_ahead),
+            sight: foresight(
+                &self.worker.notifier.push,
+                self.state.config.push.keys_ahead,
+            ),
             worker: self.worker,
             heartbeat: escalation::Heartbeat::new(self.state.config.health.heartbeat_url.clone()),
         };
@@ -227,11 +230,11 @@ impl Application {
     }
 }
 
-/// The next tick's pushes, foreseen by the scheduler, handed to this instance's push
-/// sender, whose stock makes their key agreements ahead; none when it keeps no stock
-/// (`[push] keys_ahead = 0`).
-fn foresight(worker: &outbox::worker::Worker, most: usize) -> Option<escalation::Foresight> {
-    let push = worker.notifier.push.clone();
+/// The next tick's pushes, foreseen by the scheduler, handed to the push sender, whose
+/// stock makes their key agreements ahead, for at most `most` tasks (its `keys_ahead`);
+/// none when it keeps no stock (`[push] keys_ahead = 0`).
+pub fn foresight(push: &outbox::push::PushSender, most: usize) -> Option<escalation::Foresight> {
+    let push = push.clone();
     (most > 0).then(|| escalation::Foresight {
         most,
         take: Arc::new(move |pushes| push.foresee(pushes)),
@@ -255,9 +258,8 @@ impl DueWork {
     pub async fn drain(&self) -> error::AppResult<(usize, usize)> {
         let now = self.app.clock.now();
         let escalated = escalation::tick_and_beat(&self.app, now, &self.heartbeat).await?;
-        if let (Some(at), Some(sight)) = (self.schedule.after(&now).next(), &self.sight) {
-            escalation::look_ahead(&self.app, at, sight).await;
-        }
+        let next = self.schedule.after(&now).next();
+        escalation::look_ahead(&self.app, next, self.sight.as_ref()).await;
         let tried = self.worker.drain().await?;
         Ok((escalated, tried))
     }

@@ -100,9 +100,13 @@ pub struct Foresight {
 pub type Foreseen = HashMap<String, usize>;
 
 /// Foresees the pushes of the tick at `at`, if nobody acknowledges before it, and hands
-/// them to `sight`. Returns how many. A failure is logged and costs nothing else: each
-/// push then does its own encryption in full, as it would have.
-pub async fn look_ahead(app: &App, at: DateTime<Utc>, sight: &Foresight) -> usize {
+/// them to `sight`. Returns how many: none when there is no next tick or no `sight` (no
+/// key stock). A failure is logged and costs nothing else: each push then does its own
+/// encryption in full, as it would have.
+pub async fn look_ahead(app: &App, at: Option<DateTime<Utc>>, sight: Option<&Foresight>) -> usize {
+    let (Some(at), Some(sight)) = (at, sight) else {
+        return 0;
+    };
     let ctx = app.ctx_at(at);
     let most = sight.most as i64;
     match app
@@ -203,9 +207,7 @@ pub async fn run_scheduler(
     sight: Option<Foresight>,
 ) {
     let mut next = schedule.after(&app.clock.now()).next();
-    if let (Some(at), Some(sight)) = (next, &sight) {
-        look_ahead(&app, at, sight).await;
-    }
+    look_ahead(&app, next, sight.as_ref()).await;
     let mut last = app.clock.now();
     loop {
         let now = app.clock.now();
@@ -228,9 +230,7 @@ pub async fn run_scheduler(
                     Err(e) => tracing::error!(error = %e, "escalation tick failed; will retry"),
                 }
                 next = schedule.after(&now).next();
-                if let (Some(at), Some(sight)) = (next, &sight) {
-                    look_ahead(&app, at, sight).await;
-                }
+                look_ahead(&app, next, sight.as_ref()).await;
             }
             None => return,
             _ => {}

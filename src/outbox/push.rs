@@ -136,7 +136,8 @@ pub struct PushSender {
     /// VAPID `Authorization` headers by audience: one ES256 signature per push service per
     /// hour, not per message.
     signatures: Arc<Mutex<HashMap<String, (String, Instant)>>>,
-    /// Ephemeral key pairs made ahead, while the machine is idle (see [`super::ece`]).
+    /// Ephemeral key pairs, and the key agreements of the pushes foreseen, made ahead while
+    /// the machine is idle (see [`super::stock`]).
     keys: Option<Arc<super::stock::KeyStock>>,
 }
 
