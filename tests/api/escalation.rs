@@ -131,14 +131,7 @@ async fn an_unacknowledged_task_climbs_the_chain_past_roles_nobody_holds() {
     let site = app.role("Site manager", &[&site_manager]).await;
     let admin = app.staff("Sam Admin", "admin").await;
     for (from, to) in [(&w.fy1, &sho), (&sho, &reg), (&reg, &site)] {
-        let (s, b) = app
-            .post(
-                &format!("/api/v1/roles/{from}/escalate"),
-                &admin.token,
-                json!({ "to": to }),
-            )
-            .await;
-        assert_eq!(s, 200, "{b}");
+        app.escalates_to(from, to, &admin).await;
     }
     let (amy_phone, chloe_phone, maria_phone) = (
         push.new_subscription(),
@@ -560,15 +553,7 @@ async fn a_task_that_fell_due_while_the_service_was_down_escalates_at_the_first_
     let chloe = w.app.staff("Dr Chloe Evans", "clinician").await;
     let reg = w.app.role("Medicine registrar night", &[&chloe]).await;
     let admin = w.app.staff("Sam Admin", "admin").await;
-    let (s, _) = w
-        .app
-        .post(
-            &format!("/api/v1/roles/{}/escalate", w.fy1),
-            &admin.token,
-            json!({ "to": reg }),
-        )
-        .await;
-    assert_eq!(s, 200);
+    w.app.escalates_to(&w.fy1, &reg, &admin).await;
     let id = w
         .app
         .raised(&w.nurse.token, &w.fy1, json!({ "priority": "asap" }))

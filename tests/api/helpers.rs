@@ -242,6 +242,18 @@ impl TestApp {
     }
 
     /// An on-call role held by the given people.
+    /// Sets, as `admin` through the API, that role `from` escalates to role `to`.
+    pub async fn escalates_to(&self, from: &str, to: &str, admin: &Person) {
+        let (s, b) = self
+            .post(
+                &format!("/api/v1/roles/{from}/escalate"),
+                &admin.token,
+                json!({ "to": to }),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+
     pub async fn role(&self, name: &str, holders: &[&Person]) -> String {
         let name = name.to_string();
         let ids: Vec<String> = holders.iter().map(|p| p.id.clone()).collect();

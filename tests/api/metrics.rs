@@ -279,14 +279,7 @@ async fn the_tick_before_an_escalation_foresees_its_push() {
     let chloe = app.staff("Dr Chloe Evans", "clinician").await;
     let reg = app.role("Medicine registrar night", &[&chloe]).await;
     let admin = app.staff("Sam Admin", "admin").await;
-    let (s, b) = app
-        .post(
-            &format!("/api/v1/roles/{}/escalate", w.fy1),
-            &admin.token,
-            json!({ "to": reg }),
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
+    app.escalates_to(&w.fy1, &reg, &admin).await;
     let phone = push.new_subscription();
     crate::escalation::register(app, &chloe, &phone).await;
     let foreseen = |m: Vec<Sample>| number(&m, "bleepless_push_foreseen", &[]);

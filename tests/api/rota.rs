@@ -402,14 +402,7 @@ async fn busy_passes_new_bleeps_to_the_co_holder_then_up_the_chain_and_ends_by_i
     let admin = app.staff("Sam Admin", "admin").await;
     let site_manager = app.staff("Maria Clinical", "bed_manager,clinician").await;
     let site = app.role("Site manager", &[&site_manager]).await;
-    let (s, _) = app
-        .post(
-            &format!("/api/v1/roles/{}/escalate", w.fy1),
-            &admin.token,
-            json!({ "to": site }),
-        )
-        .await;
-    assert_eq!(s, 200);
+    app.escalates_to(&w.fy1, &site, &admin).await;
     app.post(
         &format!("/api/v1/roles/{}/hand-over", w.fy1),
         &w.amy.token,

@@ -938,14 +938,7 @@ async fn admin_and_security_actions_go_to_an_append_only_log_that_admins_read() 
         )
         .await;
     assert_eq!(s, 200);
-    let (s, _) = app
-        .post(
-            &format!("/api/v1/roles/{}/escalate", w.fy1),
-            &admin.token,
-            json!({ "to": reg }),
-        )
-        .await;
-    assert_eq!(s, 200);
+    app.escalates_to(&w.fy1, &reg, &admin).await;
     try_sign_in(app, &email_of(&w.amy), "not her password", "/").await;
 
     let (s, b) = app.get("/api/v1/audit", &admin.token).await;
