@@ -8,13 +8,15 @@ use super::outcomes::{device_results, gather, Done};
 use super::record::RecordServers;
 use crate::clock::SharedClock;
 use crate::domain::delivery::{Failure, Kind, Outcome, RetryLimits};
+use crate::domain::Task;
 use crate::error::AppResult;
 use crate::fhir;
-use crate::store::outbox::{self, Doorbell, Row};
+use crate::store::outbox::{self, Doorbell, Leased, Row};
 use crate::store::{notifications, receipts, tasks, Store};
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
 use rand::Rng;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -62,6 +64,9 @@ pub struct Worker {
     /// Names this instance in leases.
     pub owner: String,
 }
+
+/// Tasks already in hand, by id, as the commands that queued their rows wrote them.
+type Known = HashMap<String, Arc<Task>>;
 
 /// Which rows a claim takes.
 enum Claim {
@@ -175,7 +180,7 @@ impl Worker {
                 claimed
             } else if !leased.is_empty() {
                 let held = me.still_held(leased);
-                let jobs = me.jobs_of(held.clone()).await;
+                let jobs = me.leased_jobs(held.clone()).await;
                 if jobs.is_err() {
                     // Theirs to send still: tried again after the pause below, until half
                     // their lease is gone (then a scan takes them once it has run out).
@@ -278,27 +283,43 @@ impl Worker {
                 Claim::Rung(ids) => outbox::claim_ids(c, &owner, now, lease_until, &ids),
             })
             .await?;
-        self.jobs_of(rows).await
+        self.jobs_of(rows, Known::new()).await
     }
 
     /// Of rows written leased to this instance, those to send now: all but any that waited
     /// here so long that less than half their lease is left, which could run out while
     /// they are sent and let another instance send them too. Those are left to a scan,
     /// which takes them once their lease has run out.
-    fn still_held(&self, rows: Vec<Row>) -> Vec<Row> {
+    fn still_held(&self, rows: Vec<Leased>) -> Vec<Leased> {
         let half = Duration::from_std(self.config.lease / 2).unwrap_or(Duration::MAX);
         let cutoff = crate::store::to_db(self.clock.now() + half);
-        let (held, late): (Vec<Row>, Vec<Row>) = rows
+        let (held, late): (Vec<Leased>, Vec<Leased>) = rows
             .into_iter()
-            .partition(|r| r.lease_until.is_some_and(|until| until >= cutoff));
-        for row in late {
+            .partition(|r| r.row.lease_until.is_some_and(|until| until >= cutoff));
+        for Leased { row, .. } in late {
             tracing::warn!(task_id = %row.task_id, delivery = %row.id, "a delivery waited past half its lease; left to the next instance's scan after it runs out");
         }
         held
     }
 
-    /// What to send for each claimed row.
-    async fn jobs_of(&self, rows: Vec<Row>) -> AppResult<Vec<Job>> {
+    /// What to send for each row written leased to this instance: a notification's task is
+    /// the version its command wrote and handed over with it, not read again.
+    async fn leased_jobs(&self, leased: Vec<Leased>) -> AppResult<Vec<Job>> {
+        let mut known = HashMap::new();
+        let rows = leased
+            .into_iter()
+            .map(|Leased { row, task }| {
+                if let Some(task) = task {
+                    known.insert(row.task_id.clone(), task);
+                }
+                row
+            })
+            .collect();
+        self.jobs_of(rows, known).await
+    }
+
+    /// What to send for each claimed row; the tasks in `known` are not read again.
+    async fn jobs_of(&self, rows: Vec<Row>, known: Known) -> AppResult<Vec<Job>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -312,7 +333,7 @@ impl Worker {
                 Err(e) => jobs.push(Job::Unsendable(row, e)),
             }
         }
-        jobs.extend(self.notification_jobs(people).await?);
+        jobs.extend(self.notification_jobs(people, known).await?);
         if !notices.is_empty() {
             let devices = self
                 .store
@@ -348,14 +369,19 @@ impl Worker {
         Ok(jobs)
     }
 
-    /// Reads what the notifications among the claimed rows are about, in one read.
-    async fn notification_jobs(&self, rows: Vec<Row>) -> AppResult<Vec<Job>> {
+    /// Reads what the notifications among the claimed rows are about, in one read (the
+    /// tasks in `known` excepted).
+    async fn notification_jobs(&self, rows: Vec<Row>, known: Known) -> AppResult<Vec<Job>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         self.store
             .read(move |c| {
-                let task_ids: Vec<&str> = rows.iter().map(|r| r.task_id.as_str()).collect();
+                let task_ids: Vec<&str> = rows
+                    .iter()
+                    .map(|r| r.task_id.as_str())
+                    .filter(|id| !known.contains_key(*id))
+                    .collect();
                 let staff_ids: Vec<&str> = rows
                     .iter()
                     .filter_map(|r| r.recipient_id.as_deref())
@@ -371,13 +397,20 @@ impl Worker {
                     .filter(is_text)
                     .map(|r| r.task_id.as_str())
                     .collect();
-                let tasks = tasks::get_many(c, &task_ids)?;
+                let tasks = match task_ids.is_empty() {
+                    true => HashMap::new(),
+                    false => tasks::get_many(c, &task_ids)?,
+                };
                 let staff = notifications::staff_with_devices(c, &staff_ids)?;
                 let mobiles = notifications::mobiles(c, &text_to)?;
                 let seen = receipts::seen(c, &text_about)?;
                 let mut jobs = Vec::with_capacity(rows.len());
                 for row in rows {
-                    let Some(task) = tasks.get(&row.task_id).cloned() else {
+                    let task = match known.get(&row.task_id) {
+                        Some(task) => Some(Task::clone(task)),
+                        None => tasks.get(&row.task_id).cloned(),
+                    };
+                    let Some(task) = task else {
                         jobs.push(Job::Unsendable(row, "the task no longer exists".into()));
                         continue;
                     };
@@ -441,8 +474,11 @@ impl Worker {
             Job::Unsendable(row, why) => self.after(row, Failure::Refused(why.clone()), now),
         };
         log(row, &outcome);
-        let push_failed =
-            row.kind == Kind::Push.code() && matches!(outcome, Outcome::Failed { .. });
+        // A failed push brings its text forward, where this instance sends texts at all
+        // (with none configured no text is queued, and the statement would find nothing).
+        let push_failed = self.notifier.text.is_some()
+            && row.kind == Kind::Push.code()
+            && matches!(outcome, Outcome::Failed { .. });
         Done {
             id: row.id.clone(),
             task_id: row.task_id.clone(),

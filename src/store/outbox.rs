@@ -15,11 +15,11 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text};
 use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 mod queued;
 pub(super) use queued::queue;
-pub use queued::{queued_by, Doorbell, Lease, Queued};
+pub use queued::{queued_by, Doorbell, Lease, Leased, Queued};
 
 /// The status column, written so that a statement that also says `id IN IDS` finds its rows
 /// by id. Named plainly, SQLite chose a status index instead and read every row of that
@@ -47,6 +47,11 @@ pub struct NewDelivery {
     /// Set when the row is written already leased to its instance (see [`Lease`]).
     lease_owner: Option<String>,
     lease_until: Option<NaiveDateTime>,
+    /// For a notification, the task as the command wrote it: handed with the row to this
+    /// instance's dispatcher when the row is written leased to it ([`Leased`]), which then
+    /// need not read the task again. Not a column.
+    #[diesel(skip_insertion)]
+    about: Option<Arc<Task>>,
 }
 
 impl NewDelivery {
@@ -66,6 +71,7 @@ impl NewDelivery {
             created_at: to_db(now),
             lease_owner: None,
             lease_until: None,
+            about: None,
         }
     }
 }
@@ -92,6 +98,7 @@ pub fn notifications(
     into: &mut Vec<NewDelivery>,
 ) {
     let text_after = policy.text_after.seconds(task.priority);
+    let about = (!to.is_empty()).then(|| Arc::new(task.clone()));
     for a in to {
         let mut kinds = vec![Kind::Push];
         if policy.email && a.email.is_some() {
@@ -104,6 +111,7 @@ pub fn notifications(
             );
             into.push(NewDelivery {
                 recipient_id: Some(a.id.clone()),
+                about: about.clone(),
                 ..NewDelivery::new(kind, task, key, now)
             });
         }
@@ -169,6 +177,7 @@ pub fn notice_opening(
         created_at: to_db(now),
         lease_owner: None,
         lease_until: None,
+        about: None,
         id,
     });
 }

@@ -386,9 +386,11 @@ async fn deliveries_due_at_once_are_written_leased_to_the_running_dispatcher() {
 
     let (leased, rung) = queue(true).await;
     assert!(rung.is_empty(), "nothing left to claim");
-    let [row] = &leased[..] else {
+    let [handed] = &leased[..] else {
         panic!("one row handed over, got {}", leased.len())
     };
+    assert!(handed.task.is_none(), "a notice is about no task");
+    let row = &handed.row;
     let written = state(row.id.clone()).await;
     assert_eq!(
         written,

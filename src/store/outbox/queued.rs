@@ -2,9 +2,11 @@
 //! the rows written already leased to a running dispatcher.
 use super::{NewDelivery, Row};
 use crate::domain::delivery::{Delivery, Kind};
+use crate::domain::Task;
 use crate::error::AppResult;
 use crate::store::to_db;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 impl NewDelivery {
     /// Due at once, waiting, and not a text (a text is written only if none is queued
@@ -37,6 +39,15 @@ impl NewDelivery {
     }
 }
 
+/// A row written already leased to this instance, and for a notification the task it is
+/// about as the command wrote it (that version, which the row names): its dispatcher sends
+/// it with no claim, and no read of the task either.
+#[derive(Clone)]
+pub struct Leased {
+    pub row: Row,
+    pub task: Option<Arc<Task>>,
+}
+
 /// Rows as they are to be written ([`leased`] where the command gives a lease), noted as
 /// queued (see [`queued_by`]); for a writer that binds them itself ([`super::bind_rows`]).
 pub(in crate::store) fn queue(rows: &[NewDelivery]) -> std::borrow::Cow<'_, [NewDelivery]> {
@@ -62,7 +73,7 @@ thread_local! {
 pub struct Queued {
     pub any: bool,
     pub due: Vec<String>,
-    pub leased: Vec<Row>,
+    pub leased: Vec<Leased>,
 }
 
 /// A lease given to rows as they are written: the instance whose dispatcher sends them,
@@ -104,7 +115,10 @@ fn note_queued(rows: &[NewDelivery]) {
         q.any = true;
         for r in rows {
             if r.lease_owner.is_some() {
-                q.leased.push(r.claimed());
+                q.leased.push(Leased {
+                    row: r.claimed(),
+                    task: r.about.clone(),
+                });
             } else if r.due_at <= r.created_at {
                 q.due.push(r.id.clone());
             }
@@ -143,7 +157,7 @@ pub fn queued_by<T>(
 pub struct Doorbell {
     rung: tokio::sync::Notify,
     due: std::sync::Mutex<Vec<String>>,
-    leased: std::sync::Mutex<Vec<Row>>,
+    leased: std::sync::Mutex<Vec<Leased>>,
     /// The dispatcher that takes leased rows: its name in leases, and their length.
     dispatcher: std::sync::OnceLock<(String, std::time::Duration)>,
     /// Whether a scan for everything due was asked for since the workers last looked.
@@ -190,7 +204,7 @@ impl Doorbell {
     }
 
     /// Up to `n` of the rows written leased to this instance, oldest first.
-    pub fn take_leased(&self, n: usize) -> Vec<Row> {
+    pub fn take_leased(&self, n: usize) -> Vec<Leased> {
         let mut leased = self.leased.lock().unwrap_or_else(|e| e.into_inner());
         let n = n.min(leased.len());
         leased.drain(..n).collect()
