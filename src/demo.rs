@@ -23,6 +23,7 @@ pub fn fill(
         now,
         policy: Default::default(),
         rota: Default::default(),
+        recent: Default::default(),
     };
     if !directory::list_staff(conn)?.is_empty() {
         return Ok(None);

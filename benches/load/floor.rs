@@ -62,7 +62,7 @@ fn raise(c: &mut DbConnection, f: &Floor, bed: String) -> AppResult<Task> {
 fn change(c: &mut DbConnection, f: &Floor, task: &Task, to: Change) -> AppResult<Task> {
     let now = Utc::now();
     let (next, event) = crate::raw::decided(&f.people.doctor, task, &to, now, &f.policy)?;
-    match tasks::save_change(c, &next, task, now, event)? {
+    match tasks::save_change(c, &next, task, now, event, None)? {
         Some(_) => Ok(next),
         None => Err(AppError::Internal(
             "the task changed under the floor".into(),

@@ -5,6 +5,7 @@
 //! caller has to remember to. The API, the pages, the one-click link, the CLI and the tick
 //! call only these.
 pub mod escalate;
+pub mod recent;
 pub mod recipients;
 pub mod roles;
 pub mod rota;
@@ -27,6 +28,9 @@ pub struct Ctx {
     pub policy: Arc<Policy>,
     /// What this instance knows of the rota's next boundary (see [`rota::RotaQuiet`]).
     pub rota: Arc<rota::RotaQuiet>,
+    /// The tasks this instance last changed for a caller with a staff token (see
+    /// [`recent::Recent`]).
+    pub recent: Arc<recent::Recent>,
 }
 
 /// Runs commands: one transaction each, then the outbox workers are woken if it queued
@@ -44,6 +48,8 @@ pub struct App {
     pub started: DateTime<Utc>,
     /// What this instance knows of the rota's next boundary, shared by its commands.
     pub rota: Arc<rota::RotaQuiet>,
+    /// The tasks this instance last changed for a caller with a staff token.
+    pub recent: Arc<recent::Recent>,
     /// How long this instance's last escalation tick took, in real time (for `/metrics`).
     pub last_tick_took: Arc<std::sync::Mutex<Option<std::time::Duration>>>,
     /// How many pushes this instance's next tick will send if nobody acknowledges first,
@@ -63,6 +69,7 @@ impl App {
             last_tick_took: Arc::default(),
             foreseen: Arc::default(),
             rota: Arc::default(),
+            recent: Arc::default(),
         }
     }
 
@@ -77,6 +84,7 @@ impl App {
             now: self.clock.now(),
             policy: self.policy.clone(),
             rota: self.rota.clone(),
+            recent: self.recent.clone(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The task's commands: raise, the status changes (acknowledge, start, complete, decline,
 //! cancel, reassign) and comment.
+use super::recent::Held;
 use super::recipients::standing;
 use super::Ctx;
 use crate::domain::task::{required_text, MAX_TEXT};
@@ -295,18 +296,19 @@ impl Actor<'_> {
     }
 }
 
-/// The task as the actor's read finds it, and who the actor is (`known`, once found).
+/// The task as the actor's read finds it, who the actor is (`known`, once found), and
+/// whether they were found by their staff token.
 fn read_for(
     conn: &mut DbConnection,
     id: &str,
     actor: &Actor,
     known: &Option<Staff>,
-) -> AppResult<(Acting, Staff)> {
+) -> AppResult<(Acting, Staff, bool)> {
     if let (None, Actor::Token { token, .. }) = (known, actor) {
         match acting::load(conn, id, Who::Token(token)) {
             Ok(mut read) => {
                 if let Some(who) = read.caller.take() {
-                    return Ok((read, who));
+                    return Ok((read, who, true));
                 }
             }
             // No task, or no one's token: which one, the full check and a read by id tell.
@@ -318,7 +320,7 @@ fn read_for(
         Some(who) => who.clone(),
         None => actor.checked(conn)?,
     };
-    Ok((acting::load(conn, id, Who::Id(&who.id))?, who))
+    Ok((acting::load(conn, id, Who::Id(&who.id))?, who, false))
 }
 
 /// [`act`], answering too with the task's story as the change left it, when that can be told
@@ -343,11 +345,23 @@ pub fn act_told(
     // Whoever holds the bleep by the rota now may act, even before the next tick.
     super::rota::catch_up_in_passing(conn, ctx)?;
     let change = command.resolve(|to| resolve_assignee(conn, &to, ctx))?;
+    let token = match &actor {
+        Actor::Token { token, .. } => Some(directory::hash_token(token)),
+        Actor::Known(_) => None,
+    };
+    if let Some(hash) = &token {
+        if let Some(done) = act_on_recent(conn, ctx, id, hash, action, &change)? {
+            return Ok(done);
+        }
+    }
+    // Only a staff token is checked by the change's own write (a personal token is not).
+    let mut staff_token = false;
     for _attempt in 0..5 {
-        let (read, who) = read_for(conn, id, &actor, &known)?;
+        let (read, who, by_staff_token) = read_for(conn, id, &actor, &known)?;
+        staff_token |= by_staff_token;
         let Acting {
             task,
-            mut story,
+            story,
             holds_its_bleep,
             ..
         } = read;
@@ -366,18 +380,15 @@ pub fn act_told(
         let more = matches!(action, Action::Reassign | Action::Decline)
             || (matches!(decided.next.status, Status::Completed | Status::Cancelled)
                 && !ctx.policy.records.is_empty());
-        let write = |c: &mut DbConnection| write_change(c, ctx, who, action, &task, decided);
+        let write = |c: &mut DbConnection| write_change(c, ctx, who, action, &task, decided, None);
         let saved = if more {
             store::atomically(conn, write)?
         } else {
             write(conn)?
         };
         if let Some((next, event)) = saved {
-            let follows = story.events.last().map_or(0, |e| e.seq) + 1 == event.seq;
-            let told = (follows && action != Action::Reassign).then(|| {
-                story.events.push(event);
-                story
-            });
+            let told = told(story, event, action);
+            remember(ctx, &next, &told, who, token.filter(|_| staff_token));
             return Ok((next, told));
         }
     }
@@ -387,8 +398,92 @@ pub fn act_told(
     ))
 }
 
+/// The story after the change: as read, and the change's own event, when nothing else was
+/// appended between (and the assignee's name is still right: not after a reassignment).
+fn told(mut story: Story, event: Event, action: Action) -> Option<Story> {
+    let follows = story.events.last().map_or(0, |e| e.seq) + 1 == event.seq;
+    (follows && action != Action::Reassign).then(|| {
+        story.events.push(event);
+        story
+    })
+}
+
+/// Holds the task as the change left it for the same caller's next change (see
+/// [`super::recent`]), when they came with a staff token (`token_hash`), the whole story is
+/// known, and the task is still in hand (their start or completion may follow).
+fn remember(ctx: &Ctx, next: &Task, told: &Option<Story>, who: &Staff, token_hash: Option<String>) {
+    let (Some(story), Some(token_hash)) = (told, token_hash) else {
+        ctx.recent.forget(&next.id);
+        return;
+    };
+    if !matches!(next.status, Status::Accepted | Status::InProgress) {
+        ctx.recent.forget(&next.id);
+        return;
+    }
+    ctx.recent.put(Held {
+        task: next.clone(),
+        story: story.clone(),
+        staff: who.clone(),
+        token_hash,
+    });
+}
+
+/// A start or completion by whoever acknowledged the task, on the task as this instance's
+/// last change of it for them left it: decided on what is held, with no read, and saved
+/// only if the task, the token and its holder are all still as they were. `None` when
+/// nothing is held, the rule refuses, or anything changed: the change is then read and
+/// judged afresh (nothing was written).
+fn act_on_recent(
+    conn: &mut DbConnection,
+    ctx: &Ctx,
+    id: &str,
+    token_hash: &str,
+    action: Action,
+    change: &Change,
+) -> AppResult<Option<(Task, Option<Story>)>> {
+    if !matches!(action, Action::Start | Action::Complete) {
+        return Ok(None);
+    }
+    let Some(held) = ctx.recent.take(id, token_hash) else {
+        return Ok(None);
+    };
+    let Held {
+        task, story, staff, ..
+    } = held;
+    // Their own acknowledgement is their standing: nothing else is read for it.
+    if task.acknowledged_by.as_deref() != Some(staff.id.as_str()) {
+        return Ok(None);
+    }
+    let Ok(standing) = standing(conn, (&task, None), &staff, action, &ctx.policy) else {
+        return Ok(None);
+    };
+    let Ok(decided) = decide(&task, change, &standing, ctx.now, &ctx.policy) else {
+        return Ok(None);
+    };
+    let caller = tasks::Caller {
+        token_hash: token_hash.to_string(),
+        staff_id: staff.id.clone(),
+        permissions: crate::domain::staff::format_permissions(&staff.roles),
+    };
+    let more = decided.next.status == Status::Completed && !ctx.policy.records.is_empty();
+    let write =
+        |c: &mut DbConnection| write_change(c, ctx, &staff, action, &task, decided, Some(&caller));
+    let saved = if more {
+        store::atomically(conn, write)?
+    } else {
+        write(conn)?
+    };
+    let Some((next, event)) = saved else {
+        return Ok(None);
+    };
+    let told = told(story, event, action);
+    remember(ctx, &next, &told, &staff, Some(token_hash.to_string()));
+    Ok(Some((next, told)))
+}
+
 /// Writes a decided change and its effects; the task as it is now and the change's event,
-/// or `None` when the task had changed since it was read (nothing is written then).
+/// or `None` when the task had changed since it was read, or the `caller` is no longer as
+/// the change was decided for (nothing is written then).
 fn write_change(
     conn: &mut DbConnection,
     ctx: &Ctx,
@@ -396,6 +491,7 @@ fn write_change(
     action: Action,
     task: &Task,
     decided: Decided,
+    caller: Option<&tasks::Caller>,
 ) -> AppResult<Option<(Task, Event)>> {
     let Decided {
         next,
@@ -413,7 +509,8 @@ fn write_change(
     };
     // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
     let mut told = event.told(0, ctx.now, Some(person(who)));
-    let Some(Saved { stopped, seq }) = tasks::save_change(conn, &next, task, ctx.now, event)?
+    let Some(Saved { stopped, seq }) =
+        tasks::save_change(conn, &next, task, ctx.now, event, caller)?
     else {
         return Ok(None);
     };

@@ -249,6 +249,7 @@ impl EventColumns {
 
 /// A task's timeline with the name of whoever it is assigned to: what the answer to a
 /// command and a task's page need besides the task, in one statement.
+#[derive(Clone)]
 pub struct Story {
     pub events: Vec<Event>,
     /// The assignee's name (a role's or a person's), when asked for and found.

@@ -14,6 +14,10 @@ use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use std::sync::LazyLock;
 
+mod caller;
+pub use caller::Caller;
+use caller::CALLER_STILL;
+
 /// A task's row. Its columns, in this order, are [`COLUMNS`].
 #[derive(Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = tasks)]
@@ -470,12 +474,17 @@ pub struct Saved {
 /// then fails on the timeline's key, nothing of it stays, and it is `None` too. Inside a
 /// transaction, where such a failure would end the transaction, it is the statements one by
 /// one, as on SQLite.
+///
+/// With a `caller`, the change is saved only if their token is still theirs, they are
+/// active, and their permissions are as the change was decided with (see `app::recent`);
+/// on PostgreSQL that is part of the same statement.
 pub fn save_change(
     conn: &mut DbConnection,
     next: &Task,
     before: &Task,
     at: DateTime<Utc>,
     event: NewEvent,
+    caller: Option<&Caller>,
 ) -> AppResult<Option<Saved>> {
     use super::events::{bind_event, EVENT_VALUES, INSERT_EVENT};
     use super::outbox::{stop_chasing_sql, NO_LONGER_NEEDED};
@@ -502,10 +511,17 @@ pub fn save_change(
         #[diesel(sql_type = Nullable<Integer>)]
         appended: Option<i32>,
     }
+    static GUARDED: LazyLock<String> =
+        LazyLock::new(|| format!(" AND EXISTS ({CALLER_STILL}){}", AFTER.as_str()));
     let alone = !super::in_transaction(conn);
     let c = match conn {
         DbConnection::Pg(c) if alone => c,
         conn => {
+            if let Some(caller) = caller {
+                if !caller.still(conn)? {
+                    return Ok(None);
+                }
+            }
             if !save_if_unchanged(conn, next, before)? {
                 return Ok(None);
             }
@@ -514,15 +530,23 @@ pub fn save_change(
             return Ok(Some(Saved { stopped, seq }));
         }
     };
-    let sql = task_update(
+    let after = match caller {
+        Some(_) => GUARDED.as_str(),
+        None => AFTER.as_str(),
+    };
+    let mut sql = task_update(
         changed_columns(next, before),
         &next.id,
         before.version,
-        ("WITH saved AS (", AFTER.as_str()),
-    )
-    .bind::<Text, _>(Delivery::Cancelled.code())
-    .bind::<Text, _>(NO_LONGER_NEEDED)
-    .bind::<Text, _>(Delivery::Pending.code());
+        ("WITH saved AS (", after),
+    );
+    if let Some(caller) = caller {
+        sql = caller.bind(sql);
+    }
+    let sql = sql
+        .bind::<Text, _>(Delivery::Cancelled.code())
+        .bind::<Text, _>(NO_LONGER_NEEDED)
+        .bind::<Text, _>(Delivery::Pending.code());
     let counts = bind_event(sql, at, &event).get_result::<Counts>(c);
     match counts {
         Ok(Counts {

@@ -68,6 +68,7 @@ async fn killing_the_service_mid_tick_and_mid_dispatch_loses_nothing() {
                     now: past,
                     policy: Default::default(),
                     rota: Default::default(),
+                    recent: Default::default(),
                 };
                 for i in chunk {
                     let new = NewTask {

@@ -406,3 +406,13 @@ impl Ward {
         }
     }
 }
+
+/// The kinds of a task's timeline events, in order, from its JSON view.
+pub fn kinds(task: &serde_json::Value) -> Vec<String> {
+    task["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -1,15 +1,6 @@
 use crate::helpers::*;
 use serde_json::json;
 
-fn kinds(task: &serde_json::Value) -> Vec<String> {
-    task["timeline"]
-        .as_array()
-        .expect("timeline")
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn raise_acknowledge_start_complete_tells_the_whole_story() {
     let w = Ward::new().await;

@@ -294,6 +294,98 @@ async fn a_status_change_checks_its_caller_first_whatever_the_token() {
     assert_eq!(s, 401, "{body}");
 }
 
+/// A start or a completion after one's own acknowledgement is decided on the task as this
+/// instance's last change left it, without reading it again; it is saved only if the token
+/// is still the caller's, they are active and their permissions are as they were. Otherwise
+/// it is judged afresh and nothing is written: a replaced token is a 401, a doctor who may
+/// no longer hold a bleep a 403. Changed by another instance meanwhile, the task is judged
+/// as it is now.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_after_ones_own_acknowledgement_still_checks_the_caller() {
+    let w = Ward::new().await;
+    let app = &w.app;
+    let nurse = w.nurse.token.as_str();
+    let status = |id: String| async move {
+        let (_, t) = app.get(&format!("/api/v1/tasks/{id}"), nurse).await;
+        t["status"].as_str().unwrap().to_string()
+    };
+    let set = |column: &'static str, value: &'static str| {
+        let amy = w.amy.id.clone();
+        app.write(move |c, _| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(format!(
+                "UPDATE staff SET {column} = '{value}' WHERE id = '{amy}'"
+            ))
+            .execute(c)?;
+            Ok(())
+        })
+    };
+    let done = json!({ "outcome": { "code": "done", "text": "Taken" } });
+
+    // Her token replaced (`bleepless staff token` again): the old one no longer acts.
+    let id = app.raised(&w.nurse.token, &w.fy1, json!({})).await;
+    let (s, t) = app.act(&id, "acknowledge", &w.amy.token, json!({})).await;
+    assert_eq!(s, 200, "{t}");
+    set("token_hash", "0000").await;
+    let (s, body) = app.act(&id, "complete", &w.amy.token, done.clone()).await;
+    assert_eq!(s, 401, "{body}");
+    assert_eq!(status(id.clone()).await, "accepted", "nothing was written");
+
+    // Her clinical permission taken away: she may no longer start the task she took.
+    let amy = app.staff("Dr Amy Second", "clinician").await;
+    let id = app.raised(&w.nurse.token, &amy.id, json!({})).await;
+    let (s, t) = app.act(&id, "acknowledge", &amy.token, json!({})).await;
+    assert_eq!(s, 200, "{t}");
+    let who = amy.id.clone();
+    app.write(move |c, _| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(format!(
+            "UPDATE staff SET permissions = 'coordinator' WHERE id = '{who}'"
+        ))
+        .execute(c)?;
+        Ok(())
+    })
+    .await;
+    let (s, body) = app.act(&id, "start", &amy.token, json!({})).await;
+    assert_eq!(s, 403, "{body}");
+    assert_eq!(status(id.clone()).await, "accepted", "nothing was written");
+
+    // Started by another instance meanwhile: the completion is judged on the task as it is.
+    let id = app.raised(&w.nurse.token, &w.ben.id, json!({})).await;
+    let (s, t) = app.act(&id, "acknowledge", &w.ben.token, json!({})).await;
+    assert_eq!(s, 200, "{t}");
+    let ben = w.ben.id.clone();
+    let task = id.clone();
+    app.write(move |c, now| {
+        let who = bleepless::store::directory::find_staff(c, &ben)?;
+        // Another instance's command: its own context, holding nothing of this one's.
+        let ctx = bleepless::app::Ctx {
+            now,
+            policy: Default::default(),
+            rota: Default::default(),
+            recent: Default::default(),
+        };
+        bleepless::app::tasks::act(
+            c,
+            &ctx,
+            &task,
+            &who,
+            bleepless::domain::transition::Change::Start,
+        )?;
+        Ok(())
+    })
+    .await;
+    let (s, t) = app.act(&id, "start", &w.ben.token, json!({})).await;
+    assert_eq!(s, 409, "already started: {t}");
+    let (s, t) = app.act(&id, "complete", &w.ben.token, done).await;
+    assert_eq!((s, t["status"].as_str()), (200, Some("completed")), "{t}");
+    assert_eq!(
+        kinds(&t),
+        ["raised", "acknowledged", "started", "completed"],
+        "{t}"
+    );
+}
+
 /// A raise checks its caller the same way: a staff token with the raise's own lookup, a
 /// personal token in full; a token that is no one's is a 401 even when the raise names an
 /// unknown ward or assignee, and a doctor's token may not raise (403).
