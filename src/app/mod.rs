@@ -130,14 +130,25 @@ impl App {
     {
         let ctx = self.ctx();
         let lease = self.doorbell.lease(ctx.now);
+        let sqlite = self.store.is_sqlite();
         let out = self
             .store
             .whole_then_read(
                 move |c| outbox::queued_by(lease, || command(c, &ctx)),
-                |c, (t, queued)| read(c, t).map(|v| (v, queued)),
+                move |c, (t, queued)| match read(c, t) {
+                    Ok(v) => Ok((Ok(v), queued)),
+                    // On SQLite the command's savepoint goes with the failed read: nothing
+                    // was written, so nothing is handed over.
+                    Err(e) if sqlite => Err(e),
+                    // On PostgreSQL the command stands (each statement committed as it was
+                    // written): what it queued goes to the workers now, not a lease later.
+                    Err(e) => Ok((Err(e), queued)),
+                },
             )
             .await;
-        self.woken(out)
+        let (answer, queued) = out?;
+        self.doorbell.ring(queued);
+        answer
     }
 
     /// Runs one command from a caller off the async runtime (the command line). Another

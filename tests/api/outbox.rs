@@ -432,3 +432,62 @@ async fn deliveries_due_at_once_are_written_leased_to_the_running_dispatcher() {
         ("pending".to_string(), None, 0)
     );
 }
+
+/// A status change or a raise that fails to read its answer after its write has still
+/// done what it wrote. On PostgreSQL, where each statement commits as it is written, the
+/// caller is told of the failure and the deliveries it queued go to the dispatcher at
+/// once, not when their lease runs out two minutes later. On SQLite the failure takes the
+/// command's savepoint with it: nothing is written, and nothing handed over.
+#[tokio::test]
+async fn a_failed_answer_read_still_hands_over_what_the_command_wrote() {
+    use bleepless::app::App;
+    use bleepless::domain::task::Policy;
+    use bleepless::error::AppError;
+    use bleepless::store::outbox;
+    use bleepless::store::schema::outbox as table;
+    use diesel::prelude::*;
+    let app = TestApp::spawn_draining(|_| {}).await;
+    let amy = app.staff("Amy Patel", "clinician").await;
+    let command = App::new(
+        app.store.clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        Policy::default(),
+    );
+    command
+        .doorbell
+        .served_by("instance-a", std::time::Duration::from_secs(120));
+    let to = amy.id.clone();
+    let out = command
+        .run_whole_then_read(
+            move |c, ctx| {
+                let mut rows = Vec::new();
+                outbox::notice(&to, "Rota", "You hold a new bleep", ctx.now, &mut rows);
+                outbox::insert(c, &rows)?;
+                Ok(rows.len())
+            },
+            |_, _| Err::<(), _>(AppError::Unavailable("the answer could not be read".into())),
+        )
+        .await;
+    let Err(AppError::Unavailable(why)) = out else {
+        panic!("the caller is told of the failure, got {out:?}")
+    };
+    assert!(why.contains("could not be read"), "{why}");
+    let written: i64 = app
+        .write(|c, _| Ok(table::table.count().get_result(c)?))
+        .await;
+    let handed = command.doorbell.take_leased(10);
+    if app.store.is_sqlite() {
+        assert_eq!(
+            (written, handed.len()),
+            (0, 0),
+            "nothing written, nothing handed over"
+        );
+    } else {
+        assert_eq!(written, 1, "the command stands");
+        assert_eq!(
+            handed.len(),
+            1,
+            "its delivery goes to the dispatcher at once"
+        );
+    }
+}
