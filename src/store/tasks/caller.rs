@@ -1,14 +1,14 @@
 //! A caller known from an earlier change (see `app::recent`), checked by the write itself.
 use crate::error::AppResult;
-use crate::store::sql::{on_backend, Sql};
+use crate::store::sql::{on_backend, IdRow, Sql};
 use crate::store::DbConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Integer, Text};
-use std::sync::LazyLock;
+use diesel::sql_types::Text;
 
 /// Whether a staff token is still its holder's, and they as a change was decided for them:
 /// active, with the same permissions.
-pub(super) const CALLER_STILL: &str = "SELECT 1 FROM staff c WHERE c.token_hash = ? AND c.active \
+pub(super) const CALLER_STILL: &str =
+    "SELECT c.id FROM staff c WHERE c.token_hash = ? AND c.active \
      AND c.id = ? AND c.permissions = ?";
 
 /// A caller known from an earlier change, whose next change is decided without reading
@@ -34,15 +34,7 @@ impl Caller {
     /// Whether they are still as they were, on their own (where the change is not one
     /// statement).
     pub(super) fn still(&self, conn: &mut DbConnection) -> AppResult<bool> {
-        #[derive(QueryableByName)]
-        struct Found {
-            #[diesel(sql_type = Integer)]
-            #[allow(dead_code)]
-            one: i32,
-        }
-        static SQL: LazyLock<String> =
-            LazyLock::new(|| CALLER_STILL.replace("SELECT 1", "SELECT 1 AS one"));
-        let found: Vec<Found> = on_backend!(conn, |c| self.bind(Sql::new(SQL.as_str())).load(c)?);
+        let found: Vec<IdRow> = on_backend!(conn, |c| self.bind(Sql::new(CALLER_STILL)).load(c)?);
         Ok(!found.is_empty())
     }
 }
