@@ -397,20 +397,15 @@ impl Worker {
                     .filter(is_text)
                     .map(|r| r.task_id.as_str())
                     .collect();
-                let tasks = match task_ids.is_empty() {
-                    true => HashMap::new(),
-                    false => tasks::get_many(c, &task_ids)?,
-                };
+                // None at all when every task is known (`get_many` reads nothing then).
+                let tasks = tasks::get_many(c, &task_ids)?;
                 let staff = notifications::staff_with_devices(c, &staff_ids)?;
                 let mobiles = notifications::mobiles(c, &text_to)?;
                 let seen = receipts::seen(c, &text_about)?;
                 let mut jobs = Vec::with_capacity(rows.len());
                 for row in rows {
-                    let task = match known.get(&row.task_id) {
-                        Some(task) => Some(Task::clone(task)),
-                        None => tasks.get(&row.task_id).cloned(),
-                    };
-                    let Some(task) = task else {
+                    let task = known.get(&row.task_id).map(|t| Task::clone(t));
+                    let Some(task) = task.or_else(|| tasks.get(&row.task_id).cloned()) else {
                         jobs.push(Job::Unsendable(row, "the task no longer exists".into()));
                         continue;
                     };
