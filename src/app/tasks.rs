@@ -301,11 +301,11 @@ impl Actor<'_> {
 fn read_for(
     conn: &mut DbConnection,
     id: &str,
-    actor: &Actor,
+    (actor, token_hash): (&Actor, Option<&str>),
     known: &Option<Staff>,
 ) -> AppResult<(Acting, Staff, bool)> {
-    if let (None, Actor::Token { token, .. }) = (known, actor) {
-        match acting::load(conn, id, Who::Token(token)) {
+    if let (None, Some(hash)) = (known, token_hash) {
+        match acting::load(conn, id, Who::Token(hash)) {
             Ok(mut read) => {
                 if let Some(who) = read.caller.take() {
                     return Ok((read, who, true));
@@ -357,7 +357,7 @@ pub fn act_told(
     // Only a staff token is checked by the change's own write (a personal token is not).
     let mut staff_token = false;
     for _attempt in 0..5 {
-        let (read, who, by_staff_token) = read_for(conn, id, &actor, &known)?;
+        let (read, who, by_staff_token) = read_for(conn, id, (&actor, token.as_deref()), &known)?;
         staff_token |= by_staff_token;
         let Acting {
             task,
@@ -377,16 +377,7 @@ pub fn act_told(
             Ok(d) => d,
             Err(r) => return Err(refused(conn, &task, action, r)?),
         };
-        let more = matches!(action, Action::Reassign | Action::Decline)
-            || (matches!(decided.next.status, Status::Completed | Status::Cancelled)
-                && !ctx.policy.records.is_empty());
-        let write = |c: &mut DbConnection| write_change(c, ctx, who, action, &task, decided, None);
-        let saved = if more {
-            store::atomically(conn, write)?
-        } else {
-            write(conn)?
-        };
-        if let Some((next, event)) = saved {
+        if let Some((next, event)) = write_change(conn, ctx, who, action, &task, decided, None)? {
             let told = told(story, event, action);
             remember(ctx, &next, &told, who, token.filter(|_| staff_token));
             return Ok((next, told));
@@ -412,20 +403,19 @@ fn told(mut story: Story, event: Event, action: Action) -> Option<Story> {
 /// [`super::recent`]), when they came with a staff token (`token_hash`), the whole story is
 /// known, and the task is still in hand (their start or completion may follow).
 fn remember(ctx: &Ctx, next: &Task, told: &Option<Story>, who: &Staff, token_hash: Option<String>) {
-    let (Some(story), Some(token_hash)) = (told, token_hash) else {
-        ctx.recent.forget(&next.id);
-        return;
-    };
-    if !matches!(next.status, Status::Accepted | Status::InProgress) {
-        ctx.recent.forget(&next.id);
-        return;
+    match (told, token_hash) {
+        (Some(story), Some(token_hash))
+            if matches!(next.status, Status::Accepted | Status::InProgress) =>
+        {
+            ctx.recent.put(Held {
+                task: next.clone(),
+                story: story.clone(),
+                staff: who.clone(),
+                token_hash,
+            })
+        }
+        _ => ctx.recent.forget(&next.id),
     }
-    ctx.recent.put(Held {
-        task: next.clone(),
-        story: story.clone(),
-        staff: who.clone(),
-        token_hash,
-    });
 }
 
 /// A start or completion by whoever acknowledged the task, on the task as this instance's
@@ -465,14 +455,7 @@ fn act_on_recent(
         staff_id: staff.id.clone(),
         permissions: crate::domain::staff::format_permissions(&staff.roles),
     };
-    let more = decided.next.status == Status::Completed && !ctx.policy.records.is_empty();
-    let write =
-        |c: &mut DbConnection| write_change(c, ctx, &staff, action, &task, decided, Some(&caller));
-    let saved = if more {
-        store::atomically(conn, write)?
-    } else {
-        write(conn)?
-    };
+    let saved = write_change(conn, ctx, &staff, action, &task, decided, Some(&caller))?;
     let Some((next, event)) = saved else {
         return Ok(None);
     };
@@ -481,9 +464,11 @@ fn act_on_recent(
     Ok(Some((next, told)))
 }
 
-/// Writes a decided change and its effects; the task as it is now and the change's event,
-/// or `None` when the task had changed since it was read, or the `caller` is no longer as
-/// the change was decided for (nothing is written then).
+/// Writes a decided change and its effects, kept whole: alone as its one statement, or,
+/// when the change has more to write beside it (a reassignment's notifications, a
+/// decline's notice, the record), all of it in one transaction. The task as it is now and
+/// the change's event, or `None` when the task had changed since it was read, or the
+/// `caller` is no longer as the change was decided for (nothing is written then).
 fn write_change(
     conn: &mut DbConnection,
     ctx: &Ctx,
@@ -493,44 +478,53 @@ fn write_change(
     decided: Decided,
     caller: Option<&tasks::Caller>,
 ) -> AppResult<Option<(Task, Event)>> {
-    let Decided {
-        next,
-        kind,
-        from,
-        to,
-        detail,
-    } = decided;
-    let event = NewEvent {
-        actor: Some(&who.id),
-        kind,
-        from: Some(from),
-        to: Some(to),
-        detail,
+    let more = matches!(action, Action::Reassign | Action::Decline)
+        || (matches!(decided.next.status, Status::Completed | Status::Cancelled)
+            && !ctx.policy.records.is_empty());
+    let write = |conn: &mut DbConnection| -> AppResult<Option<(Task, Event)>> {
+        let Decided {
+            next,
+            kind,
+            from,
+            to,
+            detail,
+        } = decided;
+        let event = NewEvent {
+            actor: Some(&who.id),
+            kind,
+            from: Some(from),
+            to: Some(to),
+            detail,
+        };
+        // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
+        let mut told = event.told(0, ctx.now, Some(person(who)));
+        let Some(Saved { stopped, seq }) =
+            tasks::save_change(conn, &next, task, ctx.now, event, caller)?
+        else {
+            return Ok(None);
+        };
+        told.seq = seq;
+        if action == Action::Reassign {
+            notify_first_recipients(conn, &next, ctx)?;
+        }
+        if action == Action::Decline {
+            tell_raiser(
+                conn,
+                ctx,
+                &next,
+                who,
+                "declined your task",
+                "for the reason",
+            )?;
+        }
+        queue_for_record(conn, &next, ctx)?;
+        tracing::info!(task_id = %next.id, from = %from, to = %to, staff_id = %who.id, cancelled = stopped, "task {kind}");
+        Ok(Some((next, told)))
     };
-    // Whoever was being chased no longer needs to be; a reassigned task starts afresh.
-    let mut told = event.told(0, ctx.now, Some(person(who)));
-    let Some(Saved { stopped, seq }) =
-        tasks::save_change(conn, &next, task, ctx.now, event, caller)?
-    else {
-        return Ok(None);
-    };
-    told.seq = seq;
-    if action == Action::Reassign {
-        notify_first_recipients(conn, &next, ctx)?;
+    match more {
+        true => store::atomically(conn, write),
+        false => write(conn),
     }
-    if action == Action::Decline {
-        tell_raiser(
-            conn,
-            ctx,
-            &next,
-            who,
-            "declined your task",
-            "for the reason",
-        )?;
-    }
-    queue_for_record(conn, &next, ctx)?;
-    tracing::info!(task_id = %next.id, from = %from, to = %to, staff_id = %who.id, cancelled = stopped, "task {kind}");
-    Ok(Some((next, told)))
 }
 
 /// Adds a comment to the task's thread. A task already sent to the record is sent again.

@@ -4,7 +4,7 @@
 //! token, who that is. The change's answer is then that timeline and the change's own event
 //! (see `app::tasks::act_told`), with no read after the write; on PostgreSQL each of those
 //! reads was a round trip of its own.
-use super::directory::{hash_token, staff_of, Staff};
+use super::directory::{staff_of, Staff};
 use super::events::{EventColumns, Story};
 use super::sql::{on_backend, Sql};
 use super::tasks::{TaskRow, COLUMNS};
@@ -19,8 +19,9 @@ use std::sync::LazyLock;
 pub enum Who<'a> {
     /// A member of staff already known, by id.
     Id(&'a str),
-    /// Whoever holds this staff token (`bleepless staff token`) and is active: the read
-    /// checks it, and finds nothing at all when it is not one.
+    /// Whoever holds the staff token (`bleepless staff token`) with this hash
+    /// (`directory::hash_token`) and is active: the read checks it, and finds nothing at
+    /// all when it is not one.
     Token(&'a str),
 }
 
@@ -85,7 +86,7 @@ pub fn load(conn: &mut DbConnection, id: &str, who: Who) -> AppResult<Acting> {
     }
     let (sql, key) = match who {
         Who::Id(staff) => (BY_ID.as_str(), staff.to_string()),
-        Who::Token(token) => (BY_TOKEN.as_str(), hash_token(token)),
+        Who::Token(hash) => (BY_TOKEN.as_str(), hash.to_string()),
     };
     let rows: Vec<Row> = on_backend!(conn, |c| Sql::new(sql)
         .bind::<Text, _>(key.as_str())
