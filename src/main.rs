@@ -16,6 +16,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// mimalloc for Rust and, through its `override` feature, for SQLite's own C allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Bleepless: clinical tasks instead of bleeps.
 #[derive(Parser)]
 #[command(version, about)]
