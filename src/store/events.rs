@@ -59,9 +59,12 @@ impl NewEvent<'_> {
 /// Appends one event to a task's timeline. The task row must already have been updated in
 /// this transaction: its row lock orders concurrent writers, so the sequence number is free.
 ///
-/// One statement, which works out the number as it inserts: an event is written by every
-/// command, on SQLite's one writer, and a separate `max(seq)` read was a statement more for
-/// each (see BENCHMARKS.md §1).
+/// On PostgreSQL one statement, which works out the number as it inserts (a separate
+/// `max(seq)` read would be a round trip more). On SQLite, whose one writer runs every
+/// command in-process, the number is read first and the event inserted with it: the one
+/// statement needs two temporary tables there (its `SELECT` reads the table it inserts into,
+/// and `RETURNING`), which made the insert most of a status change's work (BENCHMARKS.md,
+/// twenty-second round).
 pub fn append_event(
     conn: &mut DbConnection,
     task_id: &str,
@@ -74,14 +77,46 @@ pub fn append_event(
              FROM task_events WHERE task_id = ? RETURNING seq"
         )
     });
-    let row: Appended = on_backend!(conn, |c| bind_event(
-        Sql::new(APPEND.as_str()).bind::<Text, _>(task_id),
+    match conn {
+        DbConnection::Pg(c) => {
+            let row: Appended =
+                bind_event(Sql::new(APPEND.as_str()).bind::<Text, _>(task_id), at, &e)
+                    .bind::<Text, _>(task_id)
+                    .get_result(c)?;
+            Ok(row.seq)
+        }
+        DbConnection::Sqlite(c) => {
+            let last: Option<i32> = task_events::table
+                .filter(task_events::task_id.eq(task_id))
+                .select(diesel::dsl::max(task_events::seq))
+                .get_result(c)?;
+            let seq = last.unwrap_or(0) + 1;
+            insert_event(conn, task_id, seq, at, e)?;
+            Ok(seq)
+        }
+    }
+}
+
+/// Inserts one event whose number is known: the first of a task just raised, or one
+/// [`append_event`] has numbered.
+pub fn insert_event(
+    conn: &mut DbConnection,
+    task_id: &str,
+    seq: i32,
+    at: DateTime<Utc>,
+    e: NewEvent,
+) -> AppResult<()> {
+    static INSERT: LazyLock<String> =
+        LazyLock::new(|| format!("{INSERT_EVENT} VALUES (?, ?, {EVENT_VALUES})"));
+    on_backend!(conn, |c| bind_event(
+        Sql::new(INSERT.as_str())
+            .bind::<Text, _>(task_id)
+            .bind::<Integer, _>(seq),
         at,
         &e
     )
-    .bind::<Text, _>(task_id)
-    .get_result(c)?);
-    Ok(row.seq)
+    .execute(c)?);
+    Ok(())
 }
 
 /// How every statement that appends one event begins: the columns, the task's id and the

@@ -31,7 +31,7 @@ pub fn write(conn: &mut DbConnection, task: &Task, notifications: &[NewDelivery]
         DbConnection::Pg(c) if alone => c,
         conn => {
             tasks::insert(conn, task)?;
-            events::append_event(conn, &task.id, task.raised_at, NewEvent::raised(task))?;
+            events::insert_event(conn, &task.id, 1, task.raised_at, NewEvent::raised(task))?;
             outbox::insert(conn, notifications)?;
             return Ok(());
         }
