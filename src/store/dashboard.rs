@@ -112,7 +112,7 @@ fn work_out(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Figures> {
         .collect();
 
     let escalations: Vec<NaiveDateTime> = task_events::table
-        .filter(task_events::kind.eq("escalated"))
+        .filter(super::events::escalated())
         .filter(task_events::at.ge(since))
         .select(task_events::at)
         .load(conn)?;

@@ -119,6 +119,13 @@ pub fn insert_event(
     Ok(())
 }
 
+/// Escalation events only, by the partial index `task_events_escalated`: the kind is
+/// written into the statement, since a bound value would hide from either backend's planner
+/// that the index serves it.
+pub(super) fn escalated() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql("task_events.kind = 'escalated'")
+}
+
 /// How every statement that appends one event begins: the columns, the task's id and the
 /// event's number first, then the six of [`bind_event`] (as [`EVENT_VALUES`]).
 pub(super) const INSERT_EVENT: &str = "INSERT INTO task_events \

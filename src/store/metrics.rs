@@ -41,7 +41,7 @@ pub fn read(conn: &mut DbConnection, now: DateTime<Utc>) -> AppResult<Readings> 
         ))
         .load(conn)?;
     let escalations: i64 = task_events::table
-        .filter(task_events::kind.eq("escalated"))
+        .filter(super::events::escalated())
         .count()
         .get_result(conn)?;
     let deliveries: Vec<(String, String, i64)> = outbox::table

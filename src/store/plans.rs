@@ -66,3 +66,15 @@ fn lists_and_the_last_day_are_read_by_their_indexes() {
         "{p}"
     );
 }
+
+#[test]
+fn escalations_are_read_by_their_partial_index() {
+    // The dashboard's escalations per hour and /metrics' count (`events::escalated`).
+    for sql in [
+        "SELECT at FROM task_events WHERE task_events.kind = 'escalated' AND at >= ?",
+        "SELECT count(*) FROM task_events WHERE task_events.kind = 'escalated'",
+    ] {
+        let p = plan(sql);
+        assert!(p.contains("INDEX task_events_escalated"), "{sql}: {p}");
+    }
+}
